@@ -1,0 +1,39 @@
+# Both README commands do their own setup: a virtual environment in $(VENV) with the
+# project installed editable. torch is installed first from $(TORCH_SPEC) when missing
+# (a CPU wheel by default; e.g. `make test TORCH_SPEC=torch` for a CUDA build).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test test-slow lint demo bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev,atari]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+demo: $(STAMP)
+	$(BIN)/python -m experiments.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m experiments.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,22 @@
+import json
+import subprocess
+import sys
+
+from worldmodel.checkpoint import save_vae
+from worldmodel.cli import main
+from worldmodel.frames import FrameSpec
+from worldmodel.vae import ConvVAE
+
+
+def test_info_prints_checkpoint_description(tmp_path, tiny_config, capsys):
+    path = tmp_path / "vae.safetensors"
+    save_vae(path, ConvVAE(tiny_config), FrameSpec(height=16, width=16), step=7)
+    assert main(["info", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["vae_config"]["latent_dim"] == 4 and out["metadata"] == {"step": 7}
+    assert out["frame_spec"]["height"] == 16
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "worldmodel", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "info" in result.stdout

@@ -1,0 +1,65 @@
+"""Device and precision selection, decided in the main process only.
+
+>>> resolve_device("cpu")
+device(type='cpu')
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks cuda if available, else mps, else cpu; an unavailable explicit device is an error."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but MPS is not available; use device='cpu' or 'auto'")
+    return resolved
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AVX512_BF16 or AMX-BF16).
+
+    Without them bf16 autocast on the CPU is emulated and slower than fp32.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_precision(device: torch.device) -> str:
+    """``bf16`` on CUDA with bf16 support and on CPUs with native bf16, else ``fp32``."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (None for fp32); fp16 is CUDA-only."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ValueError(f"precision 'fp16' needs a CUDA device, got {device}; use 'bf16' or 'fp32'")
+        return torch.float16
+    raise ValueError(f"precision must be one of fp32, bf16, fp16; got {precision!r}")
