@@ -1,0 +1,34 @@
+"""A one-line description of the machine and the date, for benchmark tables.
+
+>>> "cores" in describe_machine()
+True
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def describe_machine() -> str:
+    """CPU model, core count, load average, torch version, GPU (if any) and today's date."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores (load avg {load} at start), {gpu}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}, {datetime.date.today().isoformat()}"
+    )
