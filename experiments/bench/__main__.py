@@ -1,0 +1,42 @@
+"""``python -m experiments.bench``: run every benchmark and write experiments/reports/benchmarks.md.
+
+Benchmarks run one after another (never two at once: they would distort each other's
+figures). ``--only NAME ...`` runs a subset and keeps the other sections from their
+last committed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from worldmodel.atomic import atomic_path
+
+BENCHMARKS = ("collect", "dataset_read", "train_vae", "latent_wrapper")
+REPORTS = Path(__file__).resolve().parents[1] / "reports"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmarks")
+    args = parser.parse_args(argv)
+    for name in args.only or BENCHMARKS:
+        print(f"== benchmark {name} ==", flush=True)
+        print(importlib.import_module(f"experiments.bench.{name}").run(), flush=True)
+    sections = []
+    for name in BENCHMARKS:
+        section = REPORTS / "bench" / f"{name}.md"
+        sections.append(section.read_text() if section.exists() else f"## {name}\n\nNot run yet.\n")
+    header = (
+        "# Benchmarks\n\nMade by `make bench` (`python -m experiments.bench`); each section states its "
+        "machine and date and compares against a baseline measured in the same run.\n\n"
+    )
+    with atomic_path(REPORTS / "benchmarks.md") as tmp:
+        tmp.write_text(header + "\n".join(sections))
+    print(f"wrote {REPORTS / 'benchmarks.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
