@@ -1,0 +1,254 @@
+"""rl-zoo-style hyperparameters: shipped presets, user YAML files, and their SB3 form.
+
+A preset file ``agents/presets/<algo>.yaml`` maps env ids to hyperparameters, as
+rl-baselines3-zoo's ``hyperparams/<algo>.yml`` does; a ``default`` entry applies to
+every env and env entries override it. Special keys: ``policy``, ``n_timesteps``,
+``n_envs``, ``normalize`` (bool or VecNormalize keywords), ``frame_stack``,
+``frame_skip``, ``env_kwargs``, ``frame_spec`` (pixels only) and ``pixels`` (a
+mapping of overrides used with ``--pixels``). Every other key goes to the algorithm's
+constructor; ``lin_<x>`` values become linear schedules and ``policy_kwargs`` may
+be a mapping or the zoo's ``"dict(...)"`` string (parsed without ``eval``).
+
+>>> hp = resolve_hyperparams("ppo", "worldmodel/DotTarget-v0")
+>>> hp.policy, hp.n_envs > 0
+('MlpPolicy', True)
+>>> resolve_hyperparams("ppo", "worldmodel/DotTarget-v0", pixels=True).policy
+'CnnPolicy'
+>>> algo_kwargs_for_sb3({"learning_rate": "lin_1e-3"})["learning_rate"](0.5)
+0.0005
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from gymnasium import spaces
+from stable_baselines3.common.utils import LinearSchedule
+from torch import nn
+
+from agents.algorithms import AlgorithmSpec, get_algorithm
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+DEFAULT_KEY = "default"
+SPECIAL_KEYS = {"policy", "n_timesteps", "n_envs", "normalize", "frame_stack", "frame_skip", "env_kwargs", "frame_spec"}
+# The rl-zoo CarRacing pixel recipe: frame skip 2, 64x64 grayscale, 2 stacked frames, CnnPolicy.
+PIXEL_DEFAULTS: dict[str, Any] = {
+    "policy": "CnnPolicy",
+    "frame_stack": 2,
+    "frame_skip": 2,
+    "frame_spec": {"height": 64, "width": 64, "grayscale": True},
+}
+REPLAY_BUDGET_GIB = 24.0
+# Evaluation envs are seeded from seed + EVAL_SEED_OFFSET, so they never replay a training seed.
+EVAL_SEED_OFFSET = 1_000_000
+
+
+@dataclass(frozen=True)
+class Hyperparams:
+    """Resolved hyperparameters for one algorithm on one env (JSON-serialisable)."""
+
+    policy: str
+    """SB3 policy name (``MlpPolicy`` on latents, ``CnnPolicy`` on pixels)."""
+    n_timesteps: int
+    """Default training budget in agent steps."""
+    n_envs: int
+    """Parallel environments."""
+    normalize: dict[str, Any] | None
+    """VecNormalize keywords, or None for no normalisation."""
+    frame_stack: int = 1
+    """Frames stacked by VecFrameStack (pixels only)."""
+    frame_skip: int | None = None
+    """Overrides the env preset's frame skip; None keeps it."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra ``gym.make`` keywords."""
+    frame_spec: dict[str, Any] | None = None
+    """FrameSpec fields for pixel observations (pixels only)."""
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Constructor keywords of the algorithm, in YAML form (schedules as ``lin_<x>`` strings)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self.__dict__)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if key == "pixels" and isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Read an rl-zoo-style YAML file: a mapping of env ids (or ``default``) to mappings."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"hyperparameter file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(
+            f"{path} must map env ids (or 'default') to hyperparameter mappings, as rl-zoo's "
+            "hyperparams/<algo>.yml files do, e.g. 'CarRacing-v3: {n_envs: 8, learning_rate: 3.0e-4}'"
+        )
+    return data
+
+
+def _entry(data: dict[str, Any], env_id: str) -> dict[str, Any]:
+    return _merge(data.get(DEFAULT_KEY, {}), data.get(env_id, {}))
+
+
+def _normalize_kwargs(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        value = ast.literal_eval(value)
+    if value is True:
+        return {}
+    if value is False or value is None:
+        return None
+    if isinstance(value, dict):
+        return dict(value)
+    raise ValueError(f"normalize must be true, false or a mapping of VecNormalize keywords, got {value!r}")
+
+
+def resolve_hyperparams(
+    algo: str,
+    env_id: str,
+    *,
+    pixels: bool = False,
+    user_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Hyperparams:
+    """Merge, in order: pixel defaults, the shipped preset, ``user_file``, then ``overrides``.
+
+    Unknown algorithm keywords are an error naming the valid ones.
+    """
+    spec = get_algorithm(algo)
+    preset_path = PRESETS_DIR / f"{spec.name}.yaml"
+    raw = _entry(load_yaml_file(preset_path), env_id) if preset_path.is_file() else {}
+    if user_file is not None:
+        raw = _merge(raw, _entry(load_yaml_file(user_file), env_id))
+    pixel_overrides = raw.pop("pixels", {})
+    if pixels:
+        raw = {**raw, **PIXEL_DEFAULTS, **pixel_overrides}
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if not pixels:
+        for key in ("frame_stack", "frame_spec"):
+            raw.pop(key, None)
+    algo_kwargs = {k: v for k, v in raw.items() if k not in SPECIAL_KEYS}
+    check_algo_kwargs(spec, algo_kwargs)
+    return Hyperparams(
+        policy=str(raw.get("policy", "MlpPolicy")),
+        n_timesteps=int(float(raw.get("n_timesteps", 1_000_000))),
+        n_envs=int(raw.get("n_envs", 1)),
+        normalize=_normalize_kwargs(raw.get("normalize", False)),
+        frame_stack=int(raw.get("frame_stack", 1)),
+        frame_skip=None if raw.get("frame_skip") is None else int(raw["frame_skip"]),
+        env_kwargs=dict(raw.get("env_kwargs") or {}),
+        frame_spec=raw.get("frame_spec"),
+        algo_kwargs=algo_kwargs,
+    )
+
+
+def check_algo_kwargs(spec: AlgorithmSpec, algo_kwargs: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for keywords the algorithm's constructor does not take."""
+    params = set(inspect.signature(spec.load_class().__init__).parameters) - {"self", "policy", "env"}
+    unknown = sorted(set(algo_kwargs) - params)
+    if unknown:
+        raise ValueError(
+            f"{spec.name} does not take hyperparameters {unknown}; its keywords are {sorted(params)} "
+            f"plus the special keys {sorted(SPECIAL_KEYS)}"
+        )
+
+
+_NN_NAMES = {name: getattr(nn, name) for name in ("ReLU", "Tanh", "GELU", "ELU", "LeakyReLU", "SiLU")}
+
+
+def _literal(node: ast.AST) -> Any:
+    """Evaluate a literal, ``dict(...)`` call or ``nn.<Activation>`` name without ``eval``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+        return {kw.arg: _literal(kw.value) for kw in node.keywords}
+    is_nn = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "nn"
+    if is_nn and node.attr in _NN_NAMES:
+        return _NN_NAMES[node.attr]
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.List | ast.Tuple):
+        return [_literal(e) for e in node.elts]
+    try:
+        return ast.literal_eval(node)
+    except ValueError as exc:
+        raise ValueError(
+            f"cannot read {ast.unparse(node)!r} in policy_kwargs: use literals, dict(...) and "
+            f"nn.{{{', '.join(_NN_NAMES)}}}"
+        ) from exc
+
+
+def parse_policy_kwargs(value: str | dict[str, Any]) -> dict[str, Any]:
+    """``policy_kwargs`` from a mapping or the zoo's ``"dict(net_arch=[64, 64], activation_fn=nn.Tanh)"``.
+
+    >>> parse_policy_kwargs("dict(net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh)")["activation_fn"]
+    <class 'torch.nn.modules.activation.Tanh'>
+    """
+    if isinstance(value, dict):
+        return {k: _NN_NAMES[v[3:]] if isinstance(v, str) and v[3:] in _NN_NAMES else v for k, v in value.items()}
+    parsed = _literal(ast.parse(value, mode="eval").body)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"policy_kwargs must describe a mapping, got {value!r}")
+    return parsed
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        return LinearSchedule(float(value[4:]), 0.0, 1.0)
+    return value
+
+
+def algo_kwargs_for_sb3(algo_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Turn YAML-form keywords into SB3 objects: schedules, policy_kwargs, tuples for ``train_freq``."""
+    out = {key: _schedule(value) for key, value in algo_kwargs.items()}
+    if "policy_kwargs" in out:
+        out["policy_kwargs"] = parse_policy_kwargs(out["policy_kwargs"])
+    if isinstance(out.get("train_freq"), list):
+        out["train_freq"] = tuple(out["train_freq"])
+    return out
+
+
+def replay_buffer_bytes(buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space) -> int:
+    """Bytes SB3's ReplayBuffer allocates: observations twice (obs, next_obs), actions, rewards, dones.
+
+    >>> replay_buffer_bytes(1000, spaces.Box(0, 255, (64, 64, 1), np.uint8), spaces.Discrete(5))
+    8212000
+    """
+    obs = int(np.prod(observation_space.shape)) * np.dtype(observation_space.dtype).itemsize
+    act = int(np.prod(action_space.shape or (1,))) * np.dtype(action_space.dtype or np.float32).itemsize
+    return buffer_size * (2 * obs + act + 4 + 4 + 4)
+
+
+def check_replay_memory(
+    algo_kwargs: dict[str, Any],
+    spec: AlgorithmSpec,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    budget_gib: float = REPLAY_BUDGET_GIB,
+) -> None:
+    """Raise ``ValueError`` when an off-policy replay buffer would not fit in ``budget_gib``."""
+    if not spec.off_policy:
+        return
+    default = inspect.signature(spec.load_class().__init__).parameters["buffer_size"].default
+    buffer_size = int(algo_kwargs.get("buffer_size", default))
+    need = replay_buffer_bytes(buffer_size, observation_space, action_space)
+    if need > budget_gib * 2**30:
+        per_item = max(1, need // buffer_size)
+        fits = int(budget_gib * 2**30 // per_item)
+        raise ValueError(
+            f"a {spec.name} replay buffer of {buffer_size:,} transitions of {observation_space.shape} observations "
+            f"needs {need / 2**30:.1f} GiB, over the {budget_gib:g} GiB budget; set buffer_size to at most "
+            f"{fits:,} in --hyperparams (e.g. 'default: {{buffer_size: {min(fits, 100_000)}}}')"
+        )
