@@ -4,9 +4,22 @@ Importing this package registers the toy env ids (``worldmodel/DotTarget-v0``,
 ``worldmodel/DotTargetContinuous-v0``).
 """
 
+from envs.frame_wrapper import FrameSpecObservation
+from envs.latent_observation import LatentObservation
 from envs.pixels import PixelObservation, is_image_space
 from envs.toy import DotTargetEnv, register_toy_envs
+from envs.vec_latent_observation import VecLatentObservation
+from envs.vector_latent_observation import VectorLatentObservation
 
 register_toy_envs()
 
-__all__ = ["DotTargetEnv", "PixelObservation", "is_image_space", "register_toy_envs"]
+__all__ = [
+    "DotTargetEnv",
+    "FrameSpecObservation",
+    "LatentObservation",
+    "PixelObservation",
+    "VecLatentObservation",
+    "VectorLatentObservation",
+    "is_image_space",
+    "register_toy_envs",
+]
