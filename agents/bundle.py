@@ -1,0 +1,254 @@
+"""Run directories that restore a trained agent: the SB3 zip plus everything its observations depend on.
+
+Layout of ``RUN_DIR``::
+
+    model.zip            SB3 model (final)
+    vae.safetensors      copy of the VAE (latent runs); its SHA-256 is in config.json
+    vec_normalize.npz    VecNormalize statistics, no pickle (when normalising)
+    config.json          resolved training config, hyperparameters and the observation stack
+    evaluations.npz      EvalCallback curve; learning_curve.png plots it
+    summary.json         final numbers (steps, steps/s, last evaluation)
+    checkpoints/         resume state (see agents.resume); tb/ TensorBoard logs
+
+Bundles are trusted-only: SB3 zips still deserialise a few entries with cloudpickle.
+:func:`load_model` replaces the schedules and spaces through ``custom_objects`` so no
+pickled code runs for them, but do not load bundles from people you do not trust.
+
+>>> import tempfile, pathlib
+>>> run_dir = pathlib.Path(tempfile.mkdtemp())
+>>> try:
+...     check_bundle(run_dir)
+... except BundleError as exc:
+...     print("has no config.json" in str(exc))
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from agents.algorithms import AlgorithmSpec, get_algorithm
+from agents.hyperparams import algo_kwargs_for_sb3
+from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize
+from worldmodel.atomic import atomic_path, write_json_atomic
+from worldmodel.checkpoint import file_sha256
+
+MODEL_FILE = "model.zip"
+VAE_FILE = "vae.safetensors"
+NORMALIZE_FILE = "vec_normalize.npz"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+EVALUATIONS_FILE = "evaluations.npz"
+CURVE_FILE = "learning_curve.png"
+SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
+
+
+class BundleError(ValueError):
+    """A run directory that cannot be loaded; the message names the file and what to do."""
+
+
+def copy_vae(vae_path: str | Path, run_dir: Path) -> str:
+    """Copy the VAE into ``run_dir`` (atomically) and return its SHA-256."""
+    with atomic_path(run_dir / VAE_FILE) as tmp:
+        shutil.copyfile(vae_path, tmp)
+    return file_sha256(run_dir / VAE_FILE)
+
+
+def save_model(model: BaseAlgorithm, path: Path) -> None:
+    """``model.save`` to ``path`` atomically (a kill mid-write leaves the previous file)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        model.save(f)
+
+
+def save_vec_normalize(venv: VecNormalize, path: Path) -> None:
+    """VecNormalize running statistics and settings as an ``.npz`` without pickled objects."""
+    arrays = {
+        "obs_mean": venv.obs_rms.mean,
+        "obs_var": venv.obs_rms.var,
+        "obs_count": np.float64(venv.obs_rms.count),
+        "ret_mean": venv.ret_rms.mean,
+        "ret_var": venv.ret_rms.var,
+        "ret_count": np.float64(venv.ret_rms.count),
+        "clip_obs": np.float64(venv.clip_obs),
+        "clip_reward": np.float64(venv.clip_reward),
+        "gamma": np.float64(venv.gamma),
+        "epsilon": np.float64(venv.epsilon),
+    }
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_vec_normalize(venv: VecNormalize, path: Path) -> None:
+    """Restore statistics written by :func:`save_vec_normalize` into ``venv`` (``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as data:
+        if data["obs_mean"].shape != venv.obs_rms.mean.shape:
+            raise BundleError(
+                f"{path} holds normalisation statistics of shape {data['obs_mean'].shape}, but the observations "
+                f"are {venv.obs_rms.mean.shape}; the run directory mixes files of different runs"
+            )
+        venv.obs_rms = RunningMeanStd(shape=venv.obs_rms.mean.shape)
+        venv.obs_rms.mean, venv.obs_rms.var = data["obs_mean"].copy(), data["obs_var"].copy()
+        venv.obs_rms.count = float(data["obs_count"])
+        venv.ret_rms = RunningMeanStd(shape=())
+        venv.ret_rms.mean, venv.ret_rms.var = data["ret_mean"].copy(), data["ret_var"].copy()
+        venv.ret_rms.count = float(data["ret_count"])
+        venv.clip_obs, venv.clip_reward = float(data["clip_obs"]), float(data["clip_reward"])
+        venv.gamma, venv.epsilon = float(data["gamma"]), float(data["epsilon"])
+
+
+def custom_objects(spec: AlgorithmSpec, algo_kwargs: dict[str, Any], venv: VecEnv) -> dict[str, Any]:
+    """Replacements for the zip's cloudpickled schedules and spaces, rebuilt from the config.
+
+    SB3 recomputes ``lr_schedule`` and ``exploration_schedule`` in ``_setup_model``, so
+    placeholders stand in for them.
+    """
+    defaults = inspect.signature(spec.load_class().__init__).parameters
+    sb3_kwargs = algo_kwargs_for_sb3(algo_kwargs)
+    objects: dict[str, Any] = {
+        "observation_space": venv.observation_space,
+        "action_space": venv.action_space,
+        "lr_schedule": 0.0,
+        "exploration_schedule": 0.0,
+    }
+    for key in SCHEDULE_KEYS:
+        if key in sb3_kwargs:
+            objects[key] = sb3_kwargs[key]
+        elif key in defaults:
+            objects[key] = defaults[key].default
+    return objects
+
+
+def load_model(
+    path: Path, spec: AlgorithmSpec, algo_kwargs: dict[str, Any], venv: VecEnv, device: str = "auto"
+) -> BaseAlgorithm:
+    """Load an SB3 zip for ``venv`` with :func:`custom_objects` (trusted files only)."""
+    cls = spec.load_class()
+    return cls.load(path, env=venv, device=device, custom_objects=custom_objects(spec, algo_kwargs, venv))
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise BundleError(
+            f"{run_dir} has no {CONFIG_FILE}: it is not a train-agent run directory, or training never started; "
+            "pass the RUN_DIR given to `worldmodel train-agent --out`"
+        )
+    return json.loads(path.read_text())
+
+
+def check_bundle(run_dir: str | Path, model_file: str | Path = MODEL_FILE) -> dict[str, Any]:
+    """Check that ``run_dir`` holds every file its config needs and an unmodified VAE; return the config."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    stack = config["stack"]
+    model_path = run_dir / model_file
+    if not model_path.is_file():
+        raise BundleError(
+            f"{run_dir} is missing {model_file}: training did not finish. Continue it with "
+            f"`worldmodel train-agent ... --out {run_dir} --resume`"
+        )
+    if stack["normalize"] is not None and not (run_dir / NORMALIZE_FILE).is_file():
+        raise BundleError(
+            f"{run_dir} is missing {NORMALIZE_FILE} (VecNormalize statistics); the agent cannot see the "
+            "observations it was trained on without them. Restore the file from the original run directory"
+        )
+    if not stack["pixels"]:
+        vae_path = run_dir / VAE_FILE
+        if not vae_path.is_file():
+            raise BundleError(
+                f"{run_dir} is missing {VAE_FILE}, the VAE the agent was trained with; restore it from the "
+                "original run directory"
+            )
+        expected = config["vae_sha256"]
+        actual = file_sha256(vae_path)
+        if actual != expected:
+            raise BundleError(
+                f"{vae_path} was modified since training (SHA-256 {actual[:12]}..., recorded {expected[:12]}...); "
+                "the agent only works with the exact VAE it was trained on. Restore the original file, or train "
+                "a new agent on the new VAE with `worldmodel train-agent`"
+            )
+    return config
+
+
+@dataclass
+class Bundle:
+    """A loaded run directory: the model on a stack rebuilt exactly as in training."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    stack: StackConfig
+    algorithm: AlgorithmSpec
+    model: BaseAlgorithm
+    venv: VecEnv
+
+
+def load_bundle(
+    run_dir: str | Path,
+    *,
+    n_envs: int = 1,
+    seed: int = 0,
+    device: str = "auto",
+    frame_tap: bool = False,
+    model_file: str | Path = MODEL_FILE,
+) -> Bundle:
+    """Rebuild the evaluation stack of ``run_dir`` (VecNormalize frozen) and load the model onto it."""
+    run_dir = Path(run_dir)
+    config = check_bundle(run_dir, model_file)
+    stack = StackConfig.from_dict(config["stack"])
+    spec = get_algorithm(config["algo"])
+    venv = build_vec_env(
+        stack,
+        n_envs=n_envs,
+        seed=seed,
+        vae=None if stack.pixels else run_dir / VAE_FILE,
+        device=device,
+        training=False,
+        frame_tap=frame_tap,
+    )
+    normalizer = find_vec_normalize(venv)
+    if normalizer is not None:
+        load_vec_normalize(normalizer, run_dir / NORMALIZE_FILE)
+    model = load_model(run_dir / model_file, spec, config["hyperparams"]["algo_kwargs"], venv, device)
+    return Bundle(run_dir=run_dir, config=config, stack=stack, algorithm=spec, model=model, venv=venv)
+
+
+def write_learning_curve(run_dir: Path, title: str) -> Path | None:
+    """Plot ``evaluations.npz`` (mean ± std return against agent steps) to ``learning_curve.png``."""
+    path = run_dir / EVALUATIONS_FILE
+    if not path.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with np.load(path, allow_pickle=False) as data:
+        steps, results = data["timesteps"], data["results"]
+    if len(steps) == 0:
+        return None
+    mean, std = results.mean(axis=1), results.std(axis=1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, mean, marker="o")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
+    ax.set(xlabel="agent steps", ylabel="eval return (mean ± std)", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run_dir / CURVE_FILE
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    return out
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    write_json_atomic(run_dir / SUMMARY_FILE, summary)

@@ -1,0 +1,210 @@
+"""``worldmodel evaluate RUN_DIR``: returns and episode lengths of a trained agent, and a video.
+
+The bundle's stack is rebuilt exactly (:func:`agents.bundle.load_bundle`), episodes
+start from ``--seed`` (by default the run's evaluation seed, disjoint from its training
+seeds), and ``--random-baseline`` also scores a uniform-random policy on the same seeds.
+``--video out.mp4`` records env frame | what the VAE reconstructs from the latent the
+policy saw (pixel runs: the preprocessed frame the CNN saw) | the return so far.
+
+>>> from worldmodel.configargs import field_docs
+>>> "H.264" in field_docs(EvaluateConfig)["video"]
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.bundle import Bundle, load_bundle, read_config
+from agents.vec_env import find_vec_wrapper
+from agents.video import PanelVideoWriter
+from envs.vec_latent_observation import VecLatentObservation
+from worldmodel.atomic import write_json_atomic
+from worldmodel.configargs import add_config_arguments, config_from_args
+
+EVALUATION_FILE = "evaluation.json"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Settings of one ``evaluate`` run."""
+
+    run_dir: str
+    """Run directory written by ``worldmodel train-agent``."""
+    episodes: int = 10
+    """Episodes to run."""
+    deterministic: bool = True
+    """Act with the policy's mode instead of sampling."""
+    seed: int | None = None
+    """Seed of the first episode (None: the run's evaluation seed)."""
+    video: str | None = None
+    """Write an H.264 MP4 of the first --video-episodes episodes: env frame | VAE reconstruction | return."""
+    video_episodes: int = 1
+    """Episodes recorded in the video."""
+    fps: int = 30
+    """Video frames per second."""
+    random_baseline: bool = False
+    """Also evaluate a uniform-random policy on the same seeds."""
+    out: str | None = None
+    """Where to write the JSON results (None: RUN_DIR/evaluation.json)."""
+    device: str = "auto"
+    """Device of the policy and the encoder."""
+
+
+Act = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def policy_act(bundle: Bundle, deterministic: bool) -> Act:
+    """The bundle's policy as ``act(obs, episode_start) -> actions`` (LSTM state kept for recurrent ones)."""
+    state: Any = None
+
+    def act(obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
+        nonlocal state
+        actions, state = bundle.model.predict(
+            obs, state=state, episode_start=episode_start, deterministic=deterministic
+        )
+        return actions
+
+    return act
+
+
+def random_act(venv: VecEnv, seed: int) -> Act:
+    """A uniform-random policy over ``venv``'s action space, seeded."""
+    space = venv.action_space
+    space.seed(seed)
+    return lambda obs, episode_start: np.stack([space.sample() for _ in range(venv.num_envs)])
+
+
+def _video_frames(bundle: Bundle) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    """Returns a function giving (raw env frame, what the policy saw as a frame) for env 0."""
+    if bundle.stack.pixels:
+        spec = bundle.stack.pixel_frame_spec()
+        encoder = None
+    else:
+        encoder = find_vec_wrapper(bundle.venv, VecLatentObservation).encoder
+        spec = encoder.frame_spec
+
+    def frames() -> tuple[np.ndarray, np.ndarray]:
+        raw = bundle.venv.get_attr("last_frame", [0])[0]
+        seen = spec.apply(raw)
+        return raw, seen if encoder is None else encoder.reconstruct(seen[None])[0]
+
+    return frames
+
+
+def run_episodes(
+    venv: VecEnv,
+    act: Act,
+    episodes: int,
+    *,
+    seed: int,
+    on_step: Callable[[float, bool], None] | None = None,
+) -> tuple[list[float], list[int]]:
+    """Run ``episodes`` episodes on ``venv`` (one env) from ``seed``; returns Monitor's returns and lengths.
+
+    ``on_step(reward, done)`` is called after the reset (reward 0) and after every step.
+    Later episodes start from the env's own RNG after ``seed``, which actions never
+    consume, so any two policies see the same sequence of starts.
+    """
+    venv.seed(seed)
+    obs = venv.reset()
+    episode_start = np.ones(venv.num_envs, dtype=bool)
+    returns: list[float] = []
+    lengths: list[int] = []
+    if on_step is not None:
+        on_step(0.0, False)
+    while len(returns) < episodes:
+        obs, rewards, dones, infos = venv.step(act(obs, episode_start))
+        episode_start = dones
+        if on_step is not None:
+            on_step(float(rewards[0]), bool(dones[0]))
+        if dones[0]:
+            returns.append(float(infos[0]["episode"]["r"]))
+            lengths.append(int(infos[0]["episode"]["l"]))
+    return returns, lengths
+
+
+def _stats(returns: list[float], lengths: list[int]) -> dict[str, Any]:
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "mean_length": float(np.mean(lengths)),
+        "std_length": float(np.std(lengths)),
+        "returns": returns,
+        "lengths": lengths,
+    }
+
+
+def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
+    """Evaluate the bundle in ``config.run_dir``; writes and returns the results."""
+    run_dir = Path(config.run_dir)
+    seed = config.seed if config.seed is not None else int(read_config(run_dir)["eval_seed"])
+    bundle = load_bundle(run_dir, seed=seed, device=config.device, frame_tap=config.video is not None)
+    results: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "algo": bundle.algorithm.name,
+        "env_id": bundle.stack.env_id,
+        "mode": "pixels" if bundle.stack.pixels else "latents",
+        "episodes": config.episodes,
+        "seed": seed,
+        "deterministic": config.deterministic,
+    }
+    act = policy_act(bundle, config.deterministic)
+    if config.video is None:
+        results.update(_stats(*run_episodes(bundle.venv, act, config.episodes, seed=seed)))
+    else:
+        results.update(_stats(*_run_with_video(bundle, act, config, seed)))
+        results["video"] = config.video
+    if config.random_baseline:
+        rand = run_episodes(bundle.venv, random_act(bundle.venv, seed), config.episodes, seed=seed)
+        results["random"] = _stats(*rand)
+    bundle.venv.close()
+    write_json_atomic(Path(config.out) if config.out else run_dir / EVALUATION_FILE, results)
+    return results
+
+
+def _run_with_video(bundle: Bundle, act: Act, config: EvaluateConfig, seed: int) -> tuple[list[float], list[int]]:
+    frames = _video_frames(bundle)
+    returns_so_far: list[float] = []
+    recorded = 0
+    with PanelVideoWriter(config.video, fps=config.fps) as video:
+
+        def on_step(reward: float, done: bool) -> None:
+            nonlocal recorded
+            if recorded >= config.video_episodes:
+                return
+            returns_so_far.append((returns_so_far[-1] if returns_so_far else 0.0) + reward)
+            video.add(*frames(), returns_so_far)
+            if done:
+                recorded += 1
+                returns_so_far.clear()
+
+        return run_episodes(bundle.venv, act, config.episodes, seed=seed, on_step=on_step)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``worldmodel evaluate``."""
+    add_config_arguments(parser, EvaluateConfig, positional=("run_dir",))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``worldmodel evaluate RUN_DIR``: print mean ± std return and episode length, write the JSON."""
+    results = evaluate_agent(config_from_args(EvaluateConfig, args))
+    print(
+        f"{results['algo']} on {results['env_id']} ({results['mode']}), {results['episodes']} episodes "
+        f"from seed {results['seed']}: return {results['mean_return']:.2f} ± {results['std_return']:.2f}, "
+        f"length {results['mean_length']:.1f} ± {results['std_length']:.1f}"
+    )
+    if "random" in results:
+        rand = results["random"]
+        print(f"random policy, same seeds: return {rand['mean_return']:.2f} ± {rand['std_return']:.2f}")
+    print(json.dumps({k: v for k, v in results.items() if k not in ("returns", "lengths", "random")}, indent=2))
+    return 0

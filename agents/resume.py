@@ -1,0 +1,123 @@
+"""Crash-safe training checkpoints for ``train-agent --resume``.
+
+Every ``save_freq`` agent steps :class:`ResumeCallback` writes, under
+``RUN_DIR/checkpoints/``, the model zip (weights, optimiser, step counters), the replay
+buffer of off-policy algorithms, the VecNormalize statistics (npz), and last
+``state.json``, which names those files and holds the callbacks' state (evaluation
+history, env frames, elapsed time). Every file is written atomically and ``state.json``
+only ever names complete files, so a ``kill -9`` at any point leaves a loadable
+checkpoint. The replay buffer is SB3's pickle: checkpoints are for resuming your own runs.
+
+>>> import tempfile, pathlib
+>>> read_state(pathlib.Path(tempfile.mkdtemp())) is None
+True
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from agents.bundle import save_model, save_vec_normalize
+from agents.vec_env import find_vec_normalize
+from worldmodel.atomic import atomic_path, write_json_atomic
+
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "state.json"
+
+
+def read_state(run_dir: Path) -> dict[str, Any] | None:
+    """The latest checkpoint's state of ``run_dir``, or None when it has none."""
+    path = run_dir / CHECKPOINT_DIR / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def eval_history(callback: EvalCallback) -> dict[str, Any]:
+    """What EvalCallback accumulated, JSON-ready."""
+    return {
+        "timesteps": [int(t) for t in callback.evaluations_timesteps],
+        "results": [[float(r) for r in row] for row in callback.evaluations_results],
+        "lengths": [[int(n) for n in row] for row in callback.evaluations_length],
+        "best_mean_reward": float(callback.best_mean_reward),
+        "last_mean_reward": float(callback.last_mean_reward),
+    }
+
+
+def restore_eval_history(callback: EvalCallback, history: dict[str, Any], num_timesteps: int, n_envs: int) -> None:
+    """Put a saved evaluation history back and align the call counter with the step counter."""
+    callback.evaluations_timesteps = list(history["timesteps"])
+    callback.evaluations_results = [list(row) for row in history["results"]]
+    callback.evaluations_length = [list(row) for row in history["lengths"]]
+    callback.best_mean_reward = history["best_mean_reward"]
+    callback.last_mean_reward = history["last_mean_reward"]
+    callback.n_calls = num_timesteps // n_envs
+
+
+class ResumeCallback(BaseCallback):
+    """Counts env frames and writes a resume checkpoint every ``save_freq`` agent steps."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        save_freq: int,
+        eval_callback: EvalCallback | None,
+        *,
+        env_frames: int = 0,
+        elapsed_s: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.dir = run_dir / CHECKPOINT_DIR
+        self.save_freq = max(1, int(save_freq))
+        self.eval_callback = eval_callback
+        self.env_frames = env_frames
+        self.elapsed_before = elapsed_s
+        self._started = time.monotonic()
+        self._next_save = 0
+
+    def _on_training_start(self) -> None:
+        self._started = time.monotonic()
+        self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+
+    @property
+    def elapsed_s(self) -> float:
+        """Training wall time, including the runs before a resume."""
+        return self.elapsed_before + time.monotonic() - self._started
+
+    def _on_step(self) -> bool:
+        self.env_frames += sum(int(info.get("frames", 1)) for info in self.locals.get("infos", []))
+        if self.num_timesteps >= self._next_save:
+            self.save()
+            self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+        return True
+
+    def save(self) -> None:
+        """Write model, buffer and statistics for this step, then point ``state.json`` at them."""
+        step = self.num_timesteps
+        self.dir.mkdir(parents=True, exist_ok=True)
+        files = {"model": f"model_{step}.zip"}
+        save_model(self.model, self.dir / files["model"])
+        if isinstance(self.model, OffPolicyAlgorithm):
+            files["replay_buffer"] = f"replay_buffer_{step}.pkl"
+            with atomic_path(self.dir / files["replay_buffer"]) as tmp, open(tmp, "wb") as f:
+                self.model.save_replay_buffer(f)
+        normalizer = find_vec_normalize(self.training_env)
+        if normalizer is not None:
+            files["vec_normalize"] = f"vec_normalize_{step}.npz"
+            save_vec_normalize(normalizer, self.dir / files["vec_normalize"])
+        state = {
+            "step": step,
+            "files": files,
+            "env_frames": self.env_frames,
+            "elapsed_s": self.elapsed_s,
+            "eval": None if self.eval_callback is None else eval_history(self.eval_callback),
+        }
+        write_json_atomic(self.dir / STATE_FILE, state)
+        keep = set(files.values()) | {STATE_FILE}
+        for path in self.dir.iterdir():
+            if path.name not in keep and not path.name.startswith("."):
+                path.unlink(missing_ok=True)

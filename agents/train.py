@@ -1,0 +1,333 @@
+"""``worldmodel train-agent``: train any SB3 algorithm on VAE latents (or on pixels, for comparison).
+
+:func:`train_agent` resolves the hyperparameters (shipped preset, ``--hyperparams``
+file, command line), builds the training stack and an identically wrapped evaluation
+stack (VecNormalize statistics synced by ``EvalCallback``, seeds disjoint from the
+training seeds), trains with evaluation, resume checkpoints, TensorBoard and a progress
+bar, and leaves a bundle in the run directory (see :mod:`agents.bundle`).
+
+>>> from worldmodel.configargs import field_docs
+>>> field_docs(AgentConfig)["latent_history"]
+'Concatenate the latest k latents into each observation.'
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import stable_baselines3
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.algorithms import AlgorithmSpec, check_action_space, get_algorithm
+from agents.bundle import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    NORMALIZE_FILE,
+    BundleError,
+    copy_vae,
+    load_model,
+    load_vec_normalize,
+    read_config,
+    save_model,
+    save_vec_normalize,
+    write_learning_curve,
+    write_summary,
+)
+from agents.hyperparams import (
+    EVAL_SEED_OFFSET,
+    Hyperparams,
+    algo_kwargs_for_sb3,
+    check_replay_memory,
+    resolve_hyperparams,
+)
+from agents.resume import CHECKPOINT_DIR, ResumeCallback, read_state, restore_eval_history
+from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize, load_stack_vae
+from worldmodel.atomic import write_json_atomic
+from worldmodel.checkpoint import file_sha256
+from worldmodel.configargs import add_config_arguments, config_from_args
+from worldmodel.device import resolve_device
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Settings of one ``train-agent`` run."""
+
+    env_id: str
+    """Gymnasium env id, e.g. CarRacing-v3 or worldmodel/DotTarget-v0."""
+    vae: str | None = None
+    """VAE checkpoint (.safetensors) whose latents the agent sees; not used with --pixels."""
+    algo: str = "ppo"
+    """SB3 algorithm: ppo, a2c, sac, td3, ddpg, dqn; with sb3-contrib also tqc, recurrentppo, qrdqn, trpo, crossq."""
+    timesteps: int | None = None
+    """Agent steps to train for (None: the preset's n_timesteps)."""
+    out: str | None = None
+    """Run directory (None: runs/agents/<env>__<algo>__<seed>__<time>)."""
+    n_envs: int | None = None
+    """Parallel training envs (None: the preset's)."""
+    seed: int = 0
+    """Training envs use seeds seed..seed+n_envs-1; evaluation envs seed+1000000 on."""
+    hyperparams: str | None = None
+    """rl-zoo-style YAML (env id or 'default' -> hyperparameters) merged over the shipped preset."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Extra gym.make keywords as JSON, e.g. '{"continuous": false}'."""
+    latent_history: int = 1
+    """Concatenate the latest k latents into each observation."""
+    include_action: bool = False
+    """Append the previous action to the latent history."""
+    latent: Literal["mean", "sample"] = "mean"
+    """Hand the policy the posterior mean or a sample."""
+    standardize_latents: bool = False
+    """Standardise latents with the VAE's training-set statistics."""
+    drop_inactive: bool = False
+    """Drop latent dimensions the VAE's statistics mark inactive."""
+    normalize: bool | None = None
+    """VecNormalize observations and rewards (None: the preset's choice)."""
+    pixels: bool = False
+    """Train the pixel baseline instead (CnnPolicy, frame skip 2, 64x64 grayscale, 2 stacked frames)."""
+    device: str = "auto"
+    """Device of the policy and the encoder: auto, cpu, cuda."""
+    subproc: bool = False
+    """Step the training envs in worker processes (SubprocVecEnv)."""
+    eval_freq: int = 10_000
+    """Evaluate every this many agent steps (0: never)."""
+    eval_episodes: int = 5
+    """Episodes per evaluation."""
+    checkpoint_freq: int = 25_000
+    """Write a resume checkpoint every this many agent steps."""
+    resume: bool = False
+    """Continue the run in --out from its last checkpoint."""
+    progress_bar: bool = True
+    """Show a progress bar."""
+    tensorboard: bool = True
+    """Log to RUN_DIR/tb for TensorBoard."""
+    verbose: int = 0
+    """SB3 verbosity (0, 1, 2)."""
+
+
+def default_run_dir(config: AgentConfig) -> Path:
+    """``runs/agents/<env_id>__<algo or pixels-algo>__<seed>__<time>``."""
+    mode = f"pixels-{config.algo}" if config.pixels else config.algo
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / "agents" / f"{config.env_id.replace('/', '-')}__{mode}__{config.seed}__{stamp}"
+
+
+def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfig]:
+    """The algorithm, merged hyperparameters and observation stack a config asks for."""
+    spec = get_algorithm(config.algo)
+    spec.load_class()
+    hp = resolve_hyperparams(
+        spec.name,
+        config.env_id,
+        pixels=config.pixels,
+        user_file=config.hyperparams,
+        overrides={"n_envs": config.n_envs, "n_timesteps": config.timesteps},
+    )
+    normalize = hp.normalize
+    if config.normalize is not None:
+        normalize = (hp.normalize or {}) if config.normalize else None
+    if normalize is not None:
+        normalize = {"gamma": hp.algo_kwargs.get("gamma", 0.99), **normalize}
+    stack = StackConfig(
+        env_id=config.env_id,
+        env_kwargs={**hp.env_kwargs, **config.env_kwargs},
+        frame_skip=hp.frame_skip,
+        pixels=config.pixels,
+        frame_spec=hp.frame_spec,
+        frame_stack=hp.frame_stack,
+        latent=config.latent,
+        latent_history=config.latent_history,
+        include_action=config.include_action,
+        standardize_latents=config.standardize_latents,
+        drop_inactive=config.drop_inactive,
+        normalize=normalize,
+    )
+    return spec, hp, stack
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (envs are seeded through ``VecEnv.seed``)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _prepare_run_dir(config: AgentConfig) -> tuple[Path, AgentConfig]:
+    """The run directory, and on --resume the stored config (with a new --timesteps if given)."""
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    if config.resume:
+        if config.out is None:
+            raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
+        stored = AgentConfig(**read_config(run_dir)["agent"])
+        changes = {"resume": True, "out": str(run_dir), "progress_bar": config.progress_bar}
+        if config.timesteps is not None:
+            changes["timesteps"] = config.timesteps
+        return run_dir, dataclasses.replace(stored, **changes)
+    if (run_dir / CONFIG_FILE).exists():
+        raise ValueError(
+            f"{run_dir} already holds a train-agent run; continue it with --resume, or choose another --out"
+        )
+    return run_dir, config
+
+
+def _versions() -> dict[str, str]:
+    return {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__}
+
+
+def _write_config(run_dir: Path, config: AgentConfig, spec: AlgorithmSpec, hp: Hyperparams, stack: StackConfig) -> None:
+    vae_sha = None
+    if not config.pixels:
+        vae = load_stack_vae(config.vae)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        vae_sha = copy_vae(vae.path, run_dir)
+    write_json_atomic(
+        run_dir / CONFIG_FILE,
+        {
+            "agent": dataclasses.asdict(config),
+            "algo": spec.name,
+            "hyperparams": hp.to_dict(),
+            "stack": stack.to_dict(),
+            "vae_sha256": vae_sha,
+            "eval_seed": config.seed + EVAL_SEED_OFFSET,
+            "versions": _versions(),
+        },
+    )
+
+
+def _check_vae_copy(run_dir: Path, config: dict[str, Any]) -> Path | None:
+    if config["stack"]["pixels"]:
+        return None
+    path = run_dir / "vae.safetensors"
+    if not path.is_file() or file_sha256(path) != config["vae_sha256"]:
+        raise BundleError(
+            f"{path} is missing or was modified since the run started; --resume needs the exact VAE. "
+            "Restore it, or start a new run"
+        )
+    return path
+
+
+def _new_model(spec: AlgorithmSpec, hp: Hyperparams, venv: VecEnv, config: AgentConfig, run_dir: Path) -> BaseAlgorithm:
+    cls = spec.load_class()
+    return cls(
+        hp.policy,
+        venv,
+        seed=config.seed,
+        device=str(resolve_device(config.device)),
+        tensorboard_log=str(run_dir / "tb") if config.tensorboard else None,
+        verbose=config.verbose,
+        **algo_kwargs_for_sb3(hp.algo_kwargs),
+    )
+
+
+def train_agent(config: AgentConfig) -> Path:
+    """Train, evaluate and bundle an agent; returns the run directory."""
+    run_dir, config = _prepare_run_dir(config)
+    spec, hp, stack = resolve(config)
+    seed_everything(config.seed)
+    if not config.resume:
+        _write_config(run_dir, config, spec, hp, stack)
+    stored = read_config(run_dir)
+    vae_path = _check_vae_copy(run_dir, stored)
+    device = str(resolve_device(config.device))
+    venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device, subproc=config.subproc)
+    check_action_space(spec, venv.action_space, config.env_id)
+    check_replay_memory(hp.algo_kwargs, spec, venv.observation_space, venv.action_space)
+    eval_env = build_vec_env(
+        stack, n_envs=1, seed=config.seed + EVAL_SEED_OFFSET, vae=vae_path, device=device, training=False
+    )
+    eval_callback = None
+    if config.eval_freq > 0:
+        eval_callback = EvalCallback(
+            eval_env,
+            n_eval_episodes=config.eval_episodes,
+            eval_freq=max(1, config.eval_freq // hp.n_envs),
+            log_path=str(run_dir),
+            deterministic=True,
+            verbose=config.verbose,
+        )
+    state = read_state(run_dir) if config.resume else None
+    summary: dict[str, Any] = {"resumed_from_step": None}
+    if state is not None:
+        ckpt = run_dir / CHECKPOINT_DIR
+        files = state["files"]
+        model = load_model(ckpt / files["model"], spec, hp.algo_kwargs, venv, device)
+        if config.tensorboard:
+            model.tensorboard_log = str(run_dir / "tb")
+        if "replay_buffer" in files:
+            model.load_replay_buffer(ckpt / files["replay_buffer"])
+            summary["replay_buffer_restored"] = int(model.replay_buffer.size() * model.replay_buffer.n_envs)
+        if "vec_normalize" in files:
+            load_vec_normalize(find_vec_normalize(venv), ckpt / files["vec_normalize"])
+        if eval_callback is not None and state["eval"] is not None:
+            restore_eval_history(eval_callback, state["eval"], model.num_timesteps, hp.n_envs)
+        summary["resumed_from_step"] = int(model.num_timesteps)
+        resume_callback = ResumeCallback(
+            run_dir, config.checkpoint_freq, eval_callback, env_frames=state["env_frames"], elapsed_s=state["elapsed_s"]
+        )
+    else:
+        model = _new_model(spec, hp, venv, config, run_dir)
+        resume_callback = ResumeCallback(run_dir, config.checkpoint_freq, eval_callback)
+    start_step = int(model.num_timesteps)
+    callbacks = [c for c in (eval_callback, resume_callback) if c is not None]
+    started = time.monotonic()
+    model.learn(
+        total_timesteps=max(0, hp.n_timesteps - start_step),
+        callback=callbacks,
+        reset_num_timesteps=state is None,
+        progress_bar=config.progress_bar,
+        tb_log_name="run",
+    )
+    session_s = time.monotonic() - started
+    save_model(model, run_dir / MODEL_FILE)
+    normalizer = find_vec_normalize(venv)
+    if normalizer is not None:
+        save_vec_normalize(normalizer, run_dir / NORMALIZE_FILE)
+    resume_callback.save()
+    write_learning_curve(run_dir, f"{spec.name} on {config.env_id} ({'pixels' if config.pixels else 'latents'})")
+    last_eval = None
+    if eval_callback is not None and eval_callback.evaluations_results:
+        results = np.asarray(eval_callback.evaluations_results[-1])
+        last_eval = {
+            "step": int(eval_callback.evaluations_timesteps[-1]),
+            "mean_return": float(results.mean()),
+            "std_return": float(results.std()),
+        }
+    summary.update(
+        {
+            "algo": spec.name,
+            "env_id": config.env_id,
+            "mode": "pixels" if config.pixels else "latents",
+            "agent_steps": int(model.num_timesteps),
+            "env_frames": int(resume_callback.env_frames),
+            "elapsed_s": round(resume_callback.elapsed_s, 2),
+            "steps_per_s_this_session": round((model.num_timesteps - start_step) / max(session_s, 1e-9), 1),
+            "last_eval": last_eval,
+        }
+    )
+    write_summary(run_dir, summary)
+    venv.close()
+    eval_env.close()
+    return run_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``worldmodel train-agent``."""
+    add_config_arguments(parser, AgentConfig, positional=("env_id",))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``worldmodel train-agent ENV_ID --vae VAE ...``: train and print where the bundle is."""
+    run_dir = train_agent(config_from_args(AgentConfig, args))
+    print(json.dumps(json.loads((run_dir / "summary.json").read_text()), indent=2))
+    print(f"run directory: {run_dir}")
+    return 0

@@ -1,0 +1,217 @@
+"""The vec-env stacks agents train and are evaluated on, rebuilt identically from a :class:`StackConfig`.
+
+Latents: ``make_env -> Monitor -> FrameSpecObservation(vae spec)`` per env, then
+``VecLatentObservation`` (one batched encoder pass in the main process, latent
+history) and optionally ``VecNormalize``.
+
+Pixels (the rl-zoo CarRacing recipe): ``make_env`` with frame skip 2 ``-> Monitor ->
+FrameSpecObservation`` (64x64 grayscale), then ``VecFrameStack(2)``,
+``VecTransposeImage`` and optionally ``VecNormalize``; the policy is ``CnnPolicy``.
+
+>>> stack = StackConfig(env_id="worldmodel/DotTarget-v0", pixels=True, frame_spec={"height": 32, "width": 32})
+>>> venv = build_vec_env(stack, n_envs=2, seed=0)
+>>> venv.observation_space.shape
+(3, 32, 32)
+>>> venv.close()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecFrameStack,
+    VecNormalize,
+    VecTransposeImage,
+)
+
+from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
+from envs.frame_wrapper import FrameSpecObservation
+from envs.vec_latent_observation import VecLatentObservation
+from worldmodel.checkpoint import VAECheckpoint, load_vae
+from worldmodel.frames import FrameSpec
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything that decides the observation an agent sees; stored in the bundle's ``config.json``."""
+
+    env_id: str
+    """Gymnasium env id."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra ``gym.make`` keywords."""
+    frame_skip: int | None = None
+    """Overrides the env preset's frame skip; None keeps it."""
+    pixels: bool = False
+    """Train on stacked pixel frames (CnnPolicy) instead of VAE latents."""
+    frame_spec: dict[str, Any] | None = None
+    """FrameSpec fields of pixel observations (pixels only; latents use the VAE's spec)."""
+    frame_stack: int = 1
+    """Frames stacked by VecFrameStack (pixels only)."""
+    latent: str = "mean"
+    """``mean`` or ``sample``: which latent the encoder hands the policy."""
+    latent_history: int = 1
+    """Latest k latents concatenated into each observation."""
+    include_action: bool = False
+    """Append the previous action to each latent in the history."""
+    standardize_latents: bool = False
+    """Standardise latents with the VAE's training-set statistics."""
+    drop_inactive: bool = False
+    """Drop latent dimensions the VAE's statistics mark inactive."""
+    normalize: dict[str, Any] | None = None
+    """VecNormalize keywords, or None for no VecNormalize."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StackConfig:
+        return cls(**data)
+
+    def env_config(self) -> EnvConfig:
+        """The factory's preset for ``env_id`` with this stack's env keywords and frame skip."""
+        config = env_preset(self.env_id)
+        changes: dict[str, Any] = {"env_kwargs": {**config.env_kwargs, **self.env_kwargs}}
+        if self.frame_skip is not None:
+            changes["frame_skip"] = self.frame_skip
+        return dataclasses.replace(config, **changes)
+
+    def pixel_frame_spec(self) -> FrameSpec:
+        return FrameSpec.from_dict(self.frame_spec or {})
+
+
+class FrameTap(gym.Wrapper):
+    """Keeps the latest raw frame in ``last_frame`` (read with ``VecEnv.get_attr``) for videos."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.last_frame: np.ndarray | None = None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.last_frame = obs
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.last_frame = obs
+        return obs, reward, terminated, truncated, info
+
+
+def _wrapped_env(env_fn, frame_spec: FrameSpec, tap: bool) -> gym.Env:
+    env = Monitor(env_fn())
+    if tap:
+        env = FrameTap(env)
+    return FrameSpecObservation(env, frame_spec)
+
+
+def check_env_frames(env_config: EnvConfig, frame_spec: FrameSpec, source: str) -> gym.spaces.Space:
+    """Make one env here, check its frames suit ``frame_spec``, and return its action space."""
+    env = make_env(env_config)
+    try:
+        frame_spec.check_source(env.observation_space.shape)
+    except ValueError as exc:
+        raise ValueError(
+            f"{source} expects frames the env {env_config.env_id} cannot provide "
+            f"(its frames are {env.observation_space.shape}): {exc}. Use a VAE trained on frames of this env "
+            "(collect with `worldmodel collect` and train with `worldmodel train-vae`)"
+        ) from exc
+    finally:
+        env.close()
+    return env.action_space
+
+
+def load_stack_vae(vae: str | Path | VAECheckpoint | None) -> VAECheckpoint:
+    """Load the VAE a latent stack needs; a missing one is an error that says how to get one."""
+    if vae is None:
+        raise ValueError(
+            "training on latents needs --vae VAE_CHECKPOINT (a .safetensors file written by "
+            "`worldmodel train-vae`); or pass --pixels to train the pixel baseline"
+        )
+    if isinstance(vae, VAECheckpoint):
+        return vae
+    if not Path(vae).is_file():
+        raise FileNotFoundError(
+            f"VAE checkpoint {vae} does not exist; train one with `worldmodel train-vae` or fix the --vae path"
+        )
+    return load_vae(vae)
+
+
+def build_vec_env(
+    stack: StackConfig,
+    *,
+    n_envs: int,
+    seed: int,
+    vae: str | Path | VAECheckpoint | None = None,
+    device: str = "auto",
+    training: bool = True,
+    subproc: bool = False,
+    frame_tap: bool = False,
+) -> VecEnv:
+    """Build the stack for ``n_envs`` envs seeded ``seed, seed+1, ...`` at their first reset.
+
+    ``training=False`` gives the evaluation form: VecNormalize frozen and rewards left raw.
+    ``frame_tap=True`` keeps each env's raw frame in ``last_frame`` (for videos).
+    """
+    env_config = stack.env_config()
+    if stack.pixels:
+        frame_spec = stack.pixel_frame_spec()
+        check_env_frames(env_config, frame_spec, "the pixel frame spec")
+        checkpoint = None
+    else:
+        checkpoint = load_stack_vae(vae)
+        frame_spec = checkpoint.frame_spec
+        check_env_frames(env_config, frame_spec, f"the VAE {checkpoint.path or ''}".rstrip())
+    env_fn = functools.partial(_wrapped_env, make_env_fn(env_config), frame_spec, frame_tap)
+    vec_cls = SubprocVecEnv if subproc and n_envs > 1 else DummyVecEnv
+    venv: VecEnv = vec_cls([env_fn] * n_envs)
+    venv.seed(seed)
+    venv.action_space.seed(seed)
+    if stack.pixels:
+        if stack.frame_stack > 1:
+            venv = VecFrameStack(venv, n_stack=stack.frame_stack)
+        venv = VecTransposeImage(venv)
+    else:
+        venv = VecLatentObservation(
+            venv,
+            checkpoint,
+            device=device,
+            latent=stack.latent,
+            history=stack.latent_history,
+            include_action=stack.include_action,
+            normalize=stack.standardize_latents,
+            drop_inactive=stack.drop_inactive,
+        )
+    if stack.normalize is not None:
+        kwargs = dict(stack.normalize)
+        if not training:
+            kwargs["norm_reward"] = False
+        venv = VecNormalize(venv, training=training, **kwargs)
+    return venv
+
+
+def find_vec_wrapper(venv: VecEnv, cls: type[T]) -> T | None:
+    """The outermost layer of ``venv`` that is a ``cls``, if any."""
+    while True:
+        if isinstance(venv, cls):
+            return venv
+        if not hasattr(venv, "venv"):
+            return None
+        venv = venv.venv
+
+
+def find_vec_normalize(venv: VecEnv) -> VecNormalize | None:
+    """The VecNormalize layer of ``venv``, if any."""
+    return find_vec_wrapper(venv, VecNormalize)
