@@ -106,6 +106,14 @@ def load_vec_normalize(venv: VecNormalize, path: Path) -> None:
         venv.gamma, venv.epsilon = float(data["gamma"]), float(data["epsilon"])
 
 
+def save_bundle(run_dir: Path, model: BaseAlgorithm, venv: VecEnv) -> None:
+    """Write the model and, when ``venv`` normalises, its statistics into ``run_dir``."""
+    save_model(model, run_dir / MODEL_FILE)
+    normalizer = find_vec_normalize(venv)
+    if normalizer is not None:
+        save_vec_normalize(normalizer, run_dir / NORMALIZE_FILE)
+
+
 def custom_objects(spec: AlgorithmSpec, algo_kwargs: dict[str, Any], venv: VecEnv) -> dict[str, Any]:
     """Replacements for the zip's cloudpickled schedules and spaces, rebuilt from the config.
 

@@ -32,15 +32,12 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.algorithms import AlgorithmSpec, check_action_space, get_algorithm
 from agents.bundle import (
     CONFIG_FILE,
-    MODEL_FILE,
-    NORMALIZE_FILE,
     BundleError,
     copy_vae,
     load_model,
     load_vec_normalize,
     read_config,
-    save_model,
-    save_vec_normalize,
+    save_bundle,
     write_learning_curve,
     write_summary,
 )
@@ -184,7 +181,10 @@ def _versions() -> dict[str, str]:
     return {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__}
 
 
-def _write_config(run_dir: Path, config: AgentConfig, spec: AlgorithmSpec, hp: Hyperparams, stack: StackConfig) -> None:
+def write_run_config(
+    run_dir: Path, config: AgentConfig, spec: AlgorithmSpec, hp: Hyperparams, stack: StackConfig
+) -> None:
+    """Copy the VAE into ``run_dir`` (latent runs) and write ``config.json`` with its SHA-256."""
     vae_sha = None
     if not config.pixels:
         vae = load_stack_vae(config.vae)
@@ -235,7 +235,7 @@ def train_agent(config: AgentConfig) -> Path:
     spec, hp, stack = resolve(config)
     seed_everything(config.seed)
     if not config.resume:
-        _write_config(run_dir, config, spec, hp, stack)
+        write_run_config(run_dir, config, spec, hp, stack)
     stored = read_config(run_dir)
     vae_path = _check_vae_copy(run_dir, stored)
     device = str(resolve_device(config.device))
@@ -288,10 +288,7 @@ def train_agent(config: AgentConfig) -> Path:
         tb_log_name="run",
     )
     session_s = time.monotonic() - started
-    save_model(model, run_dir / MODEL_FILE)
-    normalizer = find_vec_normalize(venv)
-    if normalizer is not None:
-        save_vec_normalize(normalizer, run_dir / NORMALIZE_FILE)
+    save_bundle(run_dir, model, venv)
     resume_callback.save()
     write_learning_curve(run_dir, f"{spec.name} on {config.env_id} ({'pixels' if config.pixels else 'latents'})")
     last_eval = None
