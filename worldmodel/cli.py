@@ -16,6 +16,8 @@ from collections.abc import Sequence
 # subcommand -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("worldmodel.cli", "describe a VAE checkpoint (config, frame spec, metadata)"),
+    "train-vae": ("worldmodel.train", "train the VAE on a collected dataset (also under torchrun for DDP)"),
+    "collect": ("envs.collect", "collect rollouts from any Gymnasium env into a memory-mapped dataset (resumable)"),
     "train-agent": ("agents.train", "train an SB3 agent on VAE latents (or --pixels) into a run directory"),
     "evaluate": ("agents.evaluate", "evaluate a train-agent run: returns, episode lengths, --video"),
 }

@@ -57,7 +57,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from worldmodel.atomic import TEMP_SUFFIX, atomic_path, write_json_atomic
+from worldmodel.atomic import TEMP_SUFFIX, atomic_path
 from worldmodel.checkpoint import file_sha256
 from worldmodel.frames import FrameSpec, check_frames
 
@@ -162,6 +162,19 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[Path]:
+    """:func:`atomic_path`, then readable by all (``mkstemp`` makes files private): datasets are shared."""
+    with atomic_path(path) as tmp:
+        yield tmp
+        os.chmod(tmp, 0o644)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with _atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -254,8 +267,10 @@ def merge_manifests(data_dir: str | os.PathLike) -> dict[str, Any]:
     """Rewrite ``DATA_DIR/manifest.json`` from the collector manifests (under a lock) and return it."""
     data_dir = Path(data_dir)
     with _locked(data_dir / ".manifest.lock"):
+        for stale in data_dir.glob(f".{MANIFEST}.*{TEMP_SUFFIX}"):  # left by a killed lock holder
+            stale.unlink(missing_ok=True)
         merged = _merge(data_dir)
-        write_json_atomic(data_dir / MANIFEST, merged)
+        _write_json(data_dir / MANIFEST, merged)
     return merged
 
 
@@ -288,7 +303,7 @@ def rebuild_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
         if old.stem not in by_collector:
             old.unlink()
     for collector_id, shards in by_collector.items():
-        write_json_atomic(
+        _write_json(
             data_dir / COLLECTORS / f"{collector_id}.json",
             _collector_manifest(collector_id, **header[collector_id], attrs={"rebuilt": True}, shards=shards),
         )
@@ -491,7 +506,7 @@ class DatasetWriter:
         self._next_seq += 1
         frames_path = self.data_dir / SHARDS / (name + FRAMES_SUFFIX)
         meta_path = self.data_dir / SHARDS / (name + META_SUFFIX)
-        with atomic_path(frames_path) as tmp:
+        with _atomic_file(frames_path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, np.concatenate([e.frames for e in eps]))
             frames_sha256 = file_sha256(tmp)
@@ -516,13 +531,13 @@ class DatasetWriter:
             "frames_sha256": frames_sha256,
         }
         arrays["info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
-        with atomic_path(meta_path) as tmp, open(tmp, "wb") as f:
+        with _atomic_file(meta_path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
         self._shards.append(_shard_entry(name, frames_path, meta_path, frames_sha256))
         self._write_manifest()
 
     def _write_manifest(self) -> None:
-        write_json_atomic(
+        _write_json(
             self._manifest_path,
             _collector_manifest(
                 self.collector_id,
@@ -629,7 +644,7 @@ class FrameDataset:
                 warnings.warn(f"skipping a bad shard: {exc}", stacklevel=2)
         if verify == "auto" and new_cache != cache:
             with contextlib.suppress(OSError):  # a read-only dataset just verifies again next time
-                write_json_atomic(cache_path, new_cache)
+                _write_json(cache_path, new_cache)
         if len(good) < len(manifest["shards"]):
             manifest = {**manifest, "shards": good, "num_shards": len(good),
                         "num_frames": sum(s["num_frames"] for s in good),

@@ -1,0 +1,185 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from envs.collect import CollectConfig, CollectError, collect_rollouts, run_episode
+from envs.factory import make_env
+from envs.policies import BrownianPolicy
+from envs.toy import DotTargetEnv
+from worldmodel.cli import main
+from worldmodel.dataset import FrameDataset
+
+TOY = "worldmodel/DotTarget-v0"
+
+
+class FlakyEnv(DotTargetEnv):
+    """The toy env whose step hangs (or kills its process) during episode seed ``bad_seed``.
+
+    With a ``marker`` path it misbehaves only once: the first time, it creates the marker.
+    """
+
+    def __init__(self, mode="hang", bad_seed=1, marker=None, render_mode=None):
+        super().__init__(render_mode=render_mode)
+        self.mode, self.bad_seed, self.marker = mode, bad_seed, marker
+        self._bad = False
+
+    def reset(self, *, seed=None, options=None):
+        self._bad = seed == self.bad_seed
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        if self._bad and (self.marker is None or not os.path.exists(self.marker)):
+            if self.marker is not None:
+                Path(self.marker).touch()
+            if self.mode == "hang":
+                time.sleep(3600)
+            os._exit(3)
+        return super().step(action)
+
+
+gym.register("Flaky-v0", entry_point=FlakyEnv, max_episode_steps=100)
+
+
+def config(out, **kw):
+    defaults = {"episodes": 4, "n_envs": 2, "max_steps": 15, "progress": False}
+    return CollectConfig(kw.pop("env_id", TOY), out=out, **{**defaults, **kw})
+
+
+def episodes_by_index(data_dir):
+    ds = FrameDataset.open(data_dir)
+    return {ds.episode(row).episode_index: ds.episode(row) for row in range(ds.num_episodes)}
+
+
+def assert_same_episodes(a, b):
+    assert sorted(a) == sorted(b)
+    for i in a:
+        for key in ("frames", "actions", "rewards", "terminated", "truncated", "states"):
+            np.testing.assert_array_equal(getattr(a[i], key), getattr(b[i], key), err_msg=f"episode {i} {key}")
+        assert a[i].seed == b[i].seed
+
+
+def test_toy_collection_matches_a_single_process_rollout(tmp_path):
+    cfg = config(tmp_path, policy="random", seed=10)
+    summary = collect_rollouts(cfg)
+    assert (summary.new_episodes, summary.episodes) == (4, 4)
+    eps = episodes_by_index(tmp_path)
+    assert sorted(eps) == [0, 1, 2, 3] and summary.frames == sum(len(e.frames) for e in eps.values())
+    assert summary.disk_bytes > summary.frames * 64 * 64 * 3
+    # the worker pool changes nothing: episode 2 equals running it here with seed 10 + 2
+    from envs.policies import RandomPolicy
+
+    env = make_env(cfg.env_config)
+    direct = run_episode(env, RandomPolicy(env.action_space), cfg.env_config.frame_spec, 12, cfg.max_steps)
+    np.testing.assert_array_equal(eps[2].frames, direct["frames"])
+    np.testing.assert_array_equal(eps[2].actions, direct["actions"])
+    np.testing.assert_array_equal(eps[2].states, direct["states"])
+    assert eps[2].truncated[-1] or eps[2].terminated[-1]
+    assert all(len(e.rewards) <= 15 for e in eps.values())
+
+
+def test_resume_collects_only_missing_episodes(tmp_path):
+    collect_rollouts(config(tmp_path / "a", episodes=3, policy="random"))
+    second = collect_rollouts(config(tmp_path / "a", episodes=6, policy="random"))
+    assert second.new_episodes == 3 and second.episodes == 6
+    collect_rollouts(config(tmp_path / "b", episodes=6, n_envs=1, policy="random"))
+    assert_same_episodes(episodes_by_index(tmp_path / "a"), episodes_by_index(tmp_path / "b"))
+    assert collect_rollouts(config(tmp_path / "a", episodes=6)).new_episodes == 0
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    out = tmp_path / "killed"
+    argv = [sys.executable, "-m", "worldmodel", "collect", TOY, "--out", str(out), "--episodes", "60",
+            "--n-envs", "2", "--seed", "5", "--shard-mib", "0.05", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list((out / "shards").glob("*.meta.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = FrameDataset.open(out).num_episodes
+    assert 0 < partial < 60, "the kill came too late to test resuming"
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
+    collect_rollouts(config(tmp_path / "whole", episodes=60, max_steps=None, seed=5))
+    assert_same_episodes(episodes_by_index(out), episodes_by_index(tmp_path / "whole"))
+    visible = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert all(p.name.endswith((".json", ".npy", ".npz")) for p in visible)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_hung_worker_is_reported_replaced_and_the_episode_rerun(tmp_path, capsys):
+    cfg = config(tmp_path / "d", env_id="test_collect:Flaky-v0", step_timeout=1.0,
+                 env_kwargs={"marker": str(tmp_path / "hung-once")})  # fmt: skip
+    start = time.monotonic()
+    summary = collect_rollouts(cfg)
+    assert time.monotonic() - start < 30
+    assert summary.episodes == 4
+    err = capsys.readouterr().err
+    assert "test_collect:Flaky-v0 episode 1 (seed 1)" in err and "hung" in err and "attempt 2 of 3" in err
+    clean = config(tmp_path / "clean", env_id="test_collect:Flaky-v0", env_kwargs={"bad_seed": -1})
+    assert collect_rollouts(clean).episodes == 4
+    assert_same_episodes(episodes_by_index(tmp_path / "d"), episodes_by_index(tmp_path / "clean"))
+
+
+def test_always_hanging_episode_ends_with_a_clear_error(tmp_path):
+    cfg = config(tmp_path, env_id="test_collect:Flaky-v0", step_timeout=1.0, max_retries=1)
+    start = time.monotonic()
+    with pytest.raises(
+        CollectError, match=r"no progress for 1 s \(hung\) on test_collect:Flaky-v0 episode 1 .*2 times"
+    ):
+        collect_rollouts(cfg)
+    assert time.monotonic() - start < 30
+    # the other episodes that finished were kept
+    assert 1 not in episodes_by_index(tmp_path)
+
+
+def test_dead_worker_is_replaced(tmp_path, capsys):
+    cfg = config(tmp_path, env_id="test_collect:Flaky-v0",
+                 env_kwargs={"mode": "exit", "marker": str(tmp_path / "died-once")})  # fmt: skip
+    assert collect_rollouts(cfg).episodes == 4
+    assert "died (exit code 3) on test_collect:Flaky-v0 episode 1" in capsys.readouterr().err
+
+
+def test_vector_env_through_render_stores_state(tmp_path):
+    cfg = config(tmp_path, env_id="Pendulum-v1", episodes=2, max_steps=8, policy="brownian", size=(32, 48))
+    collect_rollouts(cfg)
+    ds = FrameDataset.open(tmp_path)
+    assert ds.frame_spec.shape == (32, 48, 3) and ds.state_dim == 3 and ds.num_frames == 18
+    ep = ds.episode(0)
+    assert ep.actions.shape == (8, 1) and ep.truncated[-1] and ep.frames.std() > 0
+
+
+def test_car_racing_short_episodes(tmp_path):
+    cfg = config(tmp_path, env_id="CarRacing-v3", episodes=2, max_steps=20, policy="brownian", grayscale=True)
+    summary = collect_rollouts(cfg)
+    ds = FrameDataset.open(tmp_path)
+    assert ds.frame_spec.shape == (64, 64, 1) and ds.state_dim == 4 and ds.num_frames == 42
+    assert summary.env_frames == 2 * (50 + 20)  # the zoom-in frames are consumed, not stored
+    ep = ds.episode(0)
+    assert ep.actions.shape == (20, 3) and ep.actions.dtype == np.float32
+    policy = BrownianPolicy(make_env("CarRacing-v3").action_space)
+    policy.reset(ep.seed)
+    np.testing.assert_array_equal(ep.actions[:3], [policy(None, {}) for _ in range(3)])
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["collect", TOY, "--out", str(tmp_path), "--policy", "runs/agent"]) == 1
+    assert "unknown policy 'runs/agent'" in capsys.readouterr().err
+    assert main(["collect", "NoSuchEnv-v0", "--out", str(tmp_path)]) == 1
+    assert "Hint:" in capsys.readouterr().err
+
+
+def test_cli_collects_with_frame_spec_options(tmp_path, capsys):
+    argv = ["collect", TOY, "--out", str(tmp_path), "--episodes", "2", "--n-envs", "1", "--max-steps", "5",
+            "--size", "16", "24", "--crop", "0", "0", "48", "64", "--grayscale", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 episodes, 12 frames" in capsys.readouterr().out
+    ds = FrameDataset.open(tmp_path)
+    assert ds.frame_spec.shape == (16, 24, 1) and ds.frame_spec.crop == (0, 0, 48, 64)
