@@ -72,10 +72,16 @@ def save_model(model: BaseAlgorithm, path: Path) -> None:
 
 def save_vec_normalize(venv: VecNormalize, path: Path) -> None:
     """VecNormalize running statistics and settings as an ``.npz`` without pickled objects."""
-    arrays = {
-        "obs_mean": venv.obs_rms.mean,
-        "obs_var": venv.obs_rms.var,
-        "obs_count": np.float64(venv.obs_rms.count),
+    arrays = (
+        {}
+        if not venv.norm_obs
+        else {
+            "obs_mean": venv.obs_rms.mean,
+            "obs_var": venv.obs_rms.var,
+            "obs_count": np.float64(venv.obs_rms.count),
+        }
+    )
+    arrays |= {
         "ret_mean": venv.ret_rms.mean,
         "ret_var": venv.ret_rms.var,
         "ret_count": np.float64(venv.ret_rms.count),
@@ -91,14 +97,15 @@ def save_vec_normalize(venv: VecNormalize, path: Path) -> None:
 def load_vec_normalize(venv: VecNormalize, path: Path) -> None:
     """Restore statistics written by :func:`save_vec_normalize` into ``venv`` (``allow_pickle=False``)."""
     with np.load(path, allow_pickle=False) as data:
-        if data["obs_mean"].shape != venv.obs_rms.mean.shape:
-            raise BundleError(
-                f"{path} holds normalisation statistics of shape {data['obs_mean'].shape}, but the observations "
-                f"are {venv.obs_rms.mean.shape}; the run directory mixes files of different runs"
-            )
-        venv.obs_rms = RunningMeanStd(shape=venv.obs_rms.mean.shape)
-        venv.obs_rms.mean, venv.obs_rms.var = data["obs_mean"].copy(), data["obs_var"].copy()
-        venv.obs_rms.count = float(data["obs_count"])
+        if venv.norm_obs:
+            if "obs_mean" not in data or data["obs_mean"].shape != venv.obs_rms.mean.shape:
+                raise BundleError(
+                    f"{path} holds no observation statistics of shape {venv.obs_rms.mean.shape}; "
+                    "the run directory mixes files of different runs. Restore the original file"
+                )
+            venv.obs_rms = RunningMeanStd(shape=venv.obs_rms.mean.shape)
+            venv.obs_rms.mean, venv.obs_rms.var = data["obs_mean"].copy(), data["obs_var"].copy()
+            venv.obs_rms.count = float(data["obs_count"])
         venv.ret_rms = RunningMeanStd(shape=())
         venv.ret_rms.mean, venv.ret_rms.var = data["ret_mean"].copy(), data["ret_var"].copy()
         venv.ret_rms.count = float(data["ret_count"])

@@ -59,7 +59,7 @@ def restore_eval_history(callback: EvalCallback, history: dict[str, Any], num_ti
 
 
 class ResumeCallback(BaseCallback):
-    """Counts env frames and writes a resume checkpoint every ``save_freq`` agent steps."""
+    """Counts env frames and writes a resume checkpoint at the first rollout end past every ``save_freq`` steps."""
 
     def __init__(
         self,
@@ -90,10 +90,13 @@ class ResumeCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         self.env_frames += sum(int(info.get("frames", 1)) for info in self.locals.get("infos", []))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        # At the end of a rollout, off-policy algorithms have stored the last transition.
         if self.num_timesteps >= self._next_save:
             self.save()
             self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
-        return True
 
     def save(self) -> None:
         """Write model, buffer and statistics for this step, then point ``state.json`` at them."""

@@ -1,0 +1,155 @@
+"""train-agent: every algorithm runs, --pixels runs, bad input is explained, kill -9 then --resume continues."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from gymnasium import spaces
+
+from agents.algorithms import ALGORITHMS, get_algorithm
+from agents.bundle import load_bundle
+from agents.resume import read_state
+from agents.train import AgentConfig, train_agent
+from worldmodel.checkpoint import save_vae
+from worldmodel.frames import FrameSpec
+from worldmodel.vae import ConvVAE, VAEConfig
+
+ON_POLICY = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
+OFF_POLICY = {"learning_starts": 64, "batch_size": 32, "buffer_size": 1000}
+SHORT = {"a2c": {"n_steps": 8}, "trpo": {"n_steps": 64, "batch_size": 64}}
+DEFAULT_SUITE = {"ppo", "sac", "dqn"}  # the rest run under `make test-slow` (~6 s each)
+
+
+def short_hyperparams(tmp_path: Path, algo: str) -> str:
+    spec = get_algorithm(algo)
+    params = SHORT.get(algo, OFF_POLICY if spec.off_policy else ON_POLICY)
+    path = tmp_path / f"{algo}.yml"
+    path.write_text(yaml.safe_dump({"default": {**params, "n_envs": 2 if not spec.off_policy else 1}}))
+    return str(path)
+
+
+def quick(tmp_path, algo="ppo", **kwargs) -> AgentConfig:
+    fields = {
+        "env_id": "worldmodel/DotTarget-v0",
+        "algo": algo,
+        "timesteps": 256,
+        "out": str(tmp_path / "run"),
+        "hyperparams": short_hyperparams(tmp_path, algo),
+        "eval_freq": 128,
+        "eval_episodes": 1,
+        "checkpoint_freq": 128,
+        "device": "cpu",
+        "progress_bar": False,
+        "tensorboard": False,
+    }
+    return AgentConfig(**{**fields, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "algo", [a if a in DEFAULT_SUITE else pytest.param(a, marks=pytest.mark.slow) for a in sorted(ALGORITHMS)]
+)
+def test_every_algorithm_trains_a_few_hundred_steps_on_latents(tmp_path, toy_vae_path, algo):
+    spec = get_algorithm(algo)
+    if spec.contrib:
+        pytest.importorskip("sb3_contrib")
+    discrete = spaces.Discrete in spec.action_spaces
+    env_id = "worldmodel/DotTarget-v0" if discrete else "worldmodel/DotTargetContinuous-v0"
+    run_dir = train_agent(quick(tmp_path, algo, env_id=env_id, vae=toy_vae_path, latent_history=2))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["agent_steps"] >= 256 and summary["mode"] == "latents"
+    assert summary["last_eval"] is not None
+    for name in ("model.zip", "vae.safetensors", "config.json", "evaluations.npz", "learning_curve.png"):
+        assert (run_dir / name).is_file(), name
+
+
+def test_pixels_mode_trains_the_cnn_baseline_with_the_same_layout(tmp_path):
+    run_dir = train_agent(quick(tmp_path, pixels=True))
+    bundle = load_bundle(run_dir, device="cpu")
+    assert bundle.venv.observation_space.shape == (2, 64, 64)  # 2 stacked 64x64 grayscale frames
+    assert type(bundle.model.policy).__name__ == "ActorCriticCnnPolicy"
+    assert bundle.stack.env_config().frame_skip == 2
+    assert json.loads((run_dir / "summary.json").read_text())["mode"] == "pixels"
+    bundle.venv.close()
+
+
+def test_eval_seeds_are_disjoint_from_training_seeds(tmp_path, toy_vae_path):
+    run_dir = train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=64, eval_freq=0))
+    config = json.loads((run_dir / "config.json").read_text())
+    training = set(range(config["agent"]["seed"], config["agent"]["seed"] + config["hyperparams"]["n_envs"]))
+    assert config["eval_seed"] not in training
+
+
+def test_bad_input_is_explained(tmp_path, toy_vae_path):
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        train_agent(quick(tmp_path, vae=toy_vae_path, algo="nope", hyperparams=None))
+    with pytest.raises(Exception, match="NoSuchEnv"):
+        train_agent(quick(tmp_path, env_id="NoSuchEnv-v0", vae=toy_vae_path, out=str(tmp_path / "a")))
+    with pytest.raises(ValueError, match=r"--vae"):
+        train_agent(quick(tmp_path, out=str(tmp_path / "b")))
+    with pytest.raises(FileNotFoundError, match="train-vae"):
+        train_agent(quick(tmp_path, vae=str(tmp_path / "missing.safetensors"), out=str(tmp_path / "c")))
+    with pytest.raises(ValueError, match=r"dqn needs discrete actions.*worldmodel/DotTarget-v0"):
+        train_agent(
+            quick(
+                tmp_path,
+                algo="dqn",
+                env_id="worldmodel/DotTargetContinuous-v0",
+                vae=toy_vae_path,
+                out=str(tmp_path / "d"),
+            )
+        )
+    cropped = tmp_path / "cropped.safetensors"
+    save_vae(cropped, ConvVAE(VAEConfig(64, 64, latent_dim=4, width_multiplier=0.25)), FrameSpec(crop=(0, 0, 84, 96)))
+    with pytest.raises(ValueError, match=r"cannot provide.*train-vae"):
+        train_agent(quick(tmp_path, vae=str(cropped), out=str(tmp_path / "e")))
+    done = train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=64, eval_freq=0, out=str(tmp_path / "f")))
+    with pytest.raises(ValueError, match="--resume"):
+        train_agent(quick(tmp_path, vae=toy_vae_path, out=str(done)))
+
+
+def _train_command(run_dir: Path, algo: str, env_id: str, vae: str, hyperparams: str, timesteps: int) -> list[str]:
+    return [
+        sys.executable, "-m", "worldmodel", "train-agent", env_id, "--vae", vae, "--algo", algo,
+        "--timesteps", str(timesteps), "--out", str(run_dir), "--hyperparams", hyperparams,
+        "--checkpoint-freq", "100", "--eval-freq", "200", "--eval-episodes", "1",
+        "--device", "cpu", "--no-progress-bar", "--no-tensorboard",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("algo", "env_id"), [("ppo", "worldmodel/DotTarget-v0"), ("sac", "worldmodel/DotTargetContinuous-v0")]
+)
+def test_kill_and_resume_continues_from_the_checkpointed_step(tmp_path, toy_vae_path, algo, env_id):
+    run_dir = tmp_path / "run"
+    hyperparams = short_hyperparams(tmp_path, algo)
+    cmd = _train_command(run_dir, algo, env_id, toy_vae_path, hyperparams, 100_000)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while (state := read_state(run_dir)) is None or state["step"] < 300:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint past step 300 within 120 s"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    checkpointed = read_state(run_dir)["step"]
+    assert not (run_dir / "model.zip").exists()
+    resume = [*cmd[: cmd.index("--timesteps") + 1], str(checkpointed + 200), "--out", str(run_dir), "--resume"]
+    subprocess.run([*resume, "--device", "cpu", "--no-progress-bar"], env=env, check=True, capture_output=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from_step"] == checkpointed
+    assert summary["agent_steps"] >= checkpointed + 200
+    if get_algorithm(algo).off_policy:
+        assert summary["replay_buffer_restored"] == checkpointed
+    evaluations = json.loads((run_dir / "checkpoints" / "state.json").read_text())["eval"]["timesteps"]
+    assert evaluations == sorted(evaluations) and evaluations[0] <= checkpointed  # history kept across the kill
