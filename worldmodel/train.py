@@ -1,0 +1,860 @@
+"""Train the VAE on a collected dataset: ``worldmodel train-vae DATA_DIR --out RUN_DIR``.
+
+One library function, :func:`train_vae`, driven by :class:`TrainVAEConfig`; the same
+command scales out under ``torchrun --standalone --nproc_per_node N`` with
+DistributedDataParallel (each rank gathers its own share of every global batch; rank 0
+writes checkpoints and logs).
+
+Speed on a CPU comes from large batches in channels-last memory format, a background
+thread gathering the next batch from the memory-mapped shards while the model trains,
+and (where the CPU has native bf16) bf16 autocast; the loss is always computed in fp32.
+
+All randomness after model initialisation (epoch order, reparameterisation noise,
+flips) is drawn from generators seeded by ``(seed, epoch)`` or ``(seed, step)``, so a run
+resumed from its last epoch boundary, or spread over several DDP ranks, draws exactly the
+numbers an uninterrupted single-process run draws.
+
+RUN_DIR holds ``best.safetensors`` and ``last.safetensors`` (VAE checkpoints with
+:class:`~worldmodel.checkpoint.LatentStats`), ``resume.safetensors`` (weights, AdamW
+moments and, as JSON in its header, counters, scheduler and early-stopping state: no
+pickle), ``config.json``, ``metrics.jsonl``, ``summary.json``, ``tb/`` (TensorBoard) and the
+diagnostic PNGs ``recon.png``, ``samples.png``, ``traversal.png`` and ``kl.png``.
+
+>>> import tempfile, numpy as np
+>>> from worldmodel.dataset import DatasetWriter
+>>> data, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+>>> with DatasetWriter(data, env_id="Demo-v0", frame_spec=FrameSpec(height=16, width=16)) as w:
+...     for i in range(3):
+...         f = np.random.default_rng(i).integers(0, 255, (9, 16, 16, 3), dtype=np.uint8)
+...         w.add_episode(f, np.zeros((8, 1)), np.zeros(8), np.zeros(8, bool), np.zeros(8, bool),
+...                       seed=i, episode_index=i)
+>>> cfg = TrainVAEConfig(data, out=out + "/run", epochs=1, batch_size=4, latent_dim=4,
+...                      width_multiplier=0.25, progress=False, figures=False, tensorboard=False)
+>>> train_vae(cfg).name
+'best.safetensors'
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import queue
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from worldmodel.atomic import atomic_path, write_json_atomic
+from worldmodel.checkpoint import CheckpointError, LatentStats, load_vae, save_vae
+from worldmodel.configargs import add_config_arguments, config_from_args
+from worldmodel.dataset import DatasetError, FrameDataset
+from worldmodel.device import autocast_dtype, default_precision
+from worldmodel.diagnostics import (
+    kl_bar_chart,
+    latent_traversal,
+    linear_probe_r2,
+    prior_samples,
+    reconstruction_grid,
+    write_png,
+)
+from worldmodel.distributed import DistContext, all_reduce_sum, any_rank, barrier, init_distributed
+from worldmodel.frames import FrameSpec, frames_to_tensor
+from worldmodel.latent_stats import ACTIVE_THRESHOLD, LatentMoments
+from worldmodel.vae import ConvVAE, VAEConfig, vae_loss
+
+RESUME_FORMAT = "worldmodel.train_state"
+RESUME_VERSION = 1
+COLLAPSE_FRACTION = 0.5
+"""Warn of posterior collapse when more than this share of dimensions is inactive."""
+FIGURE_FRAMES = 8
+PROBE_MAX_FRAMES = 4096
+_ARCH_FIELDS = ("height", "width", "channels", "latent_dim", "width_multiplier")
+
+
+class TrainVAEError(ValueError):
+    """A training request that cannot run (bad data, size mismatch, unusable run directory, ...)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """Most latent dimensions carry (almost) no information about the input."""
+
+
+@dataclass(frozen=True)
+class TrainVAEConfig:
+    """Settings of :func:`train_vae` (and the ``worldmodel train-vae`` command)."""
+
+    data_dir: str
+    """Dataset directory written by `worldmodel collect`."""
+    out: str
+    """Run directory for checkpoints, metrics and figures (created; must not hold a run unless --resume)."""
+    epochs: int = 20
+    """Passes over the training episodes (an upper bound when early stopping triggers)."""
+    steps: int | None = None
+    """Total optimiser steps; when set it replaces --epochs."""
+    batch_size: int = 128
+    """Frames per optimiser step, over all DDP ranks together (must divide by the number of ranks)."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW."""
+    warmup_steps: int = 100
+    """Linear warm-up steps before the cosine decay."""
+    min_lr_fraction: float = 0.05
+    """The cosine schedule decays to lr * min_lr_fraction at the last step."""
+    weight_decay: float = 1e-4
+    """AdamW decoupled weight decay."""
+    seed: int = 0
+    """Seeds the model initialisation, the validation split and every random draw of training."""
+    latent_dim: int = 32
+    """Size of the latent vector z."""
+    width_multiplier: float = 1.0
+    """Scales the VAE's conv channels (1.0 = World Models' 32-64-128-256)."""
+    beta: float = 1.0
+    """Weight of the KL term."""
+    free_bits: float = 0.0
+    """Per-dimension KL floor in nats (0 = off)."""
+    kl_tolerance: float = 0.0
+    """World Models' KL floor per image, as a fraction of latent_dim nats (the paper used 0.5; 0 = off)."""
+    image_size: int | None = None
+    """Expected square frame size; must match the dataset's frame spec (default: take the dataset's)."""
+    hflip: bool = False
+    """Randomly flip training frames left-right (off by default: flipping changes what steering means)."""
+    val_fraction: float = 0.1
+    """Share of episodes held out for validation (at least one episode)."""
+    val_max_frames: int = 4096
+    """Validate on at most this many held-out frames, evenly spread (0 = all)."""
+    stats_max_frames: int = 16384
+    """Compute latent statistics on at most this many training frames, evenly spread (0 = all)."""
+    patience: int = 5
+    """Stop after this many epochs without a validation improvement (0 = never stop early)."""
+    min_delta: float = 0.0
+    """Smallest decrease of the validation loss that counts as an improvement."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: auto picks CUDA when available."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast precision; auto = bf16 on CUDA and on CPUs with native bf16, else fp32. fp16 is CUDA-only."""
+    channels_last: bool = True
+    """Channels-last memory format (faster convolutions on CPUs and tensor cores)."""
+    compile: bool = False
+    """torch.compile the model (slow start; pays off on long runs)."""
+    threads: int | None = None
+    """torch intra-op threads per process (default: torch's choice)."""
+    resume: bool = False
+    """Continue the run in --out from its last completed epoch."""
+    figures: bool = True
+    """Write diagnostic PNGs (and TensorBoard images) every epoch."""
+    tensorboard: bool = True
+    """Write TensorBoard scalars and images under RUN_DIR/tb."""
+    progress: bool = True
+    """Show a progress bar per epoch."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+class BatchPrefetcher:
+    """Gather uint8 batches ``dataset.frames(indices)`` in a background thread, ``depth`` ahead.
+
+    Iterating yields uint8 tensors ``(B, h, w, c)`` (pinned when ``pin_memory``);
+    ``wait_s`` is the time the consumer spent blocked waiting for data.
+
+    >>> class Source:
+    ...     def frames(self, idx): return np.zeros((len(idx), 2, 2, 3), np.uint8)
+    >>> with BatchPrefetcher(Source(), [np.arange(4), np.arange(2)]) as batches:
+    ...     [tuple(b.shape) for b in batches]
+    [(4, 2, 2, 3), (2, 2, 2, 3)]
+    """
+
+    def __init__(self, dataset: Any, batches: list[np.ndarray], *, depth: int = 3, pin_memory: bool = False) -> None:
+        self.wait_s = 0.0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._count = len(batches)
+        self._thread = threading.Thread(target=self._work, args=(dataset, batches, pin_memory), daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, dataset: Any, batches: list[np.ndarray], pin_memory: bool) -> None:
+        try:
+            for idx in batches:
+                frames = torch.from_numpy(dataset.frames(idx))
+                if not self._put(frames.pin_memory() if pin_memory else frames):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for _ in range(self._count):
+            start = time.perf_counter()
+            item = self._queue.get()
+            self.wait_s += time.perf_counter() - start
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> BatchPrefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def spread(indices: np.ndarray, max_count: int) -> np.ndarray:
+    """At most ``max_count`` of ``indices``, evenly spread (all of them when ``max_count`` is 0).
+
+    >>> spread(np.arange(10), 3).tolist()
+    [0, 4, 9]
+    """
+    if max_count <= 0 or len(indices) <= max_count:
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, max_count).round().astype(np.int64)]
+
+
+def _chunks(indices: np.ndarray, size: int) -> list[np.ndarray]:
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Model step
+
+
+class _SampledVAE(nn.Module):
+    """The VAE forward pass with externally drawn noise, so DDP ranks can share one global draw."""
+
+    def __init__(self, vae: ConvVAE) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.vae.encode(x)  # (B, z) each
+        z = mu + eps * torch.exp(0.5 * logvar)  # (B, z)
+        return self.vae.decode(z), mu, logvar
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: float) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_fraction`` at ``total_steps``.
+
+    >>> [round(lr_factor(s, 10, 2, 0.1), 3) for s in (0, 1, 2, 10)]
+    [0.5, 1.0, 1.0, 0.1]
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_fraction + (1.0 - min_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume state (safetensors + JSON, no pickle)
+
+
+def save_train_state(
+    path: Path, vae: ConvVAE, optimizer: torch.optim.Optimizer, state: dict[str, Any], vae_config: VAEConfig
+) -> None:
+    """Write weights, AdamW moments and the JSON ``state`` (counters, scheduler, ...) in one atomic file."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, param_state in opt["state"].items():
+        for key, value in param_state.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    header = {
+        "format": RESUME_FORMAT,
+        "format_version": str(RESUME_VERSION),
+        "vae_config": json.dumps(vae_config.to_dict()),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "state": json.dumps(state),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+
+
+def load_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], VAEConfig, dict[str, Any]]:
+    """Read a resume file: ``(model state dict, optimizer state dict, VAE config, JSON state)``."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise TrainVAEError(f"cannot read the resume state {path}: {exc}; start a new run in another --out") from exc
+    if header.get("format") != RESUME_FORMAT or header.get("format_version") != str(RESUME_VERSION):
+        raise TrainVAEError(f"{path} is not a v{RESUME_VERSION} {RESUME_FORMAT} file; start a new run instead")
+    model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            opt_state.setdefault(int(index), {})[key] = value
+    optimizer = {"state": opt_state, "param_groups": json.loads(header["param_groups"])}
+    return model, optimizer, VAEConfig.from_dict(json.loads(header["vae_config"])), json.loads(header["state"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup checks (all before any training)
+
+
+def _open_dataset(config: TrainVAEConfig) -> FrameDataset:
+    ds = FrameDataset.open(config.data_dir)  # raises DatasetError for a missing, empty or corrupt dataset
+    if ds.num_episodes < 2:
+        raise TrainVAEError(
+            f"dataset {config.data_dir} holds {ds.num_episodes} episode; validation needs episodes held out, "
+            "so collect at least 2 episodes"
+        )
+    spec = ds.frame_spec
+    if config.image_size is not None and (spec.height, spec.width) != (config.image_size, config.image_size):
+        raise TrainVAEError(
+            f"--image-size {config.image_size} does not match the dataset's frames of {spec.height}x{spec.width} "
+            f"(HxW, frame spec {spec}); drop --image-size to use the dataset's size, or collect with the size you want"
+        )
+    return ds
+
+
+def _vae_config(config: TrainVAEConfig, spec: FrameSpec) -> VAEConfig:
+    try:
+        return VAEConfig(
+            height=spec.height,
+            width=spec.width,
+            channels=spec.channels,
+            latent_dim=config.latent_dim,
+            width_multiplier=config.width_multiplier,
+            beta=config.beta,
+            kl_tolerance=config.kl_tolerance,
+            free_bits=config.free_bits,
+        )
+    except ValueError as exc:
+        raise TrainVAEError(f"cannot build a VAE for the dataset's frames ({spec.shape}): {exc}") from exc
+
+
+def _check_run_dir(config: TrainVAEConfig) -> Path:
+    out = Path(config.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainVAEError(f"cannot write to the run directory {out}: {exc}; choose a writable --out") from exc
+    has_run = (out / "resume.safetensors").exists() or (out / "last.safetensors").exists()
+    if config.resume and not (out / "resume.safetensors").exists():
+        raise TrainVAEError(f"--resume: {out} holds no resume.safetensors to continue from; drop --resume")
+    if has_run and not config.resume:
+        raise TrainVAEError(
+            f"{out} already holds a training run; pass --resume to continue it, or choose another --out"
+        )
+    return out
+
+
+def _check_resumable(saved: VAEConfig, current: VAEConfig, saved_state: dict[str, Any], dataset_id: str) -> None:
+    mismatch = {
+        f: (getattr(saved, f), getattr(current, f)) for f in _ARCH_FIELDS if getattr(saved, f) != getattr(current, f)
+    }
+    if mismatch:
+        detail = ", ".join(f"{k}: saved {a} vs now {b}" for k, (a, b) in mismatch.items())
+        raise TrainVAEError(
+            f"--resume: the run was trained with another architecture ({detail}); use the original settings "
+            "or start a new run in another --out"
+        )
+    if saved_state["dataset_id"] != dataset_id:
+        raise TrainVAEError(
+            f"--resume: the run was trained on dataset {saved_state['dataset_id']}, but {dataset_id} was given; "
+            "resume on the same dataset or start a new run"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@dataclass
+class _Eval:
+    recon: float
+    kl: float
+    total: float
+    mse_per_pixel: float
+
+    @property
+    def psnr(self) -> float:
+        return 10.0 * math.log10(1.0 / max(self.mse_per_pixel, 1e-12))
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+@torch.no_grad()
+def _evaluate(vae: ConvVAE, ds: FrameDataset, indices: np.ndarray, batch: int, run: _Run, ctx: DistContext) -> _Eval:
+    """Loss terms with ``z = mu`` (as encoders use it) over ``indices`` (this rank's share), summed over ranks."""
+    vae.eval()
+    sums = torch.zeros(3, dtype=torch.float64)  # recon (squared error per image), kl, total
+    with BatchPrefetcher(ds, _chunks(indices, batch), pin_memory=run.pin) as batches:
+        for frames in batches:
+            x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=run.channels_last)
+            with _autocast(ctx.device, run.amp_dtype):
+                mu, logvar = vae.encode(x)  # (B, z) each
+                x_hat = vae.decode(mu)
+            loss = vae_loss(x, x_hat, mu, logvar, vae.config)
+            n = len(x)
+            sums += torch.stack([loss.recon * n, loss.kl * n, loss.total * n]).double().cpu()
+    vae.train()
+    count = all_reduce_sum(torch.tensor([float(len(indices))], dtype=torch.float64).to(ctx.device), ctx)
+    sums = all_reduce_sum(sums.to(ctx.device), ctx).cpu() / float(count.item())
+    pixels = math.prod(ds.frame_spec.shape)
+    return _Eval(float(sums[0]), float(sums[1]), float(sums[2]), float(sums[0]) / pixels)
+
+
+@torch.no_grad()
+def _latent_moments(
+    vae: ConvVAE, ds: FrameDataset, indices: np.ndarray, batch: int, run: _Run, ctx: DistContext
+) -> LatentMoments:
+    """Latent moments of the encoder over ``indices`` (this rank's share), summed over ranks."""
+    vae.eval()
+    moments = LatentMoments(vae.config.latent_dim)
+    with BatchPrefetcher(ds, _chunks(indices, batch), pin_memory=run.pin) as batches:
+        for frames in batches:
+            x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=run.channels_last)
+            with _autocast(ctx.device, run.amp_dtype):
+                mu, logvar = vae.encode(x)  # (B, z) each
+            moments.update(mu.float(), logvar.float())
+    vae.train()
+    return moments.reduce(ctx)
+
+
+@torch.no_grad()
+def _encode_means(vae: ConvVAE, ds: FrameDataset, indices: np.ndarray, batch: int, device: torch.device) -> np.ndarray:
+    out = []
+    for idx in _chunks(indices, batch):
+        mu, _ = vae.encode(frames_to_tensor(ds.frames(idx), ds.frame_spec, device))
+        out.append(mu.float().cpu().numpy())
+    return np.concatenate(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class _Run:
+    """Resolved settings and mutable counters of one training run."""
+
+    amp_dtype: torch.dtype | None
+    precision: str
+    channels_last: bool
+    pin: bool
+    epoch: int = 0
+    step: int = 0
+    best_val: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    wall_s: float = 0.0
+    best_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def counters(self) -> dict[str, Any]:
+        keys = ("epoch", "step", "best_val", "best_epoch", "bad_epochs", "wall_s", "best_metrics")
+        return {k: getattr(self, k) for k in keys}
+
+
+def train_vae(config: TrainVAEConfig) -> Path:
+    """Train a VAE as ``config`` says and return the path of the best checkpoint.
+
+    Under ``torchrun`` every rank calls this; each returns the same path once rank 0 has
+    written it. Raises :class:`TrainVAEError` for unusable inputs before training starts,
+    and :class:`NonFiniteLossError` if the loss becomes NaN/Inf (the last good checkpoint stays).
+    """
+    ctx = init_distributed(config.device)
+    ok = False
+    try:
+        path = _train(config, ctx)
+        ok = True
+        return path
+    finally:
+        if ctx.distributed:
+            if ok:
+                barrier(ctx)
+            torch.distributed.destroy_process_group()
+
+
+def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = _check_run_dir(config)
+    ds = _open_dataset(config)
+    vae_config = _vae_config(config, ds.frame_spec)
+    if config.batch_size % ctx.world_size:
+        raise TrainVAEError(
+            f"--batch-size {config.batch_size} must divide by the {ctx.world_size} ranks; use a multiple of it"
+        )
+    train_idx, val_idx = ds.split_by_episode(config.val_fraction, seed=config.seed)
+    if len(val_idx) == 0:
+        raise TrainVAEError(f"--val-fraction {config.val_fraction} holds out no episode; use a value above 0")
+    steps_per_epoch = len(train_idx) // config.batch_size
+    if steps_per_epoch == 0:
+        raise TrainVAEError(
+            f"the training split holds {len(train_idx)} frames, fewer than one batch of {config.batch_size}; "
+            "lower --batch-size or collect more episodes"
+        )
+    total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    precision = default_precision(ctx.device) if config.precision == "auto" else config.precision
+    run = _Run(
+        amp_dtype=autocast_dtype(precision, ctx.device),
+        precision=precision,
+        channels_last=config.channels_last,
+        pin=ctx.device.type == "cuda",
+    )
+
+    torch.manual_seed(config.seed)
+    vae = ConvVAE(vae_config)
+    optimizer_state = None
+    if config.resume:
+        model_state, optimizer_state, saved_config, saved = load_train_state(out / "resume.safetensors")
+        _check_resumable(saved_config, vae_config, saved, ds.dataset_id)
+        vae.load_state_dict(model_state)
+        for key, value in saved["counters"].items():
+            setattr(run, key, value)
+    vae.to(ctx.device)
+    if config.channels_last:
+        vae.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, config.warmup_steps, config.min_lr_fraction)
+    )
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
+    if config.resume:
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(saved["scheduler"])
+        if saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+    module: nn.Module = _SampledVAE(vae)
+    if ctx.distributed:
+        module = nn.parallel.DistributedDataParallel(
+            module, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
+        )
+    if config.compile:
+        module = torch.compile(module)
+
+    logger = _Logger(out, config, ctx, run, resumed=config.resume) if ctx.is_main else None
+    if logger is not None:
+        write_json_atomic(
+            out / "config.json",
+            {**config.to_dict(), "resolved": {"device": str(ctx.device), "precision": precision,
+                                              "world_size": ctx.world_size, "total_steps": total_steps,
+                                              "dataset_id": ds.dataset_id, "vae_config": vae_config.to_dict()}},
+        )  # fmt: skip
+    val_sel = spread(val_idx, config.val_max_frames)
+    stats_sel = spread(train_idx, config.stats_max_frames)
+    eval_batch = max(config.batch_size // ctx.world_size, 64)
+    start_time = time.perf_counter() - run.wall_s
+
+    while run.epoch < num_epochs and run.step < total_steps:
+        epoch = run.epoch
+        epoch_steps = min(steps_per_epoch, total_steps - run.step)
+        perm = np.random.default_rng([config.seed, epoch]).permutation(train_idx)
+        train = _train_epoch(module, vae, optimizer, scheduler, scaler, ds, perm, epoch_steps, config, ctx, run, logger)
+        val = _evaluate(vae, ds, val_sel[ctx.rank :: ctx.world_size], eval_batch, run, ctx)
+        if any_rank(not math.isfinite(val.total), ctx):
+            raise NonFiniteLossError(
+                f"the validation loss is {val.total} after epoch {epoch + 1}; stopped. The last good checkpoint "
+                f"is {out / 'last.safetensors'}. Lower --lr, or use --precision fp32"
+            )
+        train_moments = _latent_moments(vae, ds, stats_sel[ctx.rank :: ctx.world_size], eval_batch, run, ctx)
+        stats = train_moments.to_stats()
+        improved = val.total < run.best_val - config.min_delta
+        run.epoch, run.wall_s = epoch + 1, time.perf_counter() - start_time
+        if improved:
+            run.best_val, run.best_epoch, run.bad_epochs = val.total, epoch, 0
+        else:
+            run.bad_epochs += 1
+        record = {
+            "epoch": epoch + 1,
+            "step": run.step,
+            "lr": scheduler.get_last_lr()[0],
+            **{f"train/{k}": v for k, v in train.items()},
+            "val/recon": val.recon,
+            "val/kl": val.kl,
+            "val/total": val.total,
+            "val/mse_per_pixel": val.mse_per_pixel,
+            "val/psnr": val.psnr,
+            "latent/active_dims": int(stats.active.sum()),
+            "best": improved,
+            "wall_s": run.wall_s,
+        }
+        if improved:
+            run.best_metrics = record
+        inactive = 1.0 - stats.active.mean()
+        if inactive > COLLAPSE_FRACTION and ctx.is_main:
+            warnings.warn(
+                f"posterior collapse: {int((~stats.active).sum())} of {len(stats.active)} latent dimensions carry "
+                f"< {ACTIVE_THRESHOLD} nats of KL after epoch {epoch + 1}; lower --beta, or set --free-bits / "
+                "--kl-tolerance",
+                PosteriorCollapseWarning,
+                stacklevel=2,
+            )
+        if logger is not None:
+            logger.end_epoch(record, vae, ds, val_sel, train_moments.kl_per_dim, stats, improved, optimizer,
+                             scheduler, scaler, vae_config)  # fmt: skip
+        barrier(ctx)
+        if config.patience and any_rank(run.bad_epochs >= config.patience, ctx):
+            if logger is not None:
+                logger.message(f"early stopping: no validation improvement for {run.bad_epochs} epochs")
+            break
+
+    if logger is not None:
+        logger.finish(ds, train_idx, val_sel, eval_batch)
+    return out / "best.safetensors"
+
+
+def _train_epoch(
+    module: nn.Module,
+    vae: ConvVAE,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    ds: FrameDataset,
+    perm: np.ndarray,
+    n_steps: int,
+    config: TrainVAEConfig,
+    ctx: DistContext,
+    run: _Run,
+    logger: _Logger | None,
+) -> dict[str, float]:
+    """One pass over ``n_steps`` global batches of ``perm``; returns mean train metrics over all ranks."""
+    from tqdm import tqdm
+
+    global_batch, local_batch = config.batch_size, config.batch_size // ctx.world_size
+    lo = ctx.rank * local_batch
+    # Sorted indices read the memory-mapped shards in order; each rank gathers only its share.
+    batches = [np.sort(perm[i * global_batch : (i + 1) * global_batch])[lo : lo + local_batch] for i in range(n_steps)]
+    sums = torch.zeros(3, dtype=torch.float64)  # recon, kl, total
+    bar = tqdm(total=n_steps, desc=f"epoch {run.epoch + 1}", unit="step", leave=False,
+               disable=not (config.progress and ctx.is_main), file=sys.stderr)  # fmt: skip
+    vae.train()
+    start = time.perf_counter()
+    with BatchPrefetcher(ds, batches, pin_memory=run.pin) as prefetcher:
+        for i, frames in enumerate(prefetcher):
+            gen = _step_generator(config.seed, run.step)
+            eps = torch.randn(global_batch, vae.config.latent_dim, generator=gen)[lo : lo + local_batch]  # (b, z)
+            x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=config.channels_last)
+            if config.hflip:
+                flip = (torch.rand(global_batch, generator=gen) < 0.5)[lo : lo + local_batch].to(ctx.device)
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+                x = x.contiguous(memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+            with _autocast(ctx.device, run.amp_dtype):
+                x_hat, mu, logvar = module(x, eps.to(ctx.device, non_blocking=True))
+            loss = vae_loss(x, x_hat, mu, logvar, vae.config)
+            values = torch.stack([loss.recon, loss.kl, loss.total]).detach().double().cpu()  # one sync per step
+            if any_rank(not bool(torch.isfinite(values).all()), ctx):
+                raise NonFiniteLossError(
+                    f"the training loss became non-finite at step {run.step} (epoch {run.epoch + 1}): recon "
+                    f"{values[0]:.4g}, kl {values[1]:.4g}; stopped without updating. The last good checkpoint is "
+                    f"{Path(config.out) / 'last.safetensors'}. Lower --lr or use --precision fp32, then --resume"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            run.step += 1
+            sums += values
+            if bar.disable is False and (i % 10 == 0 or i == n_steps - 1):
+                rate = (i + 1) * global_batch / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{values[2]:.1f}", img_s=f"{rate:.0f}")
+            bar.update()
+        wait_s = prefetcher.wait_s
+    elapsed = time.perf_counter() - start
+    bar.close()
+    sums = all_reduce_sum(sums.to(ctx.device), ctx).cpu() / (n_steps * ctx.world_size)
+    wait = float(all_reduce_sum(torch.tensor([wait_s], dtype=torch.float64).to(ctx.device), ctx).item())
+    return {
+        "recon": float(sums[0]),
+        "kl": float(sums[1]),
+        "total": float(sums[2]),
+        "images_per_s": n_steps * global_batch / elapsed,
+        "data_wait_share": wait / ctx.world_size / elapsed,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Rank 0: checkpoints, metrics, figures, TensorBoard
+
+
+class _Logger:
+    def __init__(self, out: Path, config: TrainVAEConfig, ctx: DistContext, run: _Run, *, resumed: bool) -> None:
+        self.out, self.config, self.ctx, self.run = out, config, ctx, run
+        self.metrics = out / "metrics.jsonl"
+        if resumed and self.metrics.exists():  # drop records of epochs after the resume point
+            lines = [ln for ln in self.metrics.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= run.epoch]
+            with atomic_path(self.metrics) as tmp:
+                tmp.write_text("".join(ln + "\n" for ln in kept))
+        self.tb = None
+        if config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tb"), purge_step=run.step if resumed else None)
+
+    def message(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def end_epoch(
+        self,
+        record: dict[str, Any],
+        vae: ConvVAE,
+        ds: FrameDataset,
+        val_sel: np.ndarray,
+        kl_per_dim: np.ndarray,
+        stats: LatentStats,
+        improved: bool,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        scaler: torch.amp.GradScaler,
+        vae_config: VAEConfig,
+    ) -> None:
+        meta = {
+            "step": record["step"],
+            "epoch": record["epoch"],
+            "dataset_id": ds.dataset_id,
+            "env_id": ds.env_id,
+            "val_loss": record["val/total"],
+            "val_mse_per_pixel": record["val/mse_per_pixel"],
+        }
+        if improved:
+            save_vae(self.out / "best.safetensors", vae, ds.frame_spec, latent_stats=stats, **meta)
+        save_vae(self.out / "last.safetensors", vae, ds.frame_spec, latent_stats=stats, **meta)
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        state = {
+            "counters": self.run.counters(),
+            "scheduler": scheduler.state_dict(),  # plain numbers (lr_lambdas: [None] for a function)
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "dataset_id": ds.dataset_id,
+        }
+        # The commit point of the epoch: a kill before this line resumes from the previous epoch.
+        save_train_state(self.out / "resume.safetensors", vae, optimizer, state, vae_config)
+        images = self._figures(vae, ds, val_sel, kl_per_dim) if self.config.figures else {}
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "step"):
+                    self.tb.add_scalar(key, value, record["step"])
+            for name, image in images.items():
+                self.tb.add_image(name, image, record["step"], dataformats="HWC")
+            self.tb.flush()
+        self.message(
+            f"epoch {record['epoch']}: train {record['train/total']:.2f} val {record['val/total']:.2f} "
+            f"(mse/pixel {record['val/mse_per_pixel']:.5f}, {record['latent/active_dims']} active dims) "
+            f"{record['train/images_per_s']:.0f} img/s, data wait {100 * record['train/data_wait_share']:.1f}%"
+            + (" *best*" if improved else "")
+        )
+
+    def _figures(self, vae: ConvVAE, ds: FrameDataset, val_sel: np.ndarray, kl_per_dim: np.ndarray) -> dict:
+        vae.eval()
+        x = frames_to_tensor(ds.frames(spread(val_sel, FIGURE_FRAMES)), ds.frame_spec, self.ctx.device)
+        images = {
+            "recon": reconstruction_grid(vae, x),
+            "samples": prior_samples(vae, 2 * FIGURE_FRAMES, torch.Generator().manual_seed(self.config.seed)),
+            "traversal": latent_traversal(vae, x[:1], kl_per_dim),
+            "kl": kl_bar_chart(kl_per_dim, ACTIVE_THRESHOLD),
+        }
+        vae.train()
+        for name, image in images.items():
+            write_png(self.out / f"{name}.png", image)
+        return images
+
+    def finish(self, ds: FrameDataset, train_idx: np.ndarray, val_sel: np.ndarray, batch: int) -> None:
+        best = load_vae(self.out / "best.safetensors", device=self.ctx.device)
+        probe = None
+        if ds.state_dim is not None:
+            z_train_idx, z_val_idx = spread(train_idx, PROBE_MAX_FRAMES), spread(val_sel, PROBE_MAX_FRAMES)
+            r2 = linear_probe_r2(
+                _encode_means(best.vae, ds, z_train_idx, batch, self.ctx.device),
+                ds.states(z_train_idx),
+                _encode_means(best.vae, ds, z_val_idx, batch, self.ctx.device),
+                ds.states(z_val_idx),
+            )
+            probe = [None if math.isnan(v) else float(v) for v in r2]
+        m = self.run.best_metrics
+        summary = {
+            "best_checkpoint": str(self.out / "best.safetensors"),
+            "best_epoch": self.run.best_epoch + 1,
+            "epochs": self.run.epoch,
+            "steps": self.run.step,
+            "val_mse_per_pixel": m["val/mse_per_pixel"],
+            "val_psnr_db": m["val/psnr"],
+            "val_loss": m["val/total"],
+            "active_dims": int(best.latent_stats.active.sum()) if best.latent_stats is not None else None,
+            "latent_dim": best.vae.config.latent_dim,
+            "linear_probe_r2": probe,
+            "wall_s": self.run.wall_s,
+            "images_per_s": m["train/images_per_s"],
+            "data_wait_share": m["train/data_wait_share"],
+            "val_frames": len(val_sel),
+            "train_frames": len(train_idx),
+            "dataset_id": ds.dataset_id,
+            "device": str(self.ctx.device),
+            "precision": self.run.precision,
+            "world_size": self.ctx.world_size,
+        }
+        write_json_atomic(self.out / "summary.json", summary)
+        if self.tb is not None:
+            self.tb.close()
+        self.message(
+            f"best checkpoint {summary['best_checkpoint']} (epoch {summary['best_epoch']}): held-out MSE per pixel "
+            f"{summary['val_mse_per_pixel']:.5f}, PSNR {summary['val_psnr_db']:.1f} dB, "
+            f"{summary['active_dims']}/{summary['latent_dim']} active dims"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``worldmodel train-vae``."""
+    add_config_arguments(parser, TrainVAEConfig, positional=("data_dir",))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``worldmodel train-vae DATA_DIR --out RUN_DIR [...]`` (also under ``torchrun``)."""
+    config = config_from_args(TrainVAEConfig, args)
+    try:
+        path = train_vae(config)
+    except (TrainVAEError, DatasetError, CheckpointError, NonFiniteLossError) as exc:
+        print(f"worldmodel train-vae: error: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, NonFiniteLossError) else 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(path)
+    return 0
