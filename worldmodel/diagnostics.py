@@ -9,7 +9,7 @@ atomically; the bar chart uses matplotlib's headless Agg backend.
 >>> vae = ConvVAE(VAEConfig(height=16, width=16, latent_dim=4, width_multiplier=0.25)).eval()
 >>> x = torch.rand(3, 3, 16, 16)
 >>> reconstruction_grid(vae, x).shape  # 2 rows (frames, reconstructions) of 3 tiles with 2-pixel gaps
-(36, 54, 3)
+(34, 52, 3)
 """
 
 from __future__ import annotations
