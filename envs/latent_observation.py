@@ -21,6 +21,7 @@ latent wrapper (never both) and save its statistics beside the agent.
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -32,6 +33,27 @@ from envs.pixels import PixelObservation, env_name, is_image_space
 from worldmodel.checkpoint import VAECheckpoint
 from worldmodel.encoder import LatentEncoder
 from worldmodel.frames import FrameSpec, preprocess_frames
+
+ENCODER_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(LatentEncoder).parameters.items() if p.kind is p.KEYWORD_ONLY
+}
+
+
+def latent_encoder(vae: LatentEncoder | VAECheckpoint | str | os.PathLike, **options: Any) -> LatentEncoder:
+    """The wrappers' encoder: built from a checkpoint (path or loaded) with ``options``, or ``vae`` itself.
+
+    Passing a :class:`LatentEncoder` shares one model (and one ``torch.compile``) between
+    wrappers, e.g. training and evaluation envs; its options are then fixed, so ``options``
+    must be left at their defaults.
+    """
+    if not isinstance(vae, LatentEncoder):
+        return LatentEncoder(vae, **options)
+    changed = {name: value for name, value in options.items() if value != ENCODER_DEFAULTS[name]}
+    if changed:
+        raise ValueError(
+            f"{changed} cannot change an existing LatentEncoder; pass them when building it, or pass the checkpoint"
+        )
+    return vae
 
 
 def frame_shape_of(space: gym.spaces.Box) -> tuple[int, int, int]:
@@ -106,7 +128,8 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     Args:
         env: the env.
         vae: a VAE checkpoint path (then the wrapper can be rebuilt from its recorded
-            constructor arguments, as ``check_env`` and rl-zoo do) or a loaded checkpoint.
+            constructor arguments, as ``check_env`` and rl-zoo do), a loaded checkpoint, or a
+            :class:`~worldmodel.encoder.LatentEncoder` to share (see :func:`latent_encoder`).
         device, latent, normalize, drop_inactive, precision, compile: see
             :class:`worldmodel.encoder.LatentEncoder`. ``latent="sample"`` draws from a
             generator seeded by ``reset(seed=...)``.
@@ -132,7 +155,7 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     def __init__(
         self,
         env: gym.Env,
-        vae: VAECheckpoint | str | os.PathLike,
+        vae: LatentEncoder | VAECheckpoint | str | os.PathLike,
         *,
         device: str = "auto",
         latent: str = "mean",
@@ -158,7 +181,7 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         if not is_image_space(env.observation_space):
             env = PixelObservation(env)
         gym.ObservationWrapper.__init__(self, env)
-        self.encoder = LatentEncoder(
+        self.encoder = latent_encoder(
             vae,
             device=device,
             latent=latent,

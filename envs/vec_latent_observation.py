@@ -29,7 +29,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from envs.latent_history import LatentHistory
-from envs.latent_observation import FrameLatents, frame_shape_of
+from envs.latent_observation import FrameLatents, frame_shape_of, latent_encoder
 from envs.pixels import is_image_space
 from worldmodel.checkpoint import VAECheckpoint
 from worldmodel.encoder import LatentEncoder
@@ -67,7 +67,7 @@ class VecLatentObservation(VecEnvWrapper):
     def __init__(
         self,
         venv: VecEnv,
-        vae: VAECheckpoint | str | os.PathLike,
+        vae: LatentEncoder | VAECheckpoint | str | os.PathLike,
         *,
         device: str = "auto",
         latent: str = "mean",
@@ -84,7 +84,7 @@ class VecLatentObservation(VecEnvWrapper):
                 f"{venv.observation_space}; wrap each sub-env in envs.PixelObservation (frames from render()) "
                 "and optionally envs.FrameSpecObservation, and put VecLatentObservation before any VecTransposeImage"
             )
-        self.encoder = LatentEncoder(
+        self.encoder = latent_encoder(
             vae,
             device=device,
             latent=latent,

@@ -21,7 +21,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
 from envs.latent_history import LatentHistory
-from envs.latent_observation import FrameLatents, frame_shape_of
+from envs.latent_observation import FrameLatents, frame_shape_of, latent_encoder
 from envs.pixels import is_image_space
 from worldmodel.checkpoint import VAECheckpoint
 from worldmodel.encoder import LatentEncoder
@@ -54,7 +54,7 @@ class VectorLatentObservation(VectorWrapper, RecordConstructorArgs):
     def __init__(
         self,
         env: VectorEnv,
-        vae: VAECheckpoint | str | os.PathLike,
+        vae: LatentEncoder | VAECheckpoint | str | os.PathLike,
         *,
         device: str = "auto",
         latent: str = "mean",
@@ -91,7 +91,7 @@ class VectorLatentObservation(VectorWrapper, RecordConstructorArgs):
                 f"{env.single_observation_space}; wrap each sub-env in envs.PixelObservation (frames from "
                 "render()) and optionally envs.FrameSpecObservation"
             )
-        self.encoder = LatentEncoder(
+        self.encoder = latent_encoder(
             vae,
             device=device,
             latent=latent,

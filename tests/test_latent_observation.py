@@ -9,6 +9,7 @@ import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
 from envs.latent_observation import LatentObservation
 from worldmodel.checkpoint import load_vae
+from worldmodel.encoder import LatentEncoder
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
@@ -151,3 +152,14 @@ def test_wrong_frame_dtype_mid_episode_is_a_clear_error(toy_vae_path):
     env.step(0)
     with pytest.raises(ValueError, match=r"frames of dtype float32.*expected uint8"):
         env.step(0)
+
+
+def test_a_shared_encoder_is_reused_and_its_options_are_fixed(toy_vae_path):
+    encoder = LatentEncoder(toy_vae_path, device="cpu")
+    first = LatentObservation(make_toy(), encoder)
+    second = LatentObservation(make_toy(), encoder, history=2)
+    assert first.encoder is second.encoder is encoder
+    plain = LatentObservation(make_toy(), toy_vae_path, device="cpu")
+    np.testing.assert_array_equal(first.reset(seed=2)[0], plain.reset(seed=2)[0])
+    with pytest.raises(ValueError, match=r"\{'latent': 'sample'\} cannot change an existing LatentEncoder"):
+        LatentObservation(make_toy(), encoder, latent="sample")
