@@ -70,7 +70,7 @@ from worldmodel.diagnostics import (
 )
 from worldmodel.distributed import DistContext, all_reduce_sum, any_rank, barrier, init_distributed
 from worldmodel.frames import FrameSpec, frames_to_tensor
-from worldmodel.latent_stats import ACTIVE_THRESHOLD, LatentMoments
+from worldmodel.latent_stats import ACTIVE_THRESHOLD, LatentMoments, accumulate_latents
 from worldmodel.vae import ConvVAE, VAEConfig, vae_loss
 
 RESUME_FORMAT = "worldmodel.train_state"
@@ -443,13 +443,12 @@ def _latent_moments(
 ) -> LatentMoments:
     """Latent moments of the encoder over ``indices`` (this rank's share), summed over ranks."""
     vae.eval()
-    moments = LatentMoments(vae.config.latent_dim)
-    with BatchPrefetcher(ds, _chunks(indices, batch), pin_memory=run.pin) as batches:
-        for frames in batches:
-            x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=run.channels_last)
-            with _autocast(ctx.device, run.amp_dtype):
-                mu, logvar = vae.encode(x)  # (B, z) each
-            moments.update(mu.float(), logvar.float())
+    with (
+        BatchPrefetcher(ds, _chunks(indices, batch), pin_memory=run.pin) as batches,
+        _autocast(ctx.device, run.amp_dtype),
+    ):
+        tensors = (frames_to_tensor(f, ds.frame_spec, ctx.device, channels_last=run.channels_last) for f in batches)
+        moments = accumulate_latents(vae, tensors, vae.config.latent_dim)
     vae.train()
     return moments.reduce(ctx)
 
