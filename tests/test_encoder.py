@@ -6,7 +6,7 @@ import torch
 
 from worldmodel.checkpoint import load_vae
 from worldmodel.encoder import LatentEncoder
-from worldmodel.frames import frames_to_tensor, tensor_to_frames
+from worldmodel.frames import FrameSpec, frames_to_tensor, tensor_to_frames
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -58,6 +58,12 @@ def test_normalize_without_stats_is_a_clear_error(toy_vae_path):
     checkpoint = dataclasses.replace(load_vae(toy_vae_path), latent_stats=None)
     with pytest.raises(ValueError, match=r"need latent statistics.*normalize=False"):
         LatentEncoder(checkpoint, device="cpu", normalize=True)
+
+
+def test_frame_spec_not_matching_the_vae_is_a_clear_error(toy_vae_path):
+    checkpoint = dataclasses.replace(load_vae(toy_vae_path), frame_spec=FrameSpec(height=64, width=64))
+    with pytest.raises(ValueError, match=r"frames of shape \(64, 64, 3\) but its VAE expects \(32, 32, 3\)"):
+        LatentEncoder(checkpoint, device="cpu")
 
 
 def test_bad_frames_are_clear_errors(toy_vae_path):

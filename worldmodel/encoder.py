@@ -80,6 +80,12 @@ class LatentEncoder:
         model = checkpoint.vae
         if next(model.parameters()).device != self.device:
             model = copy.deepcopy(model).to(self.device)
+        cfg = model.config
+        if checkpoint.frame_spec.shape != (cfg.height, cfg.width, cfg.channels):
+            raise ValueError(
+                f"the checkpoint's frame spec makes frames of shape {checkpoint.frame_spec.shape} but its VAE "
+                f"expects {(cfg.height, cfg.width, cfg.channels)}; save it again with a matching FrameSpec"
+            )
         self.checkpoint = checkpoint
         self.vae: ConvVAE = model.eval()
         self.latent = latent
