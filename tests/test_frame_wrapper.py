@@ -6,7 +6,7 @@ from gymnasium.utils.env_checker import check_env
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
 from envs.pixels import PixelObservation
-from worldmodel.checkpoint import load_vae
+from worldmodel.checkpoint import CheckpointError, load_vae
 from worldmodel.frames import FrameSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(different from the unwrapped).*")
@@ -33,3 +33,10 @@ def test_errors_name_the_problem():
         FrameSpecObservation(gym.make("Pendulum-v1", render_mode="rgb_array"), FrameSpec())
     with pytest.raises(ValueError, match=r"crop box.*outside the 64x64"):
         FrameSpecObservation(gym.make("worldmodel/DotTarget-v0"), FrameSpec(crop=(0, 0, 84, 96)))
+
+
+def test_spec_from_a_file_that_is_no_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read the VAE checkpoint"):
+        FrameSpecObservation(gym.make("worldmodel/DotTarget-v0"), bad)

@@ -3,7 +3,7 @@ import functools
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
@@ -98,3 +98,20 @@ def test_sample_is_reproducible_under_seed(toy_vae_path):
 
     np.testing.assert_array_equal(rollout(1), rollout(1))
     assert not np.allclose(rollout(1), rollout(2))
+
+
+def make_preprocessed_toy(vae_path):
+    return FrameSpecObservation(gym.make("envs:worldmodel/DotTarget-v0", max_episode_steps=10), vae_path)
+
+
+def test_async_workers_forked_after_torch_match_sync(toy_vae_path):
+    """Forked workers read the frame spec from the checkpoint path without touching torch (no hang)."""
+    make = functools.partial(make_preprocessed_toy, toy_vae_path)
+    actions = np.random.default_rng(0).integers(0, 5, (15, 2))
+    observations = []
+    for vector_env in (AsyncVectorEnv([make] * 2, context="fork"), SyncVectorEnv([make] * 2)):
+        vector_env = VectorLatentObservation(vector_env, toy_vae_path, device="cpu")
+        out = [vector_env.reset(seed=0)[0]] + [vector_env.step(a)[0] for a in actions]
+        vector_env.close()
+        observations.append(np.stack(out))
+    np.testing.assert_allclose(observations[0], observations[1], atol=ATOL)
