@@ -281,7 +281,9 @@ class EpisodePool:
         slot.process.join(timeout=5)
         slot.conn.close()
 
-    def _fail(self, slot: _Slot, problem: str, pending: deque[tuple[int, int]], attempts: dict[int, int]) -> None:
+    def _fail(
+        self, slot: _Slot, problem: str, pending: deque[tuple[int, int]], attempts: dict[int, int], detail: str = ""
+    ) -> None:
         """Report a worker's failure, replace it and requeue (or give up on) its episode."""
         self._stop(slot)
         self._slots[self._slots.index(slot)] = self._start()
@@ -293,7 +295,7 @@ class EpisodePool:
         if attempts[key] > self.max_retries:
             raise CollectError(
                 f"worker pid {slot.process.pid} {problem} on {where}, {attempts[key]} times; giving up. "
-                "Check the env (or raise --step-timeout if its steps are legitimately slow)."
+                "Check the env (or raise --step-timeout if its steps are legitimately slow)." + detail
             )
         self.report(
             f"worker pid {slot.process.pid} {problem} on {where}; replaced it and restarting "
@@ -331,7 +333,8 @@ class EpisodePool:
                     elif episode_index is None:  # making the env failed: no retry helps
                         raise CollectError(f"cannot make {self.env_config.env_id} in a worker:\n{payload}")
                     else:
-                        self._fail(slot, f"raised {payload.strip().splitlines()[-1]}", pending, attempts)
+                        last = payload.strip().splitlines()[-1]
+                        self._fail(slot, f"raised {last}", pending, attempts, detail=f"\nLast traceback:\n{payload}")
                 now = time.monotonic()
                 for slot in list(self._slots):
                     if not slot.process.is_alive() and not slot.conn.poll():

@@ -40,6 +40,8 @@ class FlakyEnv(DotTargetEnv):
                 Path(self.marker).touch()
             if self.mode == "hang":
                 time.sleep(3600)
+            if self.mode == "raise":
+                raise RuntimeError("boom")
             os._exit(3)
         return super().step(action)
 
@@ -95,19 +97,19 @@ def test_resume_collects_only_missing_episodes(tmp_path):
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     out = tmp_path / "killed"
-    argv = [sys.executable, "-m", "worldmodel", "collect", TOY, "--out", str(out), "--episodes", "60",
-            "--n-envs", "2", "--seed", "5", "--shard-mib", "0.05", "--no-progress"]  # fmt: skip
+    argv = [sys.executable, "-m", "worldmodel", "collect", TOY, "--out", str(out), "--episodes", "40",
+            "--max-steps", "30", "--n-envs", "2", "--seed", "5", "--shard-mib", "0.1", "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not list((out / "shards").glob("*.meta.npz")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+        time.sleep(0.02)
+    time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = FrameDataset.open(out).num_episodes
-    assert 0 < partial < 60, "the kill came too late to test resuming"
+    assert 0 < partial < 40, "the kill came too late to test resuming"
     assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
-    collect_rollouts(config(tmp_path / "whole", episodes=60, max_steps=None, seed=5))
+    collect_rollouts(config(tmp_path / "whole", episodes=40, max_steps=30, seed=5))
     assert_same_episodes(episodes_by_index(out), episodes_by_index(tmp_path / "whole"))
     visible = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert all(p.name.endswith((".json", ".npy", ".npz")) for p in visible)
@@ -145,6 +147,12 @@ def test_dead_worker_is_replaced(tmp_path, capsys):
                  env_kwargs={"mode": "exit", "marker": str(tmp_path / "died-once")})  # fmt: skip
     assert collect_rollouts(cfg).episodes == 4
     assert "died (exit code 3) on test_collect:Flaky-v0 episode 1" in capsys.readouterr().err
+
+
+def test_env_exception_ends_with_its_traceback(tmp_path):
+    cfg = config(tmp_path, env_id="test_collect:Flaky-v0", env_kwargs={"mode": "raise"}, max_retries=0)
+    with pytest.raises(CollectError, match=r"raised RuntimeError: boom on test_collect:Flaky-v0 episode 1(.|\n)*step"):
+        collect_rollouts(cfg)
 
 
 def test_vector_env_through_render_stores_state(tmp_path):

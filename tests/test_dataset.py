@@ -1,4 +1,5 @@
 import json
+import pickle
 import subprocess
 import sys
 
@@ -76,6 +77,14 @@ def test_round_trip_across_shards(dataset_dir, episodes):
     np.testing.assert_allclose(ds.episode_return, [e[2].sum() for e in episodes], rtol=1e-6)
     with pytest.raises(IndexError, match=r"\[0, "):
         ds.frames(np.array([ds.num_frames]))
+
+
+def test_pickles_for_dataloader_workers(dataset_dir):
+    ds = FrameDataset.open(dataset_dir)
+    ds.frames(np.arange(3))  # opens a memory map
+    clone = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(clone.frames(np.arange(ds.num_frames)), ds.frames(np.arange(ds.num_frames)))
+    assert clone.dataset_id == ds.dataset_id
 
 
 def test_manifest_is_consistent_and_id_stable(dataset_dir):

@@ -609,8 +609,19 @@ class FrameDataset:
         self.episode_return = np.concatenate([np.asarray(e["return"], np.float64) for e in ep])
         """Per episode row: the sum of its rewards."""
         self.num_episodes = len(self._ep_length)
+        self._open_caches()
+
+    def _open_caches(self) -> None:
         self._frames_mmap: dict[int, np.ndarray] = {}
         self._meta = functools.lru_cache(maxsize=32)(self._load_meta)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (e.g. for DataLoader workers): memory maps and caches are reopened lazily."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_frames_mmap", "_meta")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._open_caches()
 
     @classmethod
     def open(
