@@ -16,6 +16,7 @@ from worldmodel.dataset import (
     check_frame_spec,
     rebuild_manifest,
 )
+from worldmodel.dataset import main as dataset_main
 from worldmodel.frames import FrameSpec
 
 SPEC = FrameSpec(height=8, width=8)
@@ -251,3 +252,12 @@ def test_reader_anonymous_memory_is_bounded(tmp_path):
     # reading 4x the data (98 MB, twice over) grows anonymous memory by a few batches at most, as 1x does
     assert max(growth.values()) < 16 * 2**20 < 4 * 2000 * frame_bytes, growth
     assert growth[4] - growth[1] < 2 * 2**20, growth
+
+
+def test_command_line_rebuilds_and_describes(dataset_dir, capsys):
+    (dataset_dir / MANIFEST).unlink()
+    for path in (dataset_dir / COLLECTORS).glob("*.json"):
+        path.unlink()
+    assert dataset_main([str(dataset_dir), "--rebuild", "--verify"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 7 and summary["env_id"] == "Demo-v0"
