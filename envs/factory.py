@@ -86,12 +86,22 @@ PRESETS: dict[str, EnvConfig] = {
 def env_preset(env_id: str) -> EnvConfig:
     """The preset for ``env_id``, or a generic one (64x64 RGB, no skips) for any other id.
 
+    Atari (``ALE/*``) ids move ALE's internal frame skip (4 in v5) into :class:`FrameSkip`
+    (``frameskip=1`` plus ``frame_skip=4``, the same dynamics) so that ``info["frames"]``
+    counts emulator frames.
+
     >>> env_preset("CarRacing-v3").skip_start_frames
     50
     >>> env_preset("Pendulum-v1").frame_spec.shape
     (64, 64, 3)
+    >>> env_preset("ALE/Pong-v5").frame_skip
+    4
     """
-    return PRESETS.get(env_id, EnvConfig(env_id))
+    if env_id in PRESETS:
+        return PRESETS[env_id]
+    if env_id.startswith("ALE/"):
+        return EnvConfig(env_id, frame_skip=4, env_kwargs={"frameskip": 1})
+    return EnvConfig(env_id)
 
 
 def car_racing_state(env: gym.Env) -> np.ndarray:

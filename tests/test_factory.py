@@ -90,6 +90,8 @@ def test_atari_registers_ale():
     pytest.importorskip("ale_py")
     env = make_env("ALE/Pong-v5")
     assert env.reset(seed=0)[0].shape == (210, 160, 3)
+    *_, info = env.step(0)
+    assert info["frames"] == 4  # emulator frames, ALE's own frame skip moved into FrameSkip
 
 
 def test_make_env_fn_is_picklable():
