@@ -374,6 +374,8 @@ def collect_rollouts(config: CollectConfig, policy: PolicyFactory | None = None)
     finally:
         probe.close()
     attrs = {"collect": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}}
+    if policy is not None:  # record what actually chose the actions
+        attrs["collect"]["policy"] = getattr(policy, "__qualname__", repr(policy))
     attrs["env"] = env_config.to_dict()
     start = time.monotonic()
     new_episodes = new_frames = env_frames = 0
