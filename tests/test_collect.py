@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -191,3 +192,25 @@ def test_cli_collects_with_frame_spec_options(tmp_path, capsys):
     assert "2 episodes, 12 frames" in capsys.readouterr().out
     ds = FrameDataset.open(tmp_path)
     assert ds.frame_spec.shape == (16, 24, 1) and ds.frame_spec.crop == (0, 0, 48, 64)
+
+
+class AlwaysRight:
+    """A custom policy (what a trained agent plugs in as): always action 4."""
+
+    def __init__(self, action_space):
+        self.action = 4
+
+    def reset(self, seed):
+        pass
+
+    def __call__(self, observation, info):
+        assert observation.shape == (64, 64, 3)
+        return self.action
+
+
+def test_custom_policy_is_used_and_recorded(tmp_path):
+    collect_rollouts(config(tmp_path, episodes=2), policy=AlwaysRight)
+    ds = FrameDataset.open(tmp_path)
+    assert all((ds.episode(row).actions == 4).all() for row in range(ds.num_episodes))
+    (collector,) = (tmp_path / "collectors").glob("*.json")
+    assert json.loads(collector.read_text())["attrs"]["collect"]["policy"] == "AlwaysRight"
