@@ -16,34 +16,16 @@ attribute and skip their own preprocessing when it equals the checkpoint's.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from safetensors import SafetensorError, safe_open
 
 from envs.pixels import env_name, is_image_space
-from worldmodel.checkpoint import FORMAT_NAME, CheckpointError
+from worldmodel.checkpoint import read_frame_spec
 from worldmodel.frames import FrameSpec
-
-
-def checkpoint_frame_spec(path: str | os.PathLike) -> FrameSpec:
-    """The frame spec in a VAE checkpoint's header, read without torch.
-
-    Worker processes forked from a parent that already ran torch can hang in torch's
-    thread pool, so workers must not load the model just to learn its frame spec.
-    """
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"cannot read the VAE checkpoint {path}: {exc}") from exc
-    if header.get("format") != FORMAT_NAME or "frame_spec" not in header:
-        raise CheckpointError(f"{path} is not a worldmodel VAE checkpoint (no frame spec in its header)")
-    return FrameSpec.from_dict(json.loads(header["frame_spec"]))
 
 
 def as_frame_spec(frame_spec: FrameSpec | dict[str, Any] | str | os.PathLike) -> FrameSpec:
@@ -52,7 +34,7 @@ def as_frame_spec(frame_spec: FrameSpec | dict[str, Any] | str | os.PathLike) ->
         return frame_spec
     if isinstance(frame_spec, dict):
         return FrameSpec.from_dict(frame_spec)
-    return checkpoint_frame_spec(frame_spec)
+    return read_frame_spec(frame_spec)
 
 
 class FrameSpecObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

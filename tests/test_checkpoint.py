@@ -127,3 +127,10 @@ def test_weights_not_matching_config(saved):
     _rewrite_header(path, vae_config=json.dumps(config))
     with pytest.raises(CheckpointError, match="weights do not match"):
         load_vae(path)
+
+
+def test_read_frame_spec_from_header_only(saved):
+    from worldmodel.checkpoint import read_frame_spec
+
+    path, _, spec = saved
+    assert read_frame_spec(path) == spec

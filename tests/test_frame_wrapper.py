@@ -38,5 +38,5 @@ def test_errors_name_the_problem():
 def test_spec_from_a_file_that_is_no_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "notes.safetensors"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read the VAE checkpoint"):
+    with pytest.raises(CheckpointError, match=r"notes\.safetensors is not a readable safetensors file"):
         FrameSpecObservation(gym.make("worldmodel/DotTarget-v0"), bad)

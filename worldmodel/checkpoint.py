@@ -118,24 +118,27 @@ def save_vae(
         save_file(tensors, str(tmp), metadata=header)
 
 
-def load_vae(path: str | os.PathLike, device: torch.device | str = "cpu") -> VAECheckpoint:
-    """Rebuild the VAE (in eval mode, on ``device``) and its frame spec from a checkpoint file.
+def _unreadable(path: Path, exc: Exception) -> str:
+    return (
+        f"{path} is not a readable safetensors file (truncated or corrupt?): {exc}. "
+        "Re-copy it or retrain; `worldmodel train-vae --resume` continues from the last good checkpoint."
+    )
 
-    Raises :class:`CheckpointError` for a truncated file, a file that is not a VAE
-    checkpoint, an unknown format version, or weights that do not match the config.
+
+def read_header(path: str | os.PathLike) -> dict[str, str]:
+    """The JSON-string metadata of a VAE checkpoint, checked for format and version; loads no weights.
+
+    Cheap and free of torch computation, so worker processes can learn a checkpoint's
+    frame spec without touching torch's thread pool.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VAE checkpoint {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file (truncated or corrupt?): {exc}. "
-            "Re-copy it or retrain; `worldmodel train-vae --resume` continues from the last good checkpoint."
-        ) from exc
+        raise CheckpointError(_unreadable(path, exc)) from exc
     if header.get("format") != FORMAT_NAME:
         raise CheckpointError(
             f"{path} is a safetensors file but not a worldmodel VAE checkpoint (format={header.get('format')!r}); "
@@ -146,6 +149,31 @@ def load_vae(path: str | os.PathLike, device: torch.device | str = "cpu") -> VAE
             f"{path} has checkpoint format version {header.get('format_version')!r}; this worldmodel reads "
             f"version {FORMAT_VERSION}. Upgrade worldmodel or re-save the checkpoint."
         )
+    return header
+
+
+def read_frame_spec(path: str | os.PathLike) -> FrameSpec:
+    """The :class:`FrameSpec` stored in a VAE checkpoint, read from its header only."""
+    header = read_header(path)
+    try:
+        return FrameSpec.from_dict(json.loads(header["frame_spec"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has malformed checkpoint metadata: {exc}") from exc
+
+
+def load_vae(path: str | os.PathLike, device: torch.device | str = "cpu") -> VAECheckpoint:
+    """Rebuild the VAE (in eval mode, on ``device``) and its frame spec from a checkpoint file.
+
+    Raises :class:`CheckpointError` for a truncated file, a file that is not a VAE
+    checkpoint, an unknown format version, or weights that do not match the config.
+    """
+    path = Path(path)
+    header = read_header(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(_unreadable(path, exc)) from exc
     try:
         config = VAEConfig.from_dict(json.loads(header["vae_config"]))
         frame_spec = FrameSpec.from_dict(json.loads(header["frame_spec"]))
