@@ -252,3 +252,11 @@ def test_cuda_training(blob_dataset, tmp_path, precision):
     train_vae(tiny(blob_dataset, out, epochs=2, device="cuda", precision=precision))
     assert metrics(out)[-1]["val/total"] < metrics(out)[0]["val/total"]
     assert load_vae(out / "best.safetensors").metadata["epoch"] >= 1
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_closely(blob_dataset, tmp_path):
+    train_vae(tiny(blob_dataset, tmp_path / "eager", epochs=1))
+    train_vae(tiny(blob_dataset, tmp_path / "compiled", epochs=1, compile=True))
+    eager, compiled = metrics(tmp_path / "eager")[0], metrics(tmp_path / "compiled")[0]
+    assert compiled["val/total"] == pytest.approx(eager["val/total"], rel=1e-3)
