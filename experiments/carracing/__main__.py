@@ -1,0 +1,45 @@
+"""``python -m experiments.carracing [--preset full] [--out DIR] [--stage KIND ...]``: run the CarRacing pipeline.
+
+Resumable: run the same command again after an interruption and finished stages are
+skipped, interrupted ones continue from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+
+from experiments.carracing.config import PRESETS
+from experiments.pipeline import RUNNERS, StageError, run_pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.carracing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full", help="budgets (default: full)")
+    parser.add_argument("--out", help="output directory (default: the preset's, e.g. runs/carracing)")
+    parser.add_argument("--stage", nargs="+", default=(), help=f"run only these stage kinds or names: {list(RUNNERS)}")
+    parser.add_argument("--report-name", help="report name (default: the preset's)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    args = parser.parse_args(argv)
+    config = dataclasses.replace(
+        PRESETS[args.preset],
+        device=args.device,
+        **{k: v for k, v in (("out", args.out), ("report_name", args.report_name)) if v},
+    )
+    command = shlex.join(["python", "-m", "experiments.carracing", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        run_pipeline(config, only=tuple(args.stage), command=command)
+    except StageError as exc:
+        print(f"experiments.carracing: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("experiments.carracing: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(f"results in {config.out} (stages.json, agents/*/evaluation.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Stated budgets of the CarRacing-v3 experiments, one :class:`PipelineConfig` per preset.
+
+Budgets are in env frames (base-env steps) per agent run, so every mode gets the same
+experience whatever its frame skip: latent agents act every frame (1 frame per agent
+step), the rl-zoo pixel recipe every 2 frames.
+
+>>> FULL.agent_env_frames >= 300_000, len(FULL.seeds), FULL.pixels
+(True, 3, True)
+>>> sorted(PRESETS)
+['full', 'full-sac', 'smoke']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from experiments.pipeline import PipelineConfig
+
+FULL = PipelineConfig(
+    "CarRacing-v3",
+    out="runs/carracing",
+    collect_episodes=400,  # ~400k frames of Brownian driving: enough tracks for the VAE
+    collect_policy="brownian",
+    collect_max_steps=1000,
+    vae_epochs=10,
+    vae_batch_size=128,
+    vae_latent_dim=32,
+    algos=("ppo",),
+    agent_env_frames=1_000_000,  # the first milestone (> 429) must fall within 1M frames
+    seeds=(0, 1, 2),
+    pixels=True,
+    pixel_algo="ppo",
+    pixel_seeds=(0, 1, 2),
+    eval_episodes=100,
+    train_eval_freq=25_000,
+    train_eval_episodes=5,
+    checkpoint_freq=25_000,
+    report_name="carracing",
+)
+"""The reference run: PPO on latents (3 seeds) vs rl-zoo PPO on pixels (3 seeds), 1M env frames each."""
+
+FULL_SAC = dataclasses.replace(
+    FULL, out="runs/carracing-sac", algos=("sac",), pixels=False, agent_env_frames=300_000, report_name="carracing-sac"
+)
+"""SAC on latents (3 seeds, 300k env frames each): the off-policy preset, for sample efficiency."""
+
+SMOKE = dataclasses.replace(
+    FULL,
+    out="runs/carracing-smoke",
+    collect_episodes=16,
+    collect_max_steps=200,
+    vae_epochs=1,
+    agent_env_frames=8_192,
+    seeds=(0,),
+    pixel_seeds=(0,),
+    eval_episodes=2,
+    train_eval_freq=4_096,
+    train_eval_episodes=1,
+    report_name=None,
+)
+"""A few minutes end to end: checks that every stage runs before a long run is started."""
+
+PRESETS: dict[str, PipelineConfig] = {"full": FULL, "full-sac": FULL_SAC, "smoke": SMOKE}

@@ -1,0 +1,132 @@
+"""``python -m experiments.demo [--out DIR]`` (``make demo``): the whole pipeline on CarRacing-v3 in minutes.
+
+A short version of the CarRacing experiment (:data:`DEMO`): collect two dozen Brownian
+episodes in parallel, train the VAE briefly, train a latent PPO agent for a small
+budget, evaluate it and write a report with reconstructions, a learning curve and a
+video. A short run cannot drive well, so the demo then evaluates the pretrained bundle
+shipped in ``experiments/pretrained/carracing/`` (when present) and records its video:
+a car that drives.
+
+Everything goes under ``--out`` (default ``demo_output/``). Running the demo again
+reuses the finished stages (``--fresh`` starts over); an interrupted run resumes.
+
+>>> DEMO.env_id, DEMO.pixels, DEMO.seeds
+('CarRacing-v3', False, (0,))
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from experiments.pipeline import VIDEO_FILE, PipelineConfig, StageError, plan, run_pipeline
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained" / "carracing"
+REPORT_NAME = "report"
+
+DEMO = PipelineConfig(
+    "CarRacing-v3",
+    out="demo_output/pipeline",
+    collect_episodes=24,
+    collect_policy="brownian",
+    collect_max_steps=200,
+    vae_epochs=5,
+    vae_batch_size=64,
+    algos=("ppo",),
+    agent_env_frames=16_384,  # 4 PPO rollouts of 8 envs x 512 steps
+    seeds=(0,),
+    train_eval_freq=8_192,
+    train_eval_episodes=1,
+    checkpoint_freq=8_192,
+    pixels=False,
+    eval_episodes=3,
+    video=True,
+    random_baseline=False,
+    report_name=REPORT_NAME,
+    isolate=False,  # one process: no per-stage interpreter start-up in a 15-minute budget
+)
+"""The demo's budgets: about 10 minutes on 2 CPU cores."""
+PRETRAINED_EPISODES = 2
+
+
+def evaluate_pretrained(out: Path, seed: int) -> dict[str, Any] | None:
+    """Evaluate the shipped pretrained bundle with a video; None (and a message) when it is not shipped."""
+    if not (PRETRAINED_DIR / "model.zip").is_file():
+        print(
+            f"[demo] no pretrained bundle in {PRETRAINED_DIR} (this checkout does not ship one yet), so there is no "
+            "video of a trained driver. Train one with `python -m experiments.carracing` (see "
+            "experiments/carracing/README.md) and copy a run directory's bundle there."
+        )
+        return None
+    from agents.evaluate import EvaluateConfig, evaluate_agent
+
+    print(f"[demo] evaluating the pretrained bundle {PRETRAINED_DIR} on {PRETRAINED_EPISODES} tracks")
+    return evaluate_agent(
+        EvaluateConfig(
+            str(PRETRAINED_DIR),
+            episodes=PRETRAINED_EPISODES,
+            seed=seed,
+            video=str(out / "pretrained.mp4"),
+            out=str(out / "pretrained_evaluation.json"),
+        )
+    )
+
+
+def _append_pretrained(report: Path, result: dict[str, Any] | None) -> None:
+    if result is None:
+        text = f"No pretrained bundle is shipped in `{PRETRAINED_DIR}` in this checkout."
+    else:
+        text = (
+            f"The shipped bundle `{PRETRAINED_DIR}` ({result['algo']} on {result['mode']}): return "
+            f"{result['mean_return']:.1f} ± {result['std_return']:.1f} over {result['episodes']} tracks "
+            f"(seeds from {result['seed']}); video: `pretrained.mp4`."
+        )
+    report.write_text(report.read_text() + f"\n## Pretrained agent\n\n{text}\n")
+
+
+def run_demo(out: Path, *, fresh: bool = False) -> int:
+    """Run the demo into ``out``; returns an exit status."""
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    config = dataclasses.replace(DEMO, out=str(out / "pipeline"), report_dir=str(out))
+    started = time.monotonic()
+    try:
+        run_pipeline(config, command="python -m experiments.demo " + f"--out {out}")
+    except StageError as exc:
+        print(f"[demo] {exc}", file=sys.stderr)
+        return 1
+    agent_stage = next(s for s in plan(config) if s.kind == "evaluate")
+    run_dir = agent_stage.run_dir(config)
+    video = run_dir / VIDEO_FILE
+    if video.is_file():
+        shutil.copyfile(video, out / "demo_agent.mp4")
+    report = out / f"{REPORT_NAME}.md"
+    _append_pretrained(report, evaluate_pretrained(out, config.eval_seed))
+    print(f"\n[demo] finished in {(time.monotonic() - started) / 60:.1f} min. Results in {out}/:")
+    print(f"  {report}  the report (returns, stages, learning curve, VAE reconstructions)")
+    print(f"  {out / 'demo_agent.mp4'}  the demo agent: frame | VAE reconstruction | return")
+    if (out / "pretrained.mp4").is_file():
+        print(f"  {out / 'pretrained.mp4'}  the pretrained agent")
+    print(f"  {config.out}/  the dataset, the VAE run and the agent run")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output directory (default: demo_output)")
+    parser.add_argument("--fresh", action="store_true", help="delete --out first instead of reusing finished stages")
+    args = parser.parse_args(argv)
+    try:
+        return run_demo(args.out, fresh=args.fresh)
+    except KeyboardInterrupt:
+        print("[demo] interrupted; run it again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

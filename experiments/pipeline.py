@@ -1,0 +1,546 @@
+"""The whole pipeline as resumable stages: collect -> train-vae -> train-agent(s) -> evaluate -> report.
+
+:class:`PipelineConfig` states every budget (episodes and steps to collect, VAE epochs or
+steps, agent budgets in env frames, seeds, evaluation episodes); :func:`run_pipeline` runs
+the stages it implies into one output directory::
+
+    OUT/pipeline.json        the config and every command that ran it
+    OUT/stages.json          per stage: status, wall-clock, env frames, agent steps, steps/s, peak memory
+    OUT/data/                the collected dataset (``worldmodel collect``)
+    OUT/vae/                 the VAE run (``worldmodel train-vae``)
+    OUT/agents/<mode>__seed<k>/   one ``worldmodel train-agent`` run per algorithm and seed
+                                 (``<mode>`` is the algorithm, or ``pixels-<algo>`` for the baseline),
+                                 with its ``evaluation.json`` from ``worldmodel evaluate``
+
+A stage whose outputs are complete is skipped (the dataset holds every episode; the VAE
+run has ``summary.json``; an agent run's ``summary.json`` reports its full budget; the
+evaluation file covers the requested episodes and tracks). An interrupted stage resumes:
+collection continues by itself, VAE and agent training continue from their last
+checkpoint. Agent budgets are given in env frames, so latent and pixel agents with
+different frame skips get the same amount of experience; agent steps follow from each
+mode's frame skip. Each stage runs in a fresh process by default, so its peak memory
+(``ru_maxrss`` of the process and its workers) is its own.
+
+>>> config = PipelineConfig("worldmodel/DotTarget-v0", out="/tmp/p", agent_env_frames=2000, seeds=(0, 1))
+>>> [stage.name for stage in plan(config)][:4]
+['collect', 'train-vae', 'train-agent/ppo/seed0', 'train-agent/ppo/seed1']
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.bench.machine import describe_machine
+from worldmodel.atomic import write_json_atomic
+
+STAGES_FILE = "stages.json"
+PIPELINE_FILE = "pipeline.json"
+EVALUATION_FILE = "evaluation.json"
+VIDEO_FILE = "eval.mp4"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Budgets and settings of one pipeline run (every stage reads its part)."""
+
+    env_id: str
+    """Gymnasium id, e.g. CarRacing-v3."""
+    out: str
+    """Output directory of the whole run (created; an existing one is resumed)."""
+    collect_episodes: int = 200
+    """Episodes to collect for the VAE."""
+    collect_policy: str = "brownian"
+    """Collection policy: random or brownian."""
+    collect_max_steps: int | None = None
+    """Cap on agent steps per collected episode (None: the env's own limit)."""
+    collect_n_envs: int | None = None
+    """Collection worker processes (None: one per CPU core)."""
+    vae_epochs: int = 10
+    """VAE training epochs (an upper bound under early stopping)."""
+    vae_steps: int | None = None
+    """VAE optimiser steps; when set it replaces vae_epochs."""
+    vae_batch_size: int = 128
+    """VAE batch size."""
+    vae_latent_dim: int = 32
+    """Latent size z."""
+    vae_width_multiplier: float = 1.0
+    """Scales the VAE's channels (1.0 = World Models)."""
+    algos: tuple[str, ...] = ("ppo",)
+    """Algorithms trained on latents (each with every seed)."""
+    agent_env_frames: int = 300_000
+    """Training budget per agent run, in env frames (agent steps = frames / the mode's frame skip)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds of the latent agents."""
+    hyperparams: str | None = None
+    """rl-zoo-style YAML merged over the shipped presets (all agent runs)."""
+    latent_history: int = 1
+    """Latest k latents in each latent observation."""
+    standardize_latents: bool = False
+    """Standardise latents with the VAE's statistics."""
+    agent_n_envs: int | None = None
+    """Training envs per agent run (None: the preset's)."""
+    train_eval_freq: int = 10_000
+    """Evaluate during training every this many agent steps (the learning curve)."""
+    train_eval_episodes: int = 5
+    """Episodes per evaluation during training."""
+    checkpoint_freq: int = 25_000
+    """Write an agent resume checkpoint every this many agent steps."""
+    pixels: bool = True
+    """Also train the pixel baseline (rl-zoo recipe) at the same env-frame budget."""
+    pixel_algo: str = "ppo"
+    """Algorithm of the pixel baseline."""
+    pixel_seeds: tuple[int, ...] = (0,)
+    """Training seeds of the pixel baseline."""
+    eval_episodes: int = 100
+    """Final evaluation episodes (tracks) per agent run."""
+    eval_seed: int = 1_000_000
+    """Seed of the first evaluation episode: every run is evaluated on the same tracks."""
+    video: bool = True
+    """Record the first evaluation episode of each mode's first seed (H.264 MP4)."""
+    random_baseline: bool = True
+    """Also score a uniform-random policy on the evaluation tracks (once)."""
+    report_name: str | None = None
+    """Write REPORT_DIR/<name>.md at the end (None: no report stage)."""
+    report_dir: str = "experiments/reports"
+    """Where the report and its PNGs go."""
+    device: str = "auto"
+    """Device for the VAE and the agents: auto, cpu, cuda."""
+    isolate: bool = True
+    """Run each stage in its own process (its peak memory is then its own)."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        for name in ("algos", "seeds", "pixel_seeds"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.agent_env_frames < 1 or self.eval_episodes < 1:
+            raise ValueError(
+                f"need agent_env_frames >= 1 and eval_episodes >= 1, got {self.agent_env_frames} and "
+                f"{self.eval_episodes}"
+            )
+        if not self.seeds:
+            raise ValueError("seeds is empty; give at least one training seed")
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.out) / "data"
+
+    @property
+    def vae_dir(self) -> Path:
+        return Path(self.out) / "vae"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the plan: ``kind`` is collect, train-vae, train-agent, evaluate or report."""
+
+    name: str
+    kind: str
+    algo: str | None = None
+    seed: int | None = None
+    pixels: bool = False
+    first: bool = False
+    """The first run of its mode (records the video and the random baseline)."""
+
+    def run_dir(self, config: PipelineConfig) -> Path:
+        """The agent run directory of a train-agent or evaluate stage."""
+        mode = f"pixels-{self.algo}" if self.pixels else self.algo
+        return Path(config.out) / "agents" / f"{mode}__seed{self.seed}"
+
+
+def plan(config: PipelineConfig) -> list[Stage]:
+    """The stages ``config`` asks for, in order."""
+    runs = [(algo, seed, False) for algo in config.algos for seed in config.seeds]
+    if config.pixels:
+        runs += [(config.pixel_algo, seed, True) for seed in config.pixel_seeds]
+    stages = [Stage("collect", "collect"), Stage("train-vae", "train-vae")]
+    modes = [f"pixels-{algo}" if pixels else algo for algo, _, pixels in runs]
+    for (algo, seed, pixels), mode in zip(runs, modes, strict=True):
+        stages.append(Stage(f"train-agent/{mode}/seed{seed}", "train-agent", algo, seed, pixels))
+    for i, (algo, seed, pixels) in enumerate(runs):
+        first = modes.index(modes[i]) == i
+        stages.append(Stage(f"evaluate/{modes[i]}/seed{seed}", "evaluate", algo, seed, pixels, first))
+    if config.report_name:
+        stages.append(Stage("report", "report"))
+    return stages
+
+
+# ---------------------------------------------------------------------------------------------
+# The library configs of each stage
+
+
+def collect_config(config: PipelineConfig) -> Any:
+    from envs.collect import CollectConfig
+
+    extra = {"n_envs": config.collect_n_envs} if config.collect_n_envs else {}
+    return CollectConfig(
+        config.env_id,
+        out=config.data_dir,
+        episodes=config.collect_episodes,
+        policy=config.collect_policy,
+        max_steps=config.collect_max_steps,
+        progress=config.progress,
+        **extra,
+    )
+
+
+def vae_config(config: PipelineConfig, *, resume: bool = False) -> Any:
+    from worldmodel.train import TrainVAEConfig
+
+    return TrainVAEConfig(
+        str(config.data_dir),
+        out=str(config.vae_dir),
+        epochs=config.vae_epochs,
+        steps=config.vae_steps,
+        batch_size=config.vae_batch_size,
+        latent_dim=config.vae_latent_dim,
+        width_multiplier=config.vae_width_multiplier,
+        device=config.device,  # type: ignore[arg-type]
+        progress=config.progress,
+        resume=resume,
+    )
+
+
+def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) -> Any:
+    """The train-agent config of ``stage``, its timesteps set from the env-frame budget."""
+    from agents.train import AgentConfig, resolve
+
+    base = AgentConfig(
+        config.env_id,
+        vae=None if stage.pixels else str(config.vae_dir / "best.safetensors"),
+        algo=stage.algo or "ppo",
+        out=str(stage.run_dir(config)),
+        n_envs=config.agent_n_envs,
+        seed=stage.seed or 0,
+        hyperparams=config.hyperparams,
+        latent_history=config.latent_history,
+        standardize_latents=config.standardize_latents,
+        pixels=stage.pixels,
+        device=config.device,
+        eval_freq=config.train_eval_freq,
+        eval_episodes=config.train_eval_episodes,
+        checkpoint_freq=config.checkpoint_freq,
+        resume=resume,
+        progress_bar=config.progress,
+    )
+    frame_skip = resolve(base)[2].env_config().frame_skip
+    return dataclasses.replace(base, timesteps=max(1, config.agent_env_frames // frame_skip))
+
+
+def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
+    from agents.evaluate import EvaluateConfig
+
+    run_dir = stage.run_dir(config)
+    return EvaluateConfig(
+        str(run_dir),
+        episodes=config.eval_episodes,
+        seed=config.eval_seed,
+        video=str(run_dir / VIDEO_FILE) if config.video and stage.first else None,
+        random_baseline=config.random_baseline and stage == _first_eval(config),
+        out=str(run_dir / EVALUATION_FILE),
+        device=config.device,
+    )
+
+
+def _first_eval(config: PipelineConfig) -> Stage:
+    return next(s for s in plan(config) if s.kind == "evaluate")
+
+
+def command_line(prog: str, obj: Any, positional: tuple[str, ...] = ()) -> str:
+    """The command that runs ``obj`` (a config dataclass): ``prog``, positionals, then non-default options.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class C:
+    ...     path: str
+    ...     size: tuple[int, int] = (8, 8)
+    ...     fast: bool = False
+    >>> command_line("tool run", C("d", size=(4, 4), fast=True), ("path",))
+    'tool run d --size 4 4 --fast'
+    """
+    parts = [prog]
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in positional:
+            parts.append(shlex.quote(str(value)))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING  # a required option: always written
+        if value == default or (f.name in ("progress", "progress_bar") and not value):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (tuple, list)):
+            parts += [flag, *(shlex.quote(str(v)) for v in value)]
+        elif isinstance(value, dict):
+            parts += [flag, shlex.quote(json.dumps(value))]
+        elif value is not None:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def stage_command(config: PipelineConfig, stage: Stage) -> str:
+    """The ``worldmodel`` command equivalent to ``stage`` (for reports and READMEs)."""
+    if stage.kind == "collect":
+        return command_line("worldmodel collect", collect_config(config), ("env_id",))
+    if stage.kind == "train-vae":
+        return command_line("worldmodel train-vae", vae_config(config), ("data_dir",))
+    if stage.kind == "train-agent":
+        return command_line("worldmodel train-agent", agent_config(config, stage), ("env_id",))
+    if stage.kind == "evaluate":
+        return command_line("worldmodel evaluate", evaluate_config(config, stage), ("run_dir",))
+    return f"python -m experiments.report {shlex.quote(config.out)} --name {config.report_name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Completion markers and running
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_done(config: PipelineConfig, stage: Stage) -> bool:
+    """Whether ``stage``'s outputs are complete (then it is skipped)."""
+    if stage.kind == "collect":
+        from worldmodel.dataset import DatasetError, FrameDataset
+
+        try:
+            return FrameDataset.open(config.data_dir, verify="none").num_episodes >= config.collect_episodes
+        except DatasetError:
+            return False
+    if stage.kind == "train-vae":
+        return (config.vae_dir / "summary.json").is_file()
+    if stage.kind == "train-agent":
+        summary = _read_json(stage.run_dir(config) / "summary.json")
+        return summary is not None and summary["agent_steps"] >= agent_config(config, stage).timesteps
+    if stage.kind == "evaluate":
+        wanted = evaluate_config(config, stage)
+        result = _read_json(stage.run_dir(config) / EVALUATION_FILE)
+        return (
+            result is not None
+            and result["episodes"] == wanted.episodes
+            and result["seed"] == wanted.seed
+            and (wanted.video is None or Path(wanted.video).is_file())
+            and (not wanted.random_baseline or "random" in result)
+        )
+    return False  # the report is cheap: always rewritten
+
+
+def _run_collect(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    from envs.collect import collect_rollouts
+
+    summary = collect_rollouts(collect_config(config))
+    return {
+        "env_frames": summary.env_frames,
+        "frames_stored": summary.new_frames,
+        "episodes": summary.new_episodes,
+        "dataset_frames": summary.frames,
+        "dataset_episodes": summary.episodes,
+        "mean_return": summary.mean_return,
+        "disk_mib": round(summary.disk_bytes / 2**20, 1),
+    }
+
+
+def _run_vae(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    from worldmodel.train import train_vae
+
+    train_vae(vae_config(config, resume=(config.vae_dir / "resume.safetensors").is_file()))
+    summary = json.loads((config.vae_dir / "summary.json").read_text())
+    keys = ("steps", "epochs", "images_per_s", "val_psnr_db", "val_mse_per_pixel", "active_dims", "latent_dim")
+    return {"vae_" + k: summary[k] for k in keys} | {"training_wall_s": summary["wall_s"]}
+
+
+def _run_agent(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    from agents.train import train_agent
+
+    run_dir = stage.run_dir(config)
+    run_dir = train_agent(agent_config(config, stage, resume=(run_dir / "config.json").is_file()))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    elapsed = max(summary["elapsed_s"], 1e-9)
+    return {
+        "agent_steps": summary["agent_steps"],
+        "env_frames": summary["env_frames"],
+        "training_wall_s": summary["elapsed_s"],
+        "steps_per_s": round(summary["agent_steps"] / elapsed, 1),
+        "frames_per_s": round(summary["env_frames"] / elapsed, 1),
+        "last_eval": summary.get("last_eval"),
+    }
+
+
+def _run_evaluate(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    from agents.evaluate import evaluate_agent
+
+    results = evaluate_agent(evaluate_config(config, stage))
+    return {
+        "agent_steps": int(sum(results["lengths"])),
+        "mean_return": results["mean_return"],
+        "std_return": results["std_return"],
+        "episodes": results["episodes"],
+    }
+
+
+def _run_report(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    from experiments.report import write_report
+
+    path = write_report(config.out, name=config.report_name or "report", report_dir=config.report_dir)
+    return {"report": str(path)}
+
+
+RUNNERS: dict[str, Callable[[PipelineConfig, Stage], dict[str, Any]]] = {
+    "collect": _run_collect,
+    "train-vae": _run_vae,
+    "train-agent": _run_agent,
+    "evaluate": _run_evaluate,
+    "report": _run_report,
+}
+
+
+def peak_rss_mib() -> dict[str, float]:
+    """Peak resident memory (``ru_maxrss``) of this process and of its largest waited-for child, in MiB."""
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20  # KiB on Linux, bytes on macOS
+    self_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    children_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+    return {"self": round(self_mib, 1), "children": round(children_mib, 1)}
+
+
+class StageError(RuntimeError):
+    """A stage failed; its outputs so far are kept and running the pipeline again resumes it."""
+
+
+def _run_isolated(config: PipelineConfig, stage: Stage) -> tuple[dict[str, Any], float]:
+    """Run ``stage`` in a fresh Python process; returns its record and its peak RSS (with its workers), MiB."""
+    with tempfile.TemporaryDirectory(prefix="pipeline-stage-") as tmp:
+        config_path, result_path = Path(tmp) / "config.json", Path(tmp) / "result.json"
+        config_path.write_text(json.dumps(config.to_dict()))
+        argv = [sys.executable, "-m", "experiments.pipeline", "--run-stage", stage.name, str(config_path)]
+        proc = subprocess.Popen([*argv, str(result_path)])
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except KeyboardInterrupt:
+            proc.wait()  # it got the same Ctrl-C and stops cleanly
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise StageError(
+                f"stage {stage.name} failed (exit code {proc.returncode}; its error is printed above). "
+                "Its outputs so far are kept: fix the cause and run the same command again to resume"
+            )
+        scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20
+        return json.loads(result_path.read_text()), round(usage.ru_maxrss * scale, 1)
+
+
+def run_stage(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    """Run one stage (in this process, or isolated) and return its ``stages.json`` record."""
+    started = time.monotonic()
+    if config.isolate:
+        record, peak = _run_isolated(config, stage)
+        record["peak_rss_mib"] = peak
+    else:
+        record = RUNNERS[stage.kind](config, stage)
+        rss = peak_rss_mib()
+        record["peak_rss_mib"] = max(rss["self"], rss["children"])
+        record["peak_rss_note"] = "in-process: the pipeline process's peak so far"
+    wall = time.monotonic() - started
+    record.update({"status": "done", "wall_s": round(wall, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    if "agent_steps" in record and "steps_per_s" not in record:
+        record["steps_per_s"] = round(record["agent_steps"] / max(wall, 1e-9), 1)
+    if "env_frames" in record and "frames_per_s" not in record:
+        record["frames_per_s"] = round(record["env_frames"] / max(wall, 1e-9), 1)
+    return record
+
+
+def read_stages(out: str | Path) -> dict[str, Any]:
+    """``OUT/stages.json`` as a dict (empty when missing)."""
+    return _read_json(Path(out) / STAGES_FILE) or {}
+
+
+def _record_run(config: PipelineConfig, command: str | None) -> None:
+    path = Path(config.out) / PIPELINE_FILE
+    previous = _read_json(path) or {}
+    commands = previous.get("commands", [])
+    if command and command not in commands:
+        commands.append(command)
+    machines = previous.get("machines", [])
+    machines.append(describe_machine())
+    write_json_atomic(
+        path,
+        {
+            "config": config.to_dict(),
+            "commands": commands,
+            "machines": machines,
+            "stage_commands": [[s.name, stage_command(config, s)] for s in plan(config)],
+        },
+    )
+
+
+def run_pipeline(
+    config: PipelineConfig, *, only: tuple[str, ...] = (), command: str | None = None, log: Callable = print
+) -> dict[str, Any]:
+    """Run every stage of ``config`` that is not done yet; returns the ``stages.json`` content.
+
+    ``only`` restricts the run to stages whose kind or name is listed (e.g. ``("collect",
+    "train-vae")``); ``command`` is recorded in ``pipeline.json`` for the report.
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _record_run(config, command)
+    stages = read_stages(out)
+    for stage in plan(config):
+        if only and stage.kind not in only and stage.name not in only:
+            continue
+        if is_done(config, stage):
+            if stage.name in stages:
+                stages[stage.name]["skipped"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            else:
+                stages[stage.name] = {"status": "done", "note": "outputs found; made by an earlier run"}
+            log(f"[pipeline] {stage.name}: outputs complete, skipped")
+        else:
+            log(f"[pipeline] {stage.name}: running  ({stage_command(config, stage)})")
+            stages[stage.name] = run_stage(config, stage)
+            log(f"[pipeline] {stage.name}: done in {stages[stage.name]['wall_s']:.1f} s")
+        write_json_atomic(out / STAGES_FILE, stages)
+    return stages
+
+
+def _child_main(argv: list[str]) -> int:
+    """``python -m experiments.pipeline --run-stage NAME CONFIG_JSON RESULT_JSON`` (used by isolated stages)."""
+    name, config_path, result_path = argv
+    config = dataclasses.replace(PipelineConfig(**json.loads(Path(config_path).read_text())), isolate=False)
+    stage = next(s for s in plan(config) if s.name == name)
+    write_json_atomic(result_path, RUNNERS[stage.kind](config, stage))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-stage", nargs=3, metavar=("NAME", "CONFIG_JSON", "RESULT_JSON"), required=True)
+    return _child_main(parser.parse_args(argv).run_stage)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

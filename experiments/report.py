@@ -1,0 +1,324 @@
+"""Turn a pipeline output directory into a markdown report: ``python -m experiments.report OUT --name NAME``.
+
+Writes ``REPORT_DIR/<name>.md`` and, beside it, ``REPORT_DIR/<name>/`` with the PNGs it
+shows: learning curves (every agent run, return against env frames and against
+wall-clock), and the VAE's reconstructions and prior samples (copied from the VAE run).
+The report holds the returns table (mean ± std over the evaluation episodes per run,
+mean and 95% confidence interval across seeds when there are at least two) beside the
+published CarRacing anchors, the per-stage table from ``stages.json`` (wall-clock, env
+frames, agent steps, steps/s, peak memory), the machine, the commands that made it,
+and a plain statement of the milestones reached.
+
+>>> round(confidence_interval([1.0, 2.0, 3.0]), 3)
+2.484
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.pipeline import EVALUATION_FILE, PIPELINE_FILE, VIDEO_FILE, read_stages
+from worldmodel.atomic import atomic_path
+
+ANCHORS: tuple[tuple[str, str, str], ...] = (
+    ("World Models: VAE + linear controller (CMA-ES)", "632 ± 251", "CarRacing-v0, 100 tracks"),
+    ("World Models: VAE + hidden-layer controller", "788 ± 141", "CarRacing-v0, 100 tracks"),
+    ("World Models: full model (V+M+C)", "906 ± 21", "CarRacing-v0, 100 tracks"),
+    ("rl-zoo PPO from pixels (CnnPolicy)", "~429", "CarRacing-v3, 4M agent steps = 8M frames"),
+)
+MILESTONES: tuple[tuple[float, str], ...] = (
+    (429.0, "beats rl-zoo's pixel PPO at 8M frames (429)"),
+    (632.0, "beats World Models' VAE + linear controller (632)"),
+    (788.0, "beats World Models' VAE + hidden layer (788)"),
+    (900.0, "reaches 900 (solved)"),
+)
+MILESTONE_ENV = "CarRacing-v3"
+VAE_FIGURES = (("recon.png", "VAE reconstructions"), ("samples.png", "VAE prior samples"))
+FIRST_MILESTONE_FRAMES = 1_000_000
+"""The first milestone (> 429) counts only when reached within this many env frames."""
+# Two-sided 95% Student-t quantiles by degrees of freedom (beyond 30: the normal's 1.96).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+_T95.update({n: 2.2 - (n - 10) * 0.0075 for n in range(11, 31)})
+
+
+def confidence_interval(values: list[float]) -> float:
+    """Half-width of the 95% confidence interval of the mean of ``values`` (Student t; needs >= 2 values)."""
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"a confidence interval needs at least 2 values, got {n}")
+    return _T95.get(n - 1, 1.96) * float(np.std(values, ddof=1)) / math.sqrt(n)
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """One trained agent of the pipeline, with its final evaluation."""
+
+    mode: str
+    """The algorithm (latents) or ``pixels-<algo>``."""
+    seed: int
+    run_dir: Path
+    summary: dict[str, Any]
+    evaluation: dict[str, Any] | None
+
+    @property
+    def pixels(self) -> bool:
+        return self.mode.startswith("pixels-")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def find_runs(out: Path) -> list[AgentRun]:
+    """Every finished agent run under ``out/agents`` (``<mode>__seed<k>`` with a summary.json)."""
+    runs = []
+    for run_dir in sorted((out / "agents").glob("*__seed*")):
+        summary = _read_json(run_dir / "summary.json")
+        if summary is None:
+            continue
+        mode, seed = run_dir.name.rsplit("__seed", 1)
+        runs.append(AgentRun(mode, int(seed), run_dir, summary, _read_json(run_dir / EVALUATION_FILE)))
+    return runs
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The markdown returns table, and per mode its across-seed aggregate."""
+    lines = [
+        "| agent | seed | eval return (mean ± std over episodes) | episodes | env frames | agent steps "
+        "| training wall-clock |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    modes: dict[str, dict[str, Any]] = {}
+    random_row = None
+    for run in runs:
+        ev = run.evaluation
+        kind = "pixels" if run.pixels else "latents"
+        label = f"{run.mode.removeprefix('pixels-')} on {kind}"
+        ret = f"{ev['mean_return']:.1f} ± {ev['std_return']:.1f}" if ev else "not evaluated"
+        lines.append(
+            f"| {label} | {run.seed} | {ret} | {ev['episodes'] if ev else '–'} | {_fmt(run.summary['env_frames'])} "
+            f"| {_fmt(run.summary['agent_steps'])} | {_fmt(run.summary['elapsed_s'] / 60)} min |"
+        )
+        if ev:
+            agg = modes.setdefault(label, {"means": [], "env_frames": [], "agent_steps": []})
+            agg["means"].append(ev["mean_return"])
+            agg["env_frames"].append(run.summary["env_frames"])
+            agg["agent_steps"].append(run.summary["agent_steps"])
+            if "random" in ev and random_row is None:
+                r = ev["random"]
+                random_row = f"| uniform random policy | – | {r['mean_return']:.1f} ± {r['std_return']:.1f} | {ev['episodes']} | – | – | – |"  # noqa: E501
+    for label, agg in modes.items():
+        agg["mean"] = float(np.mean(agg["means"]))
+        agg["ci95"] = confidence_interval(agg["means"]) if len(agg["means"]) >= 2 else None
+        ci = f" (95% CI ± {agg['ci95']:.1f})" if agg["ci95"] is not None else " (one seed: no CI)"
+        lines.append(
+            f"| **{label}, {len(agg['means'])} seed(s)** | all | **{agg['mean']:.1f}**{ci} | | "
+            f"{_fmt(int(np.mean(agg['env_frames'])))} | {_fmt(int(np.mean(agg['agent_steps'])))} | |"
+        )
+    if random_row:
+        lines.append(random_row)
+    lines += [f"| *published:* {name} | | {score} | | {where} | | |" for name, score, where in ANCHORS]
+    return "\n".join(lines), modes
+
+
+def stages_table(stages: dict[str, Any], order: list[str]) -> str:
+    """The markdown table of ``stages.json``, stages in pipeline ``order`` (unknown ones last)."""
+    lines = [
+        "| stage | wall-clock | env frames | agent steps | steps/s | env frames/s | peak memory (MiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    names = [n for n in order if n in stages] + sorted(set(stages) - set(order))
+    for name in names:
+        r = stages[name]
+        wall = f"{r['wall_s']:.1f} s" if "wall_s" in r else r.get("note", "–")
+        lines.append(
+            f"| {name} | {wall} | {_fmt(r.get('env_frames'))} | {_fmt(r.get('agent_steps'))} "
+            f"| {_fmt(r.get('steps_per_s'))} | {_fmt(r.get('frames_per_s'))} | {_fmt(r.get('peak_rss_mib'))} |"
+        )
+    return "\n".join(lines)
+
+
+def _curve(run: AgentRun) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    path = run.run_dir / "evaluations.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        steps, results = data["timesteps"].astype(float), data["results"]
+    if len(steps) == 0:
+        return None
+    total = max(run.summary["agent_steps"], 1)
+    frames = steps * run.summary["env_frames"] / total
+    wall = steps * run.summary["elapsed_s"] / total
+    return frames, wall, results.mean(axis=1)
+
+
+def plot_learning_curves(runs: list[AgentRun], path: Path) -> bool:
+    """Eval return against env frames and against wall-clock, one line per run; False when no run has a curve."""
+    curves = [(run, c) for run in runs if (c := _curve(run)) is not None]
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_frames, ax_wall) = plt.subplots(1, 2, figsize=(11, 4))
+    colors: dict[str, Any] = {}
+    for run, (frames, wall, mean) in curves:
+        color = colors.setdefault(run.mode, f"C{len(colors)}")
+        label = f"{run.mode.removeprefix('pixels-')} on {'pixels' if run.pixels else 'latents'}, seed {run.seed}"
+        ax_frames.plot(frames, mean, marker="o", color=color, label=label, alpha=0.8)
+        ax_wall.plot(wall / 60, mean, marker="o", color=color, alpha=0.8)
+    ax_frames.set(xlabel="env frames", ylabel="eval return (mean over episodes)", title="return vs env frames")
+    ax_wall.set(xlabel="training wall-clock (min)", title="return vs wall-clock")
+    for ax in (ax_frames, ax_wall):
+        ax.grid(alpha=0.3)
+    ax_frames.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
+    """Which milestones the best latent agent reached, and what the next run needs."""
+    if env_id != MILESTONE_ENV:
+        return f"Milestones are defined for {MILESTONE_ENV}; this run is on {env_id}."
+    latent = {k: v for k, v in modes.items() if k.endswith("on latents")}
+    if not latent:
+        return "No latent agent was evaluated, so no milestone can be judged; run the evaluate stages."
+    label, best = max(latent.items(), key=lambda kv: kv[1]["mean"])
+    frames = int(np.mean(best["env_frames"]))
+    reached = [text for threshold, text in MILESTONES if best["mean"] > threshold]
+    if reached and frames > FIRST_MILESTONE_FRAMES:
+        reached[0] += f" (but with {frames:,} env frames, more than the {FIRST_MILESTONE_FRAMES:,} the goal allows)"
+    lines = [
+        f"Best latent agent: {label}, mean return {best['mean']:.1f} across {len(best['means'])} seed(s) "
+        f"at {frames:,} env frames."
+    ]
+    lines.append("Reached: " + "; ".join(reached) + "." if reached else "No milestone reached (the first is > 429).")
+    pixels = [v for k, v in modes.items() if k.endswith("on pixels")]
+    if pixels:
+        pix = pixels[0]
+        both_ci = best["ci95"] is not None and pix["ci95"] is not None
+        separated = both_ci and best["mean"] - best["ci95"] > pix["mean"] + pix["ci95"]
+        verdict = (
+            "beats the pixel baseline with non-overlapping 95% CIs"
+            if separated
+            else f"{'scores above' if best['mean'] > pix['mean'] else 'does not beat'} the pixel baseline "
+            f"({pix['mean']:.1f}) at this budget"
+            + ("" if separated or both_ci else "; a claim needs >= 3 seeds of each mode with CIs")
+        )
+        lines.append(f"Against pixels: the latent agent {verdict}.")
+    nxt = next((t for t, _ in MILESTONES if best["mean"] <= t), None)
+    if nxt is not None:
+        lines.append(
+            f"Next run: to pass {nxt:.0f}, train longer (this run: {frames:,} env frames per agent; "
+            f"the first milestone allows up to {FIRST_MILESTONE_FRAMES:,}), resume the same run directory with a "
+            "larger agent_env_frames, and compare SAC/TQC presets and latent history (k=2-4) at that budget; "
+            "retrain the VAE on the trained agent's frames if reconstructions of on-track states are poor."
+        )
+    return "\n\n".join(lines)
+
+
+def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experiments/reports") -> Path:
+    """Write ``report_dir/<name>.md`` (and its PNG folder) for the pipeline output ``out``; returns its path."""
+    out, report_dir = Path(out), Path(report_dir)
+    pipeline = _read_json(out / PIPELINE_FILE)
+    if pipeline is None:
+        raise FileNotFoundError(f"{out / PIPELINE_FILE} is missing: {out} is not a pipeline output directory")
+    config = pipeline["config"]
+    assets = report_dir / name
+    assets.mkdir(parents=True, exist_ok=True)
+    runs = find_runs(out)
+    table, modes = returns_table(runs)
+    parts = [
+        f"# {config['env_id']}: latents vs pixels ({name})",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m experiments.report {out} --name {name}` "
+        f"from the pipeline output `{out}`.",
+        "## Machine",
+        "\n".join(f"- {m}" for m in pipeline.get("machines", [])) or "- not recorded",
+        "## Returns",
+        f"Final evaluation: every run on the same {config['eval_episodes']} tracks (episode seeds from "
+        f"{config['eval_seed']}), deterministic actions. Published figures are for comparison only: other "
+        "budgets, other code.",
+        table,
+        "## Milestones",
+        milestone_statement(config["env_id"], modes),
+        "## Stages",
+        "Wall-clock per stage as run (a resumed stage shows its last session); peak memory is the stage "
+        "process's maximum resident set, its worker processes included.",
+        stages_table(read_stages(out), [name for name, _ in pipeline.get("stage_commands", [])]),
+    ]
+    if plot_learning_curves(runs, assets / "learning_curves.png"):
+        parts += [
+            "## Learning curves",
+            "Evaluation return during training. Env frames and wall-clock of each evaluation are interpolated "
+            "from the run's totals (constant frames per step and throughput assumed).",
+            f"![learning curves]({name}/learning_curves.png)",
+        ]
+    vae_summary = _read_json(out / "vae" / "summary.json")
+    if vae_summary is not None:
+        parts += [
+            "## VAE",
+            f"Held-out PSNR {vae_summary['val_psnr_db']:.1f} dB "
+            f"(MSE per pixel {vae_summary['val_mse_per_pixel']:.5f}), "
+            f"{vae_summary['active_dims']}/{vae_summary['latent_dim']} active latent dimensions, "
+            f"{vae_summary['steps']:,} optimiser steps in {vae_summary['wall_s'] / 60:.1f} min "
+            f"({vae_summary['images_per_s']:.0f} images/s).",
+        ]
+        for png, title in VAE_FIGURES:
+            if (out / "vae" / png).is_file():
+                shutil.copyfile(out / "vae" / png, assets / png)
+                parts.append(f"{title}:\n\n![{title}]({name}/{png})")
+    videos = [run.run_dir / VIDEO_FILE for run in runs if (run.run_dir / VIDEO_FILE).is_file()]
+    if videos:
+        parts += ["## Videos", "\n".join(f"- `{v}`" for v in videos)]
+    commands = "\n".join(pipeline.get("commands", [])) or "(not recorded)"
+    stage_commands = "\n".join(cmd for _, cmd in pipeline.get("stage_commands", []))
+    parts += [
+        "## Commands",
+        f"The pipeline:\n\n```\n{commands}\n```",
+        f"Its stages as single commands:\n\n```\n{stage_commands}\n```",
+    ]
+    path = report_dir / f"{name}.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n\n".join(parts) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", help="pipeline output directory")
+    parser.add_argument("--name", required=True, help="report name: writes REPORT_DIR/<name>.md")
+    parser.add_argument("--report-dir", default="experiments/reports", help="where reports go")
+    args = parser.parse_args(argv)
+    print(write_report(args.out, name=args.name, report_dir=args.report_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
