@@ -340,9 +340,12 @@ def is_done(config: PipelineConfig, stage: Stage) -> bool:
         return summary is not None and summary["agent_steps"] >= agent_config(config, stage).timesteps
     if stage.kind == "evaluate":
         wanted = evaluate_config(config, stage)
-        result = _read_json(stage.run_dir(config) / EVALUATION_FILE)
+        path, model = stage.run_dir(config) / EVALUATION_FILE, stage.run_dir(config) / "model.zip"
+        result = _read_json(path)
         return (
             result is not None
+            and model.is_file()
+            and path.stat().st_mtime >= model.stat().st_mtime  # not of an agent trained further since
             and result["episodes"] == wanted.episodes
             and result["seed"] == wanted.seed
             and (wanted.video is None or Path(wanted.video).is_file())

@@ -1,0 +1,128 @@
+"""experiments.pipeline on the toy env with tiny budgets: stages run, are skipped, and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+
+from experiments.pipeline import STAGES_FILE, PipelineConfig, StageError, plan, run_pipeline, stage_command
+
+
+def tiny_config(out, **changes) -> PipelineConfig:
+    config = PipelineConfig(
+        "worldmodel/DotTarget-v0",
+        out=str(out),
+        collect_episodes=4,
+        collect_policy="random",
+        collect_max_steps=25,
+        collect_n_envs=2,
+        vae_epochs=1,
+        vae_batch_size=32,
+        vae_latent_dim=4,
+        vae_width_multiplier=0.25,
+        agent_env_frames=512,
+        seeds=(0, 1),
+        agent_n_envs=2,
+        train_eval_freq=256,
+        train_eval_episodes=1,
+        checkpoint_freq=256,
+        pixels=False,
+        eval_episodes=2,
+        report_name="tiny",
+        report_dir=str(out / "reports"),
+        isolate=False,
+        progress=False,
+    )
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline")
+    config = tiny_config(out)
+    return config, run_pipeline(config, command="pytest tiny", log=lambda msg: None)
+
+
+def test_every_stage_runs_and_is_recorded(pipeline_run):
+    config, stages = pipeline_run
+    assert list(stages) == [s.name for s in plan(config)]
+    assert not any("pixels" in name for name in stages)
+    assert json.loads((config.data_dir.parent / STAGES_FILE).read_text()) == stages
+    for name, record in stages.items():
+        assert record["status"] == "done" and record["wall_s"] > 0 and record["peak_rss_mib"] > 50, name
+    latent = stages["train-agent/ppo/seed0"]
+    assert latent["agent_steps"] == latent["env_frames"] >= 512
+    assert latent["steps_per_s"] == pytest.approx(latent["agent_steps"] / latent["training_wall_s"], rel=0.05)
+    assert stages["collect"]["dataset_episodes"] == 4
+    evaluation = json.loads((config.data_dir.parent / "agents" / "ppo__seed1" / "evaluation.json").read_text())
+    assert evaluation["episodes"] == 2 and evaluation["seed"] == config.eval_seed
+    assert (config.data_dir.parent / "agents" / "ppo__seed0" / "eval.mp4").is_file()
+    assert not (config.data_dir.parent / "agents" / "ppo__seed1" / "eval.mp4").exists()  # first seed only
+    pipeline = json.loads((config.data_dir.parent / "pipeline.json").read_text())
+    assert pipeline["commands"] == ["pytest tiny"] and pipeline["machines"]
+
+
+def test_second_run_skips_finished_stages(pipeline_run):
+    config, first = pipeline_run
+    messages: list[str] = []
+    again = run_pipeline(config, log=messages.append)
+    skipped = {m.split(":")[0].removeprefix("[pipeline] ") for m in messages if "skipped" in m}
+    assert skipped == {s.name for s in plan(config)} - {"report"}  # the report is always rewritten
+    for name in skipped:
+        assert again[name]["wall_s"] == first[name]["wall_s"] and "skipped" in again[name]
+
+
+@pytest.mark.slow
+def test_pixel_baseline_gets_the_same_env_frames(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    out = tmp_path / "copy"
+    shutil.copytree(config.data_dir.parent, out)
+    messages: list[str] = []
+    stages = run_pipeline(tiny_config(out, pixels=True), log=messages.append)
+    ran = {m.split(":")[0].removeprefix("[pipeline] ") for m in messages if "running" in m}
+    assert ran == {"train-agent/pixels-ppo/seed0", "evaluate/pixels-ppo/seed0", "report"}
+    latent, pixels = stages["train-agent/ppo/seed0"], stages["train-agent/pixels-ppo/seed0"]
+    # The same env-frame budget: pixel agents (frame skip 2) take half the agent steps for it.
+    assert pixels["env_frames"] >= 512 and latent["env_frames"] >= 512
+    assert pixels["agent_steps"] * 2 == pytest.approx(pixels["env_frames"], abs=4)
+    assert (out / "agents" / "pixels-ppo__seed0" / "eval.mp4").is_file()
+
+
+def test_larger_budget_resumes_the_agent_and_reevaluates(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    out = tmp_path / "copy"
+    shutil.copytree(config.data_dir.parent, out)
+    bigger = tiny_config(out, agent_env_frames=1024, seeds=(0,), pixels=False)
+    messages: list[str] = []
+    stages = run_pipeline(bigger, log=messages.append)
+    ran = {m.split(":")[0].removeprefix("[pipeline] ") for m in messages if "running" in m}
+    assert ran == {"train-agent/ppo/seed0", "evaluate/ppo/seed0", "report"}
+    summary = json.loads((out / "agents" / "ppo__seed0" / "summary.json").read_text())
+    assert summary["resumed_from_step"] >= 512 and summary["agent_steps"] >= 1024
+    assert stages["train-agent/ppo/seed0"]["agent_steps"] == summary["agent_steps"]
+
+
+def test_more_episodes_extend_the_dataset(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    out = tmp_path / "copy"
+    shutil.copytree(config.data_dir.parent, out)
+    stages = run_pipeline(tiny_config(out, collect_episodes=5), only=("collect",), log=lambda msg: None)
+    assert stages["collect"]["episodes"] == 1 and stages["collect"]["dataset_episodes"] == 5
+
+
+@pytest.mark.slow
+def test_isolated_stage_failure_names_the_stage(tmp_path):
+    config = tiny_config(tmp_path, env_id="worldmodel/NoSuchEnv-v0", isolate=True)
+    with pytest.raises(StageError, match="stage collect failed"):
+        run_pipeline(config, only=("collect",), log=lambda msg: None)
+
+
+def test_stage_commands_are_cli_equivalents(tmp_path):
+    config = tiny_config(tmp_path, pixels=True)
+    commands = {s.name: stage_command(config, s) for s in plan(config)}
+    assert commands["collect"].startswith("worldmodel collect worldmodel/DotTarget-v0 --out")
+    assert "--timesteps 256" in commands["train-agent/pixels-ppo/seed0"]  # 512 frames / frame skip 2
+    assert "--seed 1" in commands["train-agent/ppo/seed1"] and "--pixels" not in commands["train-agent/ppo/seed1"]

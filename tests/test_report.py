@@ -1,0 +1,111 @@
+"""experiments.report on a hand-made pipeline directory: tables, CIs, PNGs, milestones, commands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from experiments.report import confidence_interval, milestone_statement, write_report
+from worldmodel.diagnostics import write_png
+
+
+def _agent(out, mode, seed, mean_return, *, frames_per_step=1, random=None):
+    run_dir = out / "agents" / f"{mode}__seed{seed}"
+    run_dir.mkdir(parents=True)
+    steps = 1000
+    summary = {"agent_steps": steps, "env_frames": steps * frames_per_step, "elapsed_s": 50.0}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    evaluation = {"episodes": 4, "seed": 7, "mean_return": mean_return, "std_return": 2.0}
+    if random is not None:
+        evaluation["random"] = {"mean_return": random, "std_return": 1.0}
+    (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    np.savez(
+        run_dir / "evaluations.npz",
+        timesteps=np.array([500, 1000]),
+        results=np.array([[0.0, 1.0], [mean_return, mean_return]]),
+        ep_lengths=np.ones((2, 2), int),
+    )
+
+
+@pytest.fixture
+def pipeline_dir(tmp_path):
+    out = tmp_path / "run"
+    (out / "vae").mkdir(parents=True)
+    pipeline = {
+        "config": {"env_id": "CarRacing-v3", "eval_episodes": 4, "eval_seed": 7},
+        "commands": ["python -m experiments.carracing --out run"],
+        "machines": ["Test CPU, 2 cores"],
+        "stage_commands": [
+            ["collect", "worldmodel collect CarRacing-v3 --out run/data"],
+            ["train-vae", "worldmodel train-vae run/data"],
+        ],
+    }
+    (out / "pipeline.json").write_text(json.dumps(pipeline))
+    stages = {
+        "train-vae": {"status": "done", "wall_s": 12.5, "peak_rss_mib": 900.0},
+        "collect": {"status": "done", "wall_s": 3.0, "env_frames": 5000, "frames_per_s": 1666.7, "peak_rss_mib": 300.0},
+    }
+    (out / "stages.json").write_text(json.dumps(stages))
+    vae_summary = {"val_psnr_db": 30.0, "val_mse_per_pixel": 0.001, "active_dims": 20, "latent_dim": 32,
+                   "steps": 100, "wall_s": 60.0, "images_per_s": 500.0}  # fmt: skip
+    (out / "vae" / "summary.json").write_text(json.dumps(vae_summary))
+    for name in ("recon", "samples"):
+        write_png(out / "vae" / f"{name}.png", np.zeros((8, 8, 3), np.uint8))
+    _agent(out, "ppo", 0, 500.0, random=-60.0)
+    _agent(out, "ppo", 1, 520.0)
+    _agent(out, "ppo", 2, 540.0)
+    _agent(out, "pixels-ppo", 0, 300.0, frames_per_step=2)
+    return out
+
+
+def test_confidence_interval_is_student_t():
+    values = [1.0, 2.0, 4.0]
+    expected = 4.303 * np.std(values, ddof=1) / math.sqrt(3)
+    assert confidence_interval(values) == pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ValueError, match="at least 2"):
+        confidence_interval([1.0])
+
+
+def test_report_has_tables_pngs_and_commands(pipeline_dir, tmp_path):
+    reports = tmp_path / "reports"
+    path = write_report(pipeline_dir, name="car", report_dir=reports)
+    text = path.read_text()
+    assert path == reports / "car.md"
+    for png in ("learning_curves.png", "recon.png", "samples.png"):
+        assert (reports / "car" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(car/{png})" in text
+    assert "| ppo on latents | 1 | 520.0 ± 2.0 | 4 | 1,000 | 1,000 |" in text
+    assert "| ppo on pixels | 0 | 300.0 ± 2.0 | 4 | 2,000 | 1,000 |" in text
+    ci = confidence_interval([500.0, 520.0, 540.0])
+    assert f"**520.0** (95% CI ± {ci:.1f})" in text
+    assert "(one seed: no CI)" in text  # the pixel baseline has one seed
+    assert "| uniform random policy | – | -60.0 ± 1.0 |" in text
+    for anchor in ("632 ± 251", "788 ± 141", "906 ± 21", "~429"):
+        assert anchor in text
+    assert text.index("| collect |") < text.index("| train-vae |")  # pipeline order, not file order
+    assert "| collect | 3.0 s | 5,000 |" in text and "900.0" in text
+    assert "Test CPU, 2 cores" in text and "python -m experiments.carracing --out run" in text
+    assert "worldmodel train-vae run/data" in text
+    assert "Reached: beats rl-zoo's pixel PPO at 8M frames (429)." in text
+    assert "Next run: to pass 632" in text
+
+
+def test_report_rewrites_atomically_and_rejects_non_pipeline_dirs(pipeline_dir, tmp_path):
+    first = write_report(pipeline_dir, name="car", report_dir=tmp_path).read_text()
+    assert (
+        write_report(pipeline_dir, name="car", report_dir=tmp_path).read_text().split("\n", 3)[3]
+        == first.split("\n", 3)[3]
+    )
+    with pytest.raises(FileNotFoundError, match="not a pipeline output directory"):
+        write_report(tmp_path / "nothing", name="x", report_dir=tmp_path)
+
+
+def test_milestones_need_the_frame_budget_and_name_the_next_goal():
+    modes = {"ppo on latents": {"mean": 700.0, "means": [690.0, 710.0], "env_frames": [2_000_000] * 2, "ci95": 5.0}}
+    text = milestone_statement("CarRacing-v3", modes)
+    assert "more than the 1,000,000 the goal allows" in text and "(632)" in text and "Next run: to pass 788" in text
+    assert "defined for CarRacing-v3" in milestone_statement("worldmodel/DotTarget-v0", modes)
+    assert "No latent agent" in milestone_statement("CarRacing-v3", {})
