@@ -111,7 +111,7 @@ class TrainVAEConfig:
     lr: float = 1e-3
     """Peak learning rate of AdamW."""
     warmup_steps: int = 100
-    """Linear warm-up steps before the cosine decay."""
+    """Linear warm-up steps before the cosine decay (at most a tenth of the run's steps)."""
     min_lr_fraction: float = 0.05
     """The cosine schedule decays to lr * min_lr_fraction at the last step."""
     weight_decay: float = 1e-4
@@ -570,8 +570,9 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
     if config.channels_last:
         vae.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = min(config.warmup_steps, total_steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, config.warmup_steps, config.min_lr_fraction)
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, config.min_lr_fraction)
     )
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     if config.resume:
