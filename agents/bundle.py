@@ -2,8 +2,8 @@
 
 Layout of ``RUN_DIR``::
 
-    model.zip            SB3 model (final)
-    vae.safetensors      copy of the VAE (latent runs); its SHA-256 is in config.json
+    model.zip            SB3 model (final; with --encoder finetune it holds the fine-tuned VAE)
+    vae.safetensors      copy of the VAE (latent and finetune runs); its SHA-256 is in config.json
     vec_normalize.npz    VecNormalize statistics, no pickle (when normalising)
     config.json          resolved training config, hyperparameters and the observation stack
     evaluations.npz      EvalCallback curve; learning_curve.png plots it
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from agents.algorithms import AlgorithmSpec, get_algorithm
@@ -144,11 +145,32 @@ def custom_objects(spec: AlgorithmSpec, algo_kwargs: dict[str, Any], venv: VecEn
 
 
 def load_model(
-    path: Path, spec: AlgorithmSpec, algo_kwargs: dict[str, Any], venv: VecEnv, device: str = "auto"
+    path: Path,
+    spec: AlgorithmSpec,
+    algo_kwargs: dict[str, Any],
+    venv: VecEnv,
+    device: str = "auto",
+    *,
+    extractor_vae: Path | None = None,
 ) -> BaseAlgorithm:
-    """Load an SB3 zip for ``venv`` with :func:`custom_objects` (trusted files only)."""
+    """Load an SB3 zip for ``venv`` with :func:`custom_objects` (trusted files only).
+
+    ``extractor_vae`` (``--encoder finetune`` runs): the VAE file the policy's
+    :class:`~agents.encoder_extractor.VAEEncoderExtractor` is built from before the zip's
+    fine-tuned weights replace its own; it stands in for the path stored at training
+    time, so a moved or copied run directory still loads.
+    """
     cls = spec.load_class()
-    return cls.load(path, env=venv, device=device, custom_objects=custom_objects(spec, algo_kwargs, venv))
+    objects = custom_objects(spec, algo_kwargs, venv)
+    if extractor_vae is not None:
+        data, _, _ = load_from_zip_file(path, device="cpu", custom_objects=objects)
+        policy_kwargs = dict(data["policy_kwargs"])
+        policy_kwargs["features_extractor_kwargs"] = {
+            **policy_kwargs["features_extractor_kwargs"],
+            "vae": str(extractor_vae),
+        }
+        objects["policy_kwargs"] = policy_kwargs
+    return cls.load(path, env=venv, device=device, custom_objects=objects)
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -221,11 +243,12 @@ def load_bundle(
     config = check_bundle(run_dir, model_file)
     stack = StackConfig.from_dict(config["stack"])
     spec = get_algorithm(config["algo"])
+    vae_path = None if stack.pixels else run_dir / VAE_FILE
     venv = build_vec_env(
         stack,
         n_envs=n_envs,
         seed=seed,
-        vae=None if stack.pixels else run_dir / VAE_FILE,
+        vae=vae_path,
         device=device,
         training=False,
         frame_tap=frame_tap,
@@ -233,7 +256,14 @@ def load_bundle(
     normalizer = find_vec_normalize(venv)
     if normalizer is not None:
         load_vec_normalize(normalizer, run_dir / NORMALIZE_FILE)
-    model = load_model(run_dir / model_file, spec, config["hyperparams"]["algo_kwargs"], venv, device)
+    model = load_model(
+        run_dir / model_file,
+        spec,
+        config["hyperparams"]["algo_kwargs"],
+        venv,
+        device,
+        extractor_vae=vae_path if stack.encoder == "finetune" else None,
+    )
     return Bundle(run_dir=run_dir, config=config, stack=stack, algorithm=spec, model=model, venv=venv)
 
 

@@ -4,7 +4,8 @@ The bundle's stack is rebuilt exactly (:func:`agents.bundle.load_bundle`), episo
 start from ``--seed`` (by default the run's evaluation seed, disjoint from its training
 seeds), and ``--random-baseline`` also scores a uniform-random policy on the same seeds.
 ``--video out.mp4`` records env frame | what the VAE reconstructs from the latent the
-policy saw (pixel runs: the preprocessed frame the CNN saw) | the return so far.
+policy saw (pixel runs: the preprocessed frame the CNN saw; ``--encoder finetune`` runs:
+the fine-tuned encoder's mean decoded by the fine-tuned VAE's decoder) | the return so far.
 
 >>> from worldmodel.configargs import field_docs
 >>> "H.264" in field_docs(EvaluateConfig)["video"]
@@ -24,11 +25,13 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.bundle import Bundle, load_bundle, read_config
+from agents.encoder_extractor import VAEEncoderExtractor, find_extractor
 from agents.vec_env import find_vec_wrapper
 from agents.video import PanelVideoWriter
 from envs.vec_latent_observation import VecLatentObservation
 from worldmodel.atomic import write_json_atomic
 from worldmodel.configargs import add_config_arguments, config_from_args
+from worldmodel.encoder import LatentEncoder
 
 EVALUATION_FILE = "evaluation.json"
 
@@ -85,9 +88,13 @@ def random_act(venv: VecEnv, seed: int) -> Act:
 
 def _video_frames(bundle: Bundle) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     """Returns a function giving (raw env frame, what the policy saw as a frame) for env 0."""
+    encoder: LatentEncoder | VAEEncoderExtractor | None
     if bundle.stack.pixels:
         spec = bundle.stack.pixel_frame_spec()
         encoder = None
+    elif bundle.stack.encoder == "finetune":
+        encoder = find_extractor(bundle.model.policy)
+        spec = encoder.frame_spec
     else:
         encoder = find_vec_wrapper(bundle.venv, VecLatentObservation).encoder
         spec = encoder.frame_spec
@@ -152,7 +159,7 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "algo": bundle.algorithm.name,
         "env_id": bundle.stack.env_id,
-        "mode": "pixels" if bundle.stack.pixels else "latents",
+        "mode": bundle.stack.mode,
         "episodes": config.episodes,
         "seed": seed,
         "deterministic": config.deterministic,

@@ -1,5 +1,9 @@
 """``worldmodel train-agent``: train any SB3 algorithm on VAE latents (or on pixels, for comparison).
 
+``--encoder finetune`` hands the policy the VAE's preprocessed frames instead and trains
+a copy of the VAE encoder inside it (:mod:`agents.encoder_extractor`), optionally with
+the VAE loss as an auxiliary term (``--aux-recon-weight``).
+
 :func:`train_agent` resolves the hyperparameters (shipped preset, ``--hyperparams``
 file, command line), builds the training stack and an identically wrapped evaluation
 stack (VecNormalize statistics synced by ``EvalCallback``, seeds disjoint from the
@@ -41,6 +45,7 @@ from agents.bundle import (
     write_learning_curve,
     write_summary,
 )
+from agents.encoder_extractor import finetune_policy_kwargs
 from agents.hyperparams import (
     EVAL_SEED_OFFSET,
     Hyperparams,
@@ -92,6 +97,10 @@ class AgentConfig:
     """VecNormalize observations and rewards (None: the preset's choice)."""
     pixels: bool = False
     """Train the pixel baseline instead (CnnPolicy, frame skip 2, 64x64 grayscale, 2 stacked frames)."""
+    encoder: Literal["frozen", "finetune"] = "frozen"
+    """frozen: the policy sees the fixed VAE's latents; finetune: it sees frames and trains a copy of the encoder."""
+    aux_recon_weight: float = 0.0
+    """With --encoder finetune: weight of the VAE loss (recon + beta*KL per image) added to the RL loss (0: off)."""
     device: str = "auto"
     """Device of the policy and the encoder: auto, cpu, cuda."""
     subproc: bool = False
@@ -113,10 +122,10 @@ class AgentConfig:
 
 
 def default_run_dir(config: AgentConfig) -> Path:
-    """``runs/agents/<env_id>__<algo or pixels-algo>__<seed>__<time>``."""
-    mode = f"pixels-{config.algo}" if config.pixels else config.algo
+    """``runs/agents/<env_id>__<algo, pixels-algo or finetune-algo>__<seed>__<time>``."""
+    mode = "pixels-" if config.pixels else "finetune-" if config.encoder == "finetune" else ""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / "agents" / f"{config.env_id.replace('/', '-')}__{mode}__{config.seed}__{stamp}"
+    return Path("runs") / "agents" / f"{config.env_id.replace('/', '-')}__{mode}{config.algo}__{config.seed}__{stamp}"
 
 
 def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfig]:
@@ -130,11 +139,23 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
         user_file=config.hyperparams,
         overrides={"n_envs": config.n_envs, "n_timesteps": config.timesteps},
     )
+    if config.aux_recon_weight != 0 and (config.encoder != "finetune" or config.aux_recon_weight < 0):
+        raise ValueError(
+            f"--aux-recon-weight {config.aux_recon_weight} needs --encoder finetune and a weight >= 0 "
+            "(a frozen encoder has no loss to add it to)"
+        )
+    if config.encoder == "finetune" and hp.policy == "MultiInputPolicy":
+        raise ValueError(
+            "--encoder finetune feeds the policy one image observation, not a dict; use MlpPolicy or CnnPolicy "
+            "(the VAE encoder replaces their features extractor)"
+        )
     normalize = hp.normalize
     if config.normalize is not None:
         normalize = (hp.normalize or {}) if config.normalize else None
     if normalize is not None:
         normalize = {"gamma": hp.algo_kwargs.get("gamma", 0.99), **normalize}
+        if config.encoder == "finetune":
+            normalize["norm_obs"] = False  # frames stay uint8 images; rewards are still normalised
     stack = StackConfig(
         env_id=config.env_id,
         env_kwargs={**hp.env_kwargs, **config.env_kwargs},
@@ -148,6 +169,7 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
         standardize_latents=config.standardize_latents,
         drop_inactive=config.drop_inactive,
         normalize=normalize,
+        encoder=config.encoder,
     )
     return spec, hp, stack
 
@@ -216,8 +238,20 @@ def _check_vae_copy(run_dir: Path, config: dict[str, Any]) -> Path | None:
     return path
 
 
-def _new_model(spec: AlgorithmSpec, hp: Hyperparams, venv: VecEnv, config: AgentConfig, run_dir: Path) -> BaseAlgorithm:
+def _new_model(
+    spec: AlgorithmSpec, hp: Hyperparams, venv: VecEnv, config: AgentConfig, run_dir: Path, vae_path: Path | None
+) -> BaseAlgorithm:
     cls = spec.load_class()
+    algo_kwargs = algo_kwargs_for_sb3(hp.algo_kwargs)
+    if config.encoder == "finetune":
+        algo_kwargs["policy_kwargs"] = finetune_policy_kwargs(
+            algo_kwargs.get("policy_kwargs", {}),
+            vae_path,
+            history=config.latent_history,
+            standardize=config.standardize_latents,
+            drop_inactive=config.drop_inactive,
+            aux_recon_weight=config.aux_recon_weight,
+        )
     return cls(
         hp.policy,
         venv,
@@ -225,7 +259,7 @@ def _new_model(spec: AlgorithmSpec, hp: Hyperparams, venv: VecEnv, config: Agent
         device=str(resolve_device(config.device)),
         tensorboard_log=str(run_dir / "tb") if config.tensorboard else None,
         verbose=config.verbose,
-        **algo_kwargs_for_sb3(hp.algo_kwargs),
+        **algo_kwargs,
     )
 
 
@@ -260,7 +294,8 @@ def train_agent(config: AgentConfig) -> Path:
     if state is not None:
         ckpt = run_dir / CHECKPOINT_DIR
         files = state["files"]
-        model = load_model(ckpt / files["model"], spec, hp.algo_kwargs, venv, device)
+        extractor_vae = vae_path if stack.encoder == "finetune" else None
+        model = load_model(ckpt / files["model"], spec, hp.algo_kwargs, venv, device, extractor_vae=extractor_vae)
         if config.tensorboard:
             model.tensorboard_log = str(run_dir / "tb")
         if "replay_buffer" in files:
@@ -275,7 +310,7 @@ def train_agent(config: AgentConfig) -> Path:
             run_dir, config.checkpoint_freq, eval_callback, env_frames=state["env_frames"], elapsed_s=state["elapsed_s"]
         )
     else:
-        model = _new_model(spec, hp, venv, config, run_dir)
+        model = _new_model(spec, hp, venv, config, run_dir, vae_path)
         resume_callback = ResumeCallback(run_dir, config.checkpoint_freq, eval_callback)
     start_step = int(model.num_timesteps)
     callbacks = [c for c in (eval_callback, resume_callback) if c is not None]
@@ -290,7 +325,7 @@ def train_agent(config: AgentConfig) -> Path:
     session_s = time.monotonic() - started
     save_bundle(run_dir, model, venv)
     resume_callback.save()
-    write_learning_curve(run_dir, f"{spec.name} on {config.env_id} ({'pixels' if config.pixels else 'latents'})")
+    write_learning_curve(run_dir, f"{spec.name} on {config.env_id} ({stack.mode})")
     last_eval = None
     if eval_callback is not None and eval_callback.evaluations_results:
         results = np.asarray(eval_callback.evaluations_results[-1])
@@ -303,7 +338,7 @@ def train_agent(config: AgentConfig) -> Path:
         {
             "algo": spec.name,
             "env_id": config.env_id,
-            "mode": "pixels" if config.pixels else "latents",
+            "mode": stack.mode,
             "agent_steps": int(model.num_timesteps),
             "env_frames": int(resume_callback.env_frames),
             "elapsed_s": round(resume_callback.elapsed_s, 2),

@@ -4,6 +4,12 @@ Latents: ``make_env -> Monitor -> FrameSpecObservation(vae spec)`` per env, then
 ``VecLatentObservation`` (one batched encoder pass in the main process, latent
 history) and optionally ``VecNormalize``.
 
+Fine-tuned encoder (``encoder="finetune"``): ``make_env -> Monitor ->
+FrameSpecObservation(vae spec)`` per env, then ``VecFrameStack(latent_history)`` on the
+uint8 frames (channels stacked), an explicit ``VecTransposeImage`` (so SB3 inserts
+none) and optionally ``VecNormalize`` of rewards only; the policy's
+:class:`agents.encoder_extractor.VAEEncoderExtractor` encodes each frame.
+
 Pixels (the rl-zoo CarRacing recipe): ``make_env`` with frame skip 2 ``-> Monitor ->
 FrameSpecObservation`` (64x64 grayscale), then ``VecFrameStack(2)``,
 ``VecTransposeImage`` and optionally ``VecNormalize``; the policy is ``CnnPolicy``.
@@ -35,6 +41,7 @@ from stable_baselines3.common.vec_env import (
     VecTransposeImage,
 )
 
+from agents.encoder_extractor import ENCODER_MODES
 from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
 from envs.frame_wrapper import FrameSpecObservation
 from envs.vec_latent_observation import VecLatentObservation
@@ -63,7 +70,7 @@ class StackConfig:
     latent: str = "mean"
     """``mean`` or ``sample``: which latent the encoder hands the policy."""
     latent_history: int = 1
-    """Latest k latents concatenated into each observation."""
+    """Latest k latents concatenated into each observation (finetune: k frames stacked)."""
     include_action: bool = False
     """Append the previous action to each latent in the history."""
     standardize_latents: bool = False
@@ -72,6 +79,31 @@ class StackConfig:
     """Drop latent dimensions the VAE's statistics mark inactive."""
     normalize: dict[str, Any] | None = None
     """VecNormalize keywords, or None for no VecNormalize."""
+    encoder: str = "frozen"
+    """``frozen``: latents from the VAE in a wrapper; ``finetune``: frames, encoded inside the policy."""
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODER_MODES:
+            raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {self.encoder!r}")
+        if self.encoder != "finetune":
+            return
+        unsupported = {
+            "--pixels (the CNN baseline; finetune already trains from frames)": self.pixels,
+            "--latent sample (the fine-tuned encoder hands the policy the mean)": self.latent != "mean",
+            "--include-action": self.include_action,
+        }
+        named = [name for name, used in unsupported.items() if used]
+        if named:
+            raise ValueError(
+                f"--encoder finetune cannot be combined with {', '.join(named)}; drop it, or use --encoder frozen"
+            )
+
+    @property
+    def mode(self) -> str:
+        """``pixels``, ``latents`` (frozen encoder) or ``finetune``: how runs and results are labelled."""
+        if self.pixels:
+            return "pixels"
+        return "finetune" if self.encoder == "finetune" else "latents"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -182,6 +214,16 @@ def build_vec_env(
     if stack.pixels:
         if stack.frame_stack > 1:
             venv = VecFrameStack(venv, n_stack=stack.frame_stack)
+        venv = VecTransposeImage(venv)
+    elif stack.encoder == "finetune":
+        if stack.latent_history * frame_spec.channels >= min(frame_spec.height, frame_spec.width):
+            raise ValueError(
+                f"--latent-history {stack.latent_history} stacks {stack.latent_history * frame_spec.channels} "
+                f"channels of {frame_spec.height}x{frame_spec.width} frames, which SB3 would take for channels-first "
+                "images; use a shorter history"
+            )
+        if stack.latent_history > 1:
+            venv = VecFrameStack(venv, n_stack=stack.latent_history, channels_order="last")
         venv = VecTransposeImage(venv)
     else:
         venv = VecLatentObservation(
