@@ -59,7 +59,11 @@ class CollectConfig:
     n_envs: int = field(default_factory=default_n_envs)
     """Worker processes, one env each."""
     policy: str = "random"
-    """Action policy: random or brownian (temporally correlated, World Models style; Box actions)."""
+    """Action policy: random, brownian (correlated, World Models style; Box actions), or a train-agent RUN_DIR."""
+    policy_noise: float = 0.0
+    """With --policy RUN_DIR: std of Gaussian noise added to the agent's Box actions."""
+    epsilon: float = 0.0
+    """With --policy RUN_DIR: probability of a uniform-random action instead of the agent's."""
     max_steps: int | None = None
     """Cap on agent steps per episode (the last step is marked truncated); None: the env's own limit."""
     seed: int = 0
@@ -452,11 +456,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, CollectConfig, positional=("env_id",))
 
 
-def run(args: argparse.Namespace) -> int:
-    """``worldmodel collect ENV_ID --out DATA_DIR ...``: collect, then print a summary."""
+def run(args: argparse.Namespace, policy: PolicyFactory | None = None) -> int:
+    """``worldmodel collect ENV_ID --out DATA_DIR ...``: collect (with ``policy`` if given), then print a summary."""
     config = config_from_args(CollectConfig, args)
     try:
-        summary = collect_rollouts(config)
+        summary = collect_rollouts(config, policy)
     except KeyboardInterrupt:
         print("worldmodel collect: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -92,7 +92,7 @@ def policy_factory(name: str) -> PolicyFactory:
     """
     if name not in POLICIES:
         raise ValueError(
-            f"unknown policy {name!r}: choose one of {sorted(POLICIES)} (collecting with a trained agent "
-            "comes with the agents stage)"
+            f"unknown policy {name!r}: choose one of {sorted(POLICIES)}, or pass the run directory of a "
+            "trained agent (`worldmodel train-agent --out RUN_DIR`)"
         )
     return POLICIES[name]

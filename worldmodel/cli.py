@@ -17,7 +17,10 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("worldmodel.cli", "describe a VAE checkpoint (config, frame spec, metadata)"),
     "train-vae": ("worldmodel.train", "train the VAE on a collected dataset (also under torchrun for DDP)"),
-    "collect": ("envs.collect", "collect rollouts from any Gymnasium env into a memory-mapped dataset (resumable)"),
+    "collect": (
+        "agents.bundle_policy",
+        "collect rollouts from any Gymnasium env (random, brownian or a trained agent) into a dataset (resumable)",
+    ),
     "train-agent": ("agents.train", "train an SB3 agent on VAE latents (or --pixels) into a run directory"),
     "evaluate": ("agents.evaluate", "evaluate a train-agent run: returns, episode lengths, --video"),
 }
