@@ -1,4 +1,5 @@
-"""train-agent: every algorithm runs, --pixels runs, bad input is explained, kill -9 then --resume continues."""
+"""train-agent: every algorithm runs, --pixels runs, bad input is explained, kill -9 then --resume continues;
+--encoder finetune trains the encoder (frozen does not)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from gymnasium import spaces
 
 from agents.algorithms import ALGORITHMS, get_algorithm
 from agents.bundle import load_bundle
+from agents.encoder_extractor import find_extractor
 from agents.resume import read_state
 from agents.train import AgentConfig, train_agent
-from worldmodel.checkpoint import save_vae
+from agents.vec_env import find_vec_wrapper
+from envs.vec_latent_observation import VecLatentObservation
+from worldmodel.checkpoint import file_sha256, load_vae, save_vae
 from worldmodel.frames import FrameSpec
 from worldmodel.vae import ConvVAE, VAEConfig
 
@@ -153,3 +158,44 @@ def test_kill_and_resume_continues_from_the_checkpointed_step(tmp_path, toy_vae_
         assert summary["replay_buffer_restored"] == checkpointed
     evaluations = json.loads((run_dir / "checkpoints" / "state.json").read_text())["eval"]["timesteps"]
     assert evaluations == sorted(evaluations) and evaluations[0] <= checkpointed  # history kept across the kill
+
+
+@pytest.mark.parametrize("encoder", ["finetune", "frozen"])
+def test_finetune_trains_the_encoder_and_frozen_leaves_it(tmp_path, toy_vae_path, encoder, one_torch_thread):
+    run_dir = train_agent(quick(tmp_path, vae=toy_vae_path, encoder=encoder, eval_freq=0))
+    initial = load_vae(toy_vae_path).vae.state_dict()
+    bundle = load_bundle(run_dir, device="cpu")
+    if encoder == "finetune":
+        trained = find_extractor(bundle.model.policy).vae.state_dict()
+    else:
+        trained = find_vec_wrapper(bundle.venv, VecLatentObservation).encoder.vae.state_dict()
+    changed = [name for name in initial if name.startswith("encoder") and not torch.equal(initial[name], trained[name])]
+    encoder_params = [name for name in initial if name.startswith("encoder")]
+    assert changed == (encoder_params if encoder == "finetune" else [])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["mode"] == {"finetune": "finetune", "frozen": "latents"}[encoder]
+    assert summary["agent_steps"] >= 256
+    assert json.loads((run_dir / "config.json").read_text())["stack"]["encoder"] == encoder
+    assert file_sha256(run_dir / "vae.safetensors") == file_sha256(toy_vae_path)  # the VAE copy is never written
+    bundle.venv.close()
+
+
+def test_finetune_bad_input_is_explained(tmp_path, toy_vae_path):
+    with pytest.raises(ValueError, match=r"--encoder finetune cannot be combined with --pixels"):
+        train_agent(quick(tmp_path, encoder="finetune", pixels=True))
+    with pytest.raises(ValueError, match=r"--aux-recon-weight 0.1 needs --encoder finetune"):
+        train_agent(quick(tmp_path, vae=toy_vae_path, aux_recon_weight=0.1))
+    with pytest.raises(ValueError, match=r"a weight >= 0"):
+        train_agent(quick(tmp_path, vae=toy_vae_path, encoder="finetune", aux_recon_weight=-1.0))
+    with pytest.raises(ValueError, match=r"cannot be combined with --latent sample"):
+        train_agent(quick(tmp_path, vae=toy_vae_path, encoder="finetune", latent="sample"))
+    with pytest.raises(ValueError, match=r"--vae"):
+        train_agent(quick(tmp_path, encoder="finetune"))
+    multi = tmp_path / "multi.yml"
+    multi.write_text(yaml.safe_dump({"default": {"policy": "MultiInputPolicy"}}))
+    with pytest.raises(ValueError, match=r"not a dict; use MlpPolicy or CnnPolicy"):
+        train_agent(quick(tmp_path, vae=toy_vae_path, encoder="finetune", hyperparams=str(multi)))
+    clash = tmp_path / "clash.yml"
+    clash.write_text(yaml.safe_dump({"default": {"n_steps": 64, "policy_kwargs": {"normalize_images": True}}}))
+    with pytest.raises(ValueError, match=r"sets policy_kwargs \['normalize_images'\] itself"):
+        train_agent(quick(tmp_path, vae=toy_vae_path, encoder="finetune", hyperparams=str(clash)))
