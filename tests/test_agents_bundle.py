@@ -1,14 +1,20 @@
-"""Bundles: save -> load gives the same actions on the same observations; bad bundles are refused."""
+"""Bundles: save -> load gives the same actions on the same observations (frozen and fine-tuned encoders);
+bad bundles are refused."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 
 from agents.bundle import NORMALIZE_FILE, VAE_FILE, BundleError, load_bundle, save_bundle
+from agents.encoder_extractor import find_extractor, finetune_policy_kwargs
+from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.train import AgentConfig, resolve, write_run_config
 from agents.vec_env import build_vec_env
+from agents.video import video_codec
+from worldmodel.checkpoint import load_vae
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +74,50 @@ def test_missing_files_say_what_to_do(trained_bundle, tmp_path):
         load_bundle(tmp_path)
     with pytest.raises(BundleError, match=r"no config\.json"):
         load_bundle(tmp_path / "nowhere")
+
+
+@pytest.fixture(scope="module")
+def finetune_bundle(tmp_path_factory, toy_vae_path):
+    """A PPO agent with a fine-tuned encoder (history 2, aux VAE loss), trained briefly, saved, then moved."""
+    run_dir = tmp_path_factory.mktemp("finetune") / "run"
+    config = AgentConfig(
+        "worldmodel/DotTarget-v0", vae=toy_vae_path, out=str(run_dir), n_envs=2, normalize=True,
+        encoder="finetune", latent_history=2, aux_recon_weight=1e-3,
+    )  # fmt: skip
+    spec, hp, stack = resolve(config)
+    write_run_config(run_dir, config, spec, hp, stack)
+    venv = build_vec_env(stack, n_envs=2, seed=0, vae=run_dir / VAE_FILE, device="cpu")
+    kwargs = finetune_policy_kwargs({}, run_dir / VAE_FILE, history=2, aux_recon_weight=1e-3)
+    model = PPO("MlpPolicy", venv, policy_kwargs=kwargs, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(64)
+    save_bundle(run_dir, model, venv)
+    moved = run_dir.parent / "moved"
+    run_dir.rename(moved)  # the zip names the VAE at its training-time path, which no longer exists
+    return moved, model, venv
+
+
+def test_finetune_bundle_restores_identical_actions(finetune_bundle, one_torch_thread):
+    run_dir, model, venv = finetune_bundle
+    bundle = load_bundle(run_dir, n_envs=2, seed=123, device="cpu")
+    assert bundle.venv.observation_space.shape == (6, 32, 32) and venv.norm_obs is False
+    loaded = find_extractor(bundle.model.policy).state_dict()
+    trained = find_extractor(model.policy).state_dict()
+    assert all(torch.equal(loaded[name], trained[name]) for name in trained)
+    initial = load_vae(run_dir / VAE_FILE).vae.state_dict()
+    assert not torch.equal(loaded["vae.encoder.0.weight"], initial["encoder.0.weight"])  # fine-tuned, not reloaded
+    obs = bundle.venv.reset()
+    for _ in range(20):
+        actions, _ = bundle.model.predict(obs, deterministic=True)
+        expected, _ = model.predict(obs, deterministic=True)
+        np.testing.assert_array_equal(actions, expected)
+        obs, *_ = bundle.venv.step(actions)
+    bundle.venv.close()
+
+
+def test_finetune_bundle_evaluates_with_a_reconstruction_video(finetune_bundle, tmp_path, one_torch_thread):
+    run_dir, *_ = finetune_bundle
+    video = tmp_path / "agent.mp4"
+    results = evaluate_agent(
+        EvaluateConfig(str(run_dir), episodes=1, video=str(video), device="cpu", out=str(tmp_path / "e.json"))
+    )
+    assert results["mode"] == "finetune" and video_codec(video) == "h264"
