@@ -136,7 +136,7 @@ class TrainVAEConfig:
     """Share of episodes held out for validation (at least one episode)."""
     val_max_frames: int = 4096
     """Validate on at most this many held-out frames, evenly spread (0 = all)."""
-    stats_max_frames: int = 16384
+    stats_max_frames: int = 4096
     """Compute latent statistics on at most this many training frames, evenly spread (0 = all)."""
     patience: int = 5
     """Stop after this many epochs without a validation improvement (0 = never stop early)."""
