@@ -138,3 +138,11 @@ def test_reparameterize_uses_generator():
     a = ConvVAE.reparameterize(mu, logvar, torch.Generator().manual_seed(1))
     b = ConvVAE.reparameterize(mu, logvar, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and not torch.equal(a, mu)
+
+
+def test_reference_decoder_first_layer_as_matmul_equals_transposed_conv():
+    vae = ConvVAE(VAEConfig()).eval()
+    z = torch.randn(3, 32)
+    h = vae.fc_decode(z).view(-1, 1024, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(vae.decode(z), vae.decoder(h), atol=1e-5, rtol=1e-4)

@@ -247,27 +247,6 @@ def _chunks(indices: np.ndarray, size: int) -> list[np.ndarray]:
 # Model step
 
 
-def decode(vae: ConvVAE, z: torch.Tensor) -> torch.Tensor:
-    """``vae.decode(z)``, computing the reference decoder's first layer as the matrix product it is.
-
-    In the World Models decoder the first transposed conv (1024 -> 128 channels, 5x5) sees a
-    1x1 map, so it equals ``h @ W.view(1024, 128 * 25)``; oneDNN's transposed-conv kernels run
-    that about 10x slower than one GEMM (a quarter of a training step at batch 128 on a CPU).
-    Same parameters, same function; other architectures use ``vae.decode`` unchanged.
-
-    >>> vae = ConvVAE(VAEConfig())
-    >>> z = torch.randn(2, 32)
-    >>> torch.allclose(decode(vae, z), vae.decode(z), atol=1e-6)
-    True
-    """
-    if not vae.config.is_reference:
-        return vae.decode(z)
-    first = vae.decoder[0]
-    h = vae.fc_decode(z)  # (B, 1024)
-    y = (h @ first.weight.flatten(1)).view(-1, *first.weight.shape[1:]) + first.bias.view(1, -1, 1, 1)  # (B, 128, 5, 5)
-    return vae.decoder[1:](y)  # channels-last weights make the next layer's output channels-last
-
-
 class _SampledVAE(nn.Module):
     """The VAE forward pass with externally drawn noise, so DDP ranks can share one global draw."""
 
@@ -278,7 +257,7 @@ class _SampledVAE(nn.Module):
     def forward(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.vae.encode(x)  # (B, z) each
         z = mu + eps * torch.exp(0.5 * logvar)  # (B, z)
-        return decode(self.vae, z), mu, logvar
+        return self.vae.decode(z), mu, logvar
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: float) -> float:
@@ -447,7 +426,7 @@ def _evaluate(vae: ConvVAE, ds: FrameDataset, indices: np.ndarray, batch: int, r
             x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=run.channels_last)
             with _autocast(ctx.device, run.amp_dtype):
                 mu, logvar = vae.encode(x)  # (B, z) each
-                x_hat = decode(vae, mu)
+                x_hat = vae.decode(mu)
             loss = vae_loss(x, x_hat, mu, logvar, vae.config)
             n = len(x)
             sums += torch.stack([loss.recon * n, loss.kl * n, loss.total * n]).double().cpu()
