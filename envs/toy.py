@@ -1,7 +1,9 @@
 """DotTarget: a small, fast, seeded pixel env for tests and quick checks.
 
-A red square (the agent) must reach a blue square (the target) on a 64x64 grey canvas.
-Both squares are 8 px wide, large enough for an MSE-trained VAE to keep them. Reward:
+A red square (the agent) must reach a blue square (the target) on a 64x64 black canvas.
+Both squares are 16 px wide and saturated, so they stay 4 px wide in 16x16 frames and an
+MSE-trained VAE picks up their positions within a few thousand steps (with 8 px squares
+on grey, a small VAE spends that long reconstructing only the background). Reward:
 the decrease in distance to the target (in canvas widths) each step, minus 0.01, plus
 1.0 on reaching it (terminated). Episodes are truncated after 100 steps by the
 registered ``TimeLimit``. ``info["state"]`` holds the true state
@@ -27,11 +29,11 @@ import numpy as np
 from gymnasium import spaces
 
 SIZE = 64
-SQUARE = 8
+SQUARE = 16
 SPEED = 4.0
-BACKGROUND = (96, 96, 96)
-AGENT_COLOUR = (230, 40, 40)
-TARGET_COLOUR = (40, 80, 230)
+BACKGROUND = (0, 0, 0)
+AGENT_COLOUR = (255, 0, 0)
+TARGET_COLOUR = (0, 0, 255)
 MOVES = np.array([[0, 0], [0, -1], [0, 1], [-1, 0], [1, 0]], dtype=np.float32)  # (dx, dy) per discrete action
 
 

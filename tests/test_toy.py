@@ -6,7 +6,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers the toy ids)
-from envs.toy import MOVES, DotTargetEnv
+from envs.toy import AGENT_COLOUR, MOVES, SIZE, SQUARE, DotTargetEnv
 
 
 @pytest.mark.parametrize("env_id", ["worldmodel/DotTarget-v0", "worldmodel/DotTargetContinuous-v0"])
@@ -51,8 +51,8 @@ def test_greedy_policy_reaches_target_and_beats_random():
 def test_state_matches_pixels():
     env = DotTargetEnv()
     frame, info = env.reset(seed=0)
-    ax, ay = (info["state"][:2] * (64 - 8)).round().astype(int)
-    assert tuple(frame[ay + 4, ax + 4]) == (230, 40, 40)
+    ax, ay = (info["state"][:2] * (SIZE - SQUARE)).round().astype(int)
+    assert tuple(frame[ay + SQUARE // 2, ax + SQUARE // 2]) == AGENT_COLOUR
 
 
 def test_fast_enough_for_tests():
