@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from safetensors import safe_open
 from worldmodel import train as train_mod
 from worldmodel.checkpoint import load_vae
 from worldmodel.cli import main as cli_main
+from worldmodel.dataset import DatasetError
 from worldmodel.train import (
     BatchPrefetcher,
     NonFiniteLossError,
@@ -260,3 +262,94 @@ def test_compiled_training_matches_eager_closely(blob_dataset, tmp_path):
     train_vae(tiny(blob_dataset, tmp_path / "compiled", epochs=1, compile=True))
     eager, compiled = metrics(tmp_path / "eager")[0], metrics(tmp_path / "compiled")[0]
     assert compiled["val/total"] == pytest.approx(eager["val/total"], rel=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refitting: --init, several datasets, --mix
+
+
+@pytest.fixture(scope="module")
+def second_blob_dataset(tmp_path_factory) -> str:
+    """8 episodes of the blob (twice the frames of ``blob_dataset``), other seeds."""
+    return str(write_blob_dataset(tmp_path_factory.mktemp("blob2") / "data", episodes=8, seed=100))
+
+
+def test_init_starts_from_the_checkpoint_weights(full_run, blob_dataset, tmp_path):
+    # With lr 0 AdamW leaves every weight alone, so the run's checkpoint is its starting point.
+    out = tmp_path / "refit"
+    train_vae(tiny(blob_dataset, out, epochs=1, lr=0.0, init=str(full_run / "last.safetensors")))
+    init, refit = tensors(full_run / "last.safetensors"), tensors(out / "last.safetensors")
+    assert init.keys() == refit.keys() and all(torch.equal(init[k], refit[k]) for k in init)
+    summary = json.loads((out / "summary.json").read_text())
+    [entry] = summary["datasets"]
+    assert summary["init"] == str(full_run / "last.safetensors")
+    assert entry["init_val_total"] == pytest.approx(metrics(full_run)[-1]["val/total"], rel=1e-5)
+    assert entry["val_total"] == pytest.approx(entry["init_val_total"], rel=1e-5)
+    scratch = tmp_path / "scratch"  # the same run without --init starts far worse
+    train_vae(tiny(blob_dataset, scratch, epochs=1, lr=0.0))
+    assert metrics(scratch)[0]["val/total"] > 1.5 * metrics(out)[0]["val/total"]
+
+
+def test_init_must_match_the_architecture_and_frames(full_run, blob_dataset, toy_vae_path, tmp_path):
+    with pytest.raises(TrainVAEError, match="--latent-dim 4"):
+        train_vae(tiny(blob_dataset, tmp_path / "a", latent_dim=3, init=str(full_run / "best.safetensors")))
+    with pytest.raises(TrainVAEError, match="frame spec, or drop --init"):
+        train_vae(tiny(blob_dataset, tmp_path / "b", init=toy_vae_path))
+
+
+def test_resume_wins_over_init(full_run, blob_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_vae(tiny(blob_dataset, out, epochs=1))
+    first = tensors(out / "last.safetensors")
+    train_vae(tiny(blob_dataset, out, epochs=1, lr=0.0, resume=True, init=str(full_run / "last.safetensors")))
+    err = capsys.readouterr().err
+    assert "--init" in err and "ignored: --resume continues" in err
+    after = tensors(out / "last.safetensors")  # a finished run resumed: nothing to do, its own weights kept
+    assert all(torch.equal(first[k], after[k]) for k in first)
+
+
+def test_mix_sets_each_datasets_share_of_every_epoch(blob_dataset, second_blob_dataset, tmp_path, monkeypatch):
+    drawn = []
+    real_epoch = train_mod._train_epoch
+
+    def spy(module, vae, optimizer, scheduler, scaler, ds, perm, n_steps, config, *rest):
+        drawn.append(np.bincount(ds.source_of(perm[: n_steps * config.batch_size]), minlength=2))
+        return real_epoch(module, vae, optimizer, scheduler, scaler, ds, perm, n_steps, config, *rest)
+
+    monkeypatch.setattr(train_mod, "_train_epoch", spy)
+    out = tmp_path / "mixed"
+    config = tiny(blob_dataset, out, epochs=2, more_data_dirs=(second_blob_dataset,), mix="0.75,0.25")
+    train_vae(config)
+    # 3 + 6 training episodes of 24 frames = 216 frames = 13 batches of 16; the small dataset is oversampled.
+    for counts in drawn:
+        assert counts.sum() == 13 * 16 and abs(counts[0] - 0.75 * 13 * 16) <= 1
+    record = metrics(out)[-1]
+    mixed = 0.75 * record["val/data0/total"] + 0.25 * record["val/data1/total"]
+    assert record["val/total"] == pytest.approx(mixed)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [d["data_dir"] for d in summary["datasets"]] == [blob_dataset, second_blob_dataset]
+    assert [d["weight"] for d in summary["datasets"]] == [0.75, 0.25]
+    assert [d["val_frames"] for d in summary["datasets"]] == [24, 48]
+    drawn.clear()
+    train_vae(dataclasses.replace(config, out=str(tmp_path / "by-size"), mix=None))  # default: each frame once
+    assert all(abs(c[0] - 72 / 216 * 13 * 16) <= 16 for c in drawn)
+
+
+def test_datasets_with_other_frame_specs_are_refused(blob_dataset, tmp_path):
+    small = write_blob_dataset(tmp_path / "small", size=8)
+    with pytest.raises(DatasetError, match=f"{blob_dataset} and {small}"):
+        train_vae(tiny(blob_dataset, tmp_path / "run", more_data_dirs=(str(small),)))
+    with pytest.raises(TrainVAEError, match="one non-negative share per dataset"):
+        train_vae(tiny(blob_dataset, tmp_path / "run2", more_data_dirs=(blob_dataset,), mix="1"))
+
+
+def test_cli_takes_several_datasets_and_init(full_run, blob_dataset, second_blob_dataset, tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["train-vae", blob_dataset, second_blob_dataset, "--mix", "0.5,0.5", "--init",
+            str(full_run / "best.safetensors"), "--out", str(out), "--epochs", "1", "--batch-size", "16",
+            "--latent-dim", "4", "--width-multiplier", "0.25", "--threads", "1", "--no-progress", "--no-figures",
+            "--no-tensorboard", "--val-fraction", "0.25"]  # fmt: skip
+    assert cli_main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["data_dir"] == blob_dataset and config["more_data_dirs"] == [second_blob_dataset]
+    assert config["mix"] == "0.5,0.5" and len(json.loads((out / "summary.json").read_text())["datasets"]) == 2

@@ -71,6 +71,7 @@ from worldmodel.diagnostics import (
 from worldmodel.distributed import DistContext, all_reduce_sum, any_rank, barrier, init_distributed
 from worldmodel.frames import FrameSpec, frames_to_tensor
 from worldmodel.latent_stats import ACTIVE_THRESHOLD, LatentMoments, accumulate_latents
+from worldmodel.mixture import FrameMixture, mixed_order
 from worldmodel.vae import ConvVAE, VAEConfig, vae_loss
 
 RESUME_FORMAT = "worldmodel.train_state"
@@ -102,6 +103,12 @@ class TrainVAEConfig:
     """Dataset directory written by `worldmodel collect`."""
     out: str
     """Run directory for checkpoints, metrics and figures (created; must not hold a run unless --resume)."""
+    more_data_dirs: tuple[str, ...] = ()
+    """Further dataset directories trained on together with data_dir (same frame spec; see --mix)."""
+    mix: str | None = None
+    """Comma-separated share of each dataset in every epoch, e.g. 0.5,0.5 (default: in proportion to their frames)."""
+    init: str | None = None
+    """VAE checkpoint to start from (fine-tuning); its frame spec and architecture must match the data and options."""
     epochs: int = 20
     """Passes over the training episodes (an upper bound when early stopping triggers)."""
     steps: int | None = None
@@ -160,6 +167,31 @@ class TrainVAEConfig:
     """Write TensorBoard scalars and images under RUN_DIR/tb."""
     progress: bool = True
     """Show a progress bar per epoch."""
+
+    @property
+    def data_dirs(self) -> tuple[str, ...]:
+        """Every dataset directory, data_dir first."""
+        return (self.data_dir, *self.more_data_dirs)
+
+    @property
+    def mix_weights(self) -> tuple[float, ...] | None:
+        """The --mix shares as numbers (None when not given); raises TrainVAEError for a malformed value."""
+        if self.mix is None:
+            return None
+        try:
+            weights = tuple(float(v) for v in self.mix.split(","))
+        except ValueError:
+            weights = ()
+        if (
+            len(weights) != len(self.data_dirs)
+            or not all(math.isfinite(w) and w >= 0 for w in weights)
+            or not sum(weights)
+        ):
+            raise TrainVAEError(
+                f"--mix {self.mix!r} must give one non-negative share per dataset ({len(self.data_dirs)} given), "
+                "comma-separated and not all zero, e.g. --mix " + ",".join(["0.5"] * len(self.data_dirs))
+            )
+        return weights
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -328,13 +360,17 @@ def load_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 # Setup checks (all before any training)
 
 
-def _open_dataset(config: TrainVAEConfig) -> FrameDataset:
-    ds = FrameDataset.open(config.data_dir)  # raises DatasetError for a missing, empty or corrupt dataset
-    if ds.num_episodes < 2:
-        raise TrainVAEError(
-            f"dataset {config.data_dir} holds {ds.num_episodes} episode; validation needs episodes held out, "
-            "so collect at least 2 episodes"
-        )
+def _open_dataset(config: TrainVAEConfig) -> FrameMixture:
+    datasets = []
+    for data_dir in config.data_dirs:
+        ds = FrameDataset.open(data_dir)  # raises DatasetError for a missing, empty or corrupt dataset
+        if ds.num_episodes < 2:
+            raise TrainVAEError(
+                f"dataset {data_dir} holds {ds.num_episodes} episode; validation needs episodes held out, "
+                "so collect at least 2 episodes"
+            )
+        datasets.append(ds)
+    ds = FrameMixture(datasets, config.data_dirs)  # raises DatasetError when frame specs differ
     spec = ds.frame_spec
     if config.image_size is not None and (spec.height, spec.width) != (config.image_size, config.image_size):
         raise TrainVAEError(
@@ -358,6 +394,25 @@ def _vae_config(config: TrainVAEConfig, spec: FrameSpec) -> VAEConfig:
         )
     except ValueError as exc:
         raise TrainVAEError(f"cannot build a VAE for the dataset's frames ({spec.shape}): {exc}") from exc
+
+
+def _load_init(config: TrainVAEConfig, vae_config: VAEConfig, spec: FrameSpec) -> dict[str, torch.Tensor]:
+    """The weights of the --init checkpoint, after checking its frame spec and architecture."""
+    ckpt = load_vae(config.init)  # raises CheckpointError for a missing or unreadable file
+    if ckpt.frame_spec != spec:
+        raise TrainVAEError(
+            f"--init {config.init} was trained on frames of {ckpt.frame_spec}, but the data holds frames of {spec}; "
+            "fine-tune on data collected with the checkpoint's frame spec, or drop --init"
+        )
+    saved = ckpt.vae.config
+    mismatch = [f"--{f.replace('_', '-')} {getattr(saved, f)}" for f in _ARCH_FIELDS if getattr(saved, f) != getattr(
+        vae_config, f)]  # fmt: skip
+    if mismatch:
+        raise TrainVAEError(
+            f"--init {config.init} has another architecture than the options ask for; pass {' '.join(mismatch)} "
+            "to match it, or drop --init"
+        )
+    return ckpt.vae.state_dict()
 
 
 def _check_run_dir(config: TrainVAEConfig) -> Path:
@@ -411,13 +466,23 @@ class _Eval:
     def psnr(self) -> float:
         return 10.0 * math.log10(1.0 / max(self.mse_per_pixel, 1e-12))
 
+    def to_dict(self) -> dict[str, float]:
+        return {"total": self.total, "mse_per_pixel": self.mse_per_pixel, "psnr": self.psnr}
+
+    @staticmethod
+    def mixed(evals: list[_Eval], weights: tuple[float, ...]) -> _Eval:
+        """The ``weights``-weighted mean of per-dataset evaluations (weights sum to 1)."""
+        terms = [sum(w * getattr(e, name) for e, w in zip(evals, weights, strict=True)) for name in
+                 ("recon", "kl", "total", "mse_per_pixel")]  # fmt: skip
+        return _Eval(*terms)
+
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 @torch.no_grad()
-def _evaluate(vae: ConvVAE, ds: FrameDataset, indices: np.ndarray, batch: int, run: _Run, ctx: DistContext) -> _Eval:
+def _evaluate(vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, run: _Run, ctx: DistContext) -> _Eval:
     """Loss terms with ``z = mu`` (as encoders use it) over ``indices`` (this rank's share), summed over ranks."""
     vae.eval()
     sums = torch.zeros(3, dtype=torch.float64)  # recon (squared error per image), kl, total
@@ -437,9 +502,16 @@ def _evaluate(vae: ConvVAE, ds: FrameDataset, indices: np.ndarray, batch: int, r
     return _Eval(float(sums[0]), float(sums[1]), float(sums[2]), float(sums[0]) / pixels)
 
 
+def _evaluate_each(
+    vae: ConvVAE, ds: FrameMixture, selections: list[np.ndarray], batch: int, run: _Run, ctx: DistContext
+) -> list[_Eval]:
+    """:func:`_evaluate` on each dataset's held-out selection, every rank taking its share."""
+    return [_evaluate(vae, ds, sel[ctx.rank :: ctx.world_size], batch, run, ctx) for sel in selections]
+
+
 @torch.no_grad()
 def _latent_moments(
-    vae: ConvVAE, ds: FrameDataset, indices: np.ndarray, batch: int, run: _Run, ctx: DistContext
+    vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, run: _Run, ctx: DistContext
 ) -> LatentMoments:
     """Latent moments of the encoder over ``indices`` (this rank's share), summed over ranks."""
     vae.eval()
@@ -454,7 +526,7 @@ def _latent_moments(
 
 
 @torch.no_grad()
-def _encode_means(vae: ConvVAE, ds: FrameDataset, indices: np.ndarray, batch: int, device: torch.device) -> np.ndarray:
+def _encode_means(vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, device: torch.device) -> np.ndarray:
     out = []
     for idx in _chunks(indices, batch):
         mu, _ = vae.encode(frames_to_tensor(ds.frames(idx), ds.frame_spec, device))
@@ -481,9 +553,11 @@ class _Run:
     bad_epochs: int = 0
     wall_s: float = 0.0
     best_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    init_val: list[dict[str, float]] | None = None
+    """Per dataset, the --init checkpoint's held-out metrics before training."""
 
     def counters(self) -> dict[str, Any]:
-        keys = ("epoch", "step", "best_val", "best_epoch", "bad_epochs", "wall_s", "best_metrics")
+        keys = ("epoch", "step", "best_val", "best_epoch", "bad_epochs", "wall_s", "best_metrics", "init_val")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -517,8 +591,9 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
         raise TrainVAEError(
             f"--batch-size {config.batch_size} must divide by the {ctx.world_size} ranks; use a multiple of it"
         )
-    train_idx, val_idx = ds.split_by_episode(config.val_fraction, seed=config.seed)
-    if len(val_idx) == 0:
+    splits = ds.split_by_episode(config.val_fraction, seed=config.seed)
+    train_idx = np.concatenate([train for train, _ in splits])
+    if any(len(val) == 0 for _, val in splits):
         raise TrainVAEError(f"--val-fraction {config.val_fraction} holds out no episode; use a value above 0")
     steps_per_epoch = len(train_idx) // config.batch_size
     if steps_per_epoch == 0:
@@ -539,6 +614,11 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
     torch.manual_seed(config.seed)
     vae = ConvVAE(vae_config)
     optimizer_state = None
+    if config.init and config.resume and ctx.is_main:
+        print(f"--init {config.init} ignored: --resume continues the run in {out} from its own weights",
+              file=sys.stderr, flush=True)  # fmt: skip
+    elif config.init:
+        vae.load_state_dict(_load_init(config, vae_config, ds.frame_spec))
     if config.resume:
         model_state, optimizer_state, saved_config, saved = load_train_state(out / "resume.safetensors")
         _check_resumable(saved_config, vae_config, saved, ds.dataset_id)
@@ -575,17 +655,28 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
                                               "world_size": ctx.world_size, "total_steps": total_steps,
                                               "dataset_id": ds.dataset_id, "vae_config": vae_config.to_dict()}},
         )  # fmt: skip
-    val_sel = spread(val_idx, config.val_max_frames)
+    mix = config.mix_weights
+    val_sels = [spread(val, config.val_max_frames) for _, val in splits]
+    val_sel = np.concatenate(val_sels)
+    val_weights = mix if mix is not None else tuple(float(len(sel)) for sel in val_sels)
+    val_weights = tuple(w / sum(val_weights) for w in val_weights)
     stats_sel = spread(train_idx, config.stats_max_frames)
     eval_batch = max(config.batch_size // ctx.world_size, 64)
     start_time = time.perf_counter() - run.wall_s
+    if config.init and not config.resume:  # the starting point's held-out quality, per dataset
+        run.init_val = [e.to_dict() for e in _evaluate_each(vae, ds, val_sels, eval_batch, run, ctx)]
 
     while run.epoch < num_epochs and run.step < total_steps:
         epoch = run.epoch
         epoch_steps = min(steps_per_epoch, total_steps - run.step)
-        perm = np.random.default_rng([config.seed, epoch]).permutation(train_idx)
+        rng = np.random.default_rng([config.seed, epoch])
+        if mix is None:
+            perm = rng.permutation(train_idx)
+        else:
+            perm = mixed_order([train for train, _ in splits], mix, epoch_steps * config.batch_size, rng)
         train = _train_epoch(module, vae, optimizer, scheduler, scaler, ds, perm, epoch_steps, config, ctx, run, logger)
-        val = _evaluate(vae, ds, val_sel[ctx.rank :: ctx.world_size], eval_batch, run, ctx)
+        vals = _evaluate_each(vae, ds, val_sels, eval_batch, run, ctx)
+        val = _Eval.mixed(vals, val_weights)
         if any_rank(not math.isfinite(val.total), ctx):
             raise NonFiniteLossError(
                 f"the validation loss is {val.total} after epoch {epoch + 1}; stopped. The last good checkpoint "
@@ -609,6 +700,7 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
             "val/total": val.total,
             "val/mse_per_pixel": val.mse_per_pixel,
             "val/psnr": val.psnr,
+            **{f"val/data{k}/{key}": value for k, v in enumerate(vals) for key, value in v.to_dict().items()},
             "latent/active_dims": int(stats.active.sum()),
             "best": improved,
             "wall_s": run.wall_s,
@@ -634,7 +726,12 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
             break
 
     if logger is not None:
-        logger.finish(ds, train_idx, val_sel, eval_batch)
+        datasets = [
+            {"data_dir": name, "dataset_id": d.dataset_id, "weight": w, "train_frames": len(train),
+             "val_frames": len(sel)}
+            for name, d, w, (train, _), sel in zip(ds.names, ds.datasets, val_weights, splits, val_sels, strict=True)
+        ]  # fmt: skip
+        logger.finish(ds, train_idx, val_sel, eval_batch, datasets)
     return out / "best.safetensors"
 
 
@@ -644,7 +741,7 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
-    ds: FrameDataset,
+    ds: FrameMixture,
     perm: np.ndarray,
     n_steps: int,
     config: TrainVAEConfig,
@@ -734,7 +831,7 @@ class _Logger:
         self,
         record: dict[str, Any],
         vae: ConvVAE,
-        ds: FrameDataset,
+        ds: FrameMixture,
         val_sel: np.ndarray,
         kl_per_dim: np.ndarray,
         stats: LatentStats,
@@ -780,7 +877,7 @@ class _Logger:
             + (" *best*" if improved else "")
         )
 
-    def _figures(self, vae: ConvVAE, ds: FrameDataset, val_sel: np.ndarray, kl_per_dim: np.ndarray) -> dict:
+    def _figures(self, vae: ConvVAE, ds: FrameMixture, val_sel: np.ndarray, kl_per_dim: np.ndarray) -> dict:
         vae.eval()
         x = frames_to_tensor(ds.frames(spread(val_sel, FIGURE_FRAMES)), ds.frame_spec, self.ctx.device)
         images = {
@@ -794,7 +891,10 @@ class _Logger:
             write_png(self.out / f"{name}.png", image)
         return images
 
-    def finish(self, ds: FrameDataset, train_idx: np.ndarray, val_sel: np.ndarray, batch: int) -> None:
+    def finish(
+        self, ds: FrameMixture, train_idx: np.ndarray, val_sel: np.ndarray, batch: int, datasets: list[dict[str, Any]]
+    ) -> None:
+        """Write ``summary.json``; ``datasets`` describes each dataset (weight, frames), best-epoch metrics added."""
         best = load_vae(self.out / "best.safetensors", device=self.ctx.device)
         probe = None
         if ds.state_dim is not None:
@@ -807,6 +907,10 @@ class _Logger:
             )
             probe = [None if math.isnan(v) else float(v) for v in r2]
         m = self.run.best_metrics
+        for k, entry in enumerate(datasets):
+            entry.update({f"val_{key}": m[f"val/data{k}/{key}"] for key in ("total", "mse_per_pixel", "psnr")})
+            if self.run.init_val is not None:
+                entry.update({f"init_val_{key}": value for key, value in self.run.init_val[k].items()})
         summary = {
             "best_checkpoint": str(self.out / "best.safetensors"),
             "best_epoch": self.run.best_epoch + 1,
@@ -824,6 +928,8 @@ class _Logger:
             "val_frames": len(val_sel),
             "train_frames": len(train_idx),
             "dataset_id": ds.dataset_id,
+            "datasets": datasets,
+            "init": self.config.init,
             "device": str(self.ctx.device),
             "precision": self.run.precision,
             "world_size": self.ctx.world_size,
@@ -843,13 +949,16 @@ class _Logger:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``worldmodel train-vae``."""
-    add_config_arguments(parser, TrainVAEConfig, positional=("data_dir",))
+    """Arguments of ``worldmodel train-vae``: one or more DATA_DIRs, then the config's options."""
+    parser.add_argument("data_dirs", nargs="+", metavar="DATA_DIR",
+                        help="dataset directories written by `worldmodel collect` (several: see --mix)")  # fmt: skip
+    add_config_arguments(parser, TrainVAEConfig, skip=("data_dir", "more_data_dirs"))
 
 
 def run(args: argparse.Namespace) -> int:
-    """``worldmodel train-vae DATA_DIR --out RUN_DIR [...]`` (also under ``torchrun``)."""
-    config = config_from_args(TrainVAEConfig, args)
+    """``worldmodel train-vae DATA_DIR [DATA_DIR ...] --out RUN_DIR [...]`` (also under ``torchrun``)."""
+    first, *more = args.data_dirs
+    config = config_from_args(TrainVAEConfig, args, data_dir=first, more_data_dirs=tuple(more))
     try:
         path = train_vae(config)
     except (TrainVAEError, DatasetError, CheckpointError, NonFiniteLossError) as exc:
