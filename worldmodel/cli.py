@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train-agent": ("agents.train", "train an SB3 agent on VAE latents (or --pixels) into a run directory"),
     "evaluate": ("agents.evaluate", "evaluate a train-agent run: returns, episode lengths, --video"),
+    "iterate": ("experiments.iterate", "collect -> train VAE -> train agent, in R resumable rounds"),
 }
 
 

@@ -1,0 +1,72 @@
+"""experiments.iterate on the toy env with tiny budgets: two rounds, resumed round by round."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from experiments.iterate import IterateConfig, refit_command, round_stages, run_iterate
+
+pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.train.PosteriorCollapseWarning")
+
+
+def tiny_config(out, **changes) -> IterateConfig:
+    kwargs = dict(
+        collect_episodes=4, collect_policy="random", collect_max_steps=25, collect_n_envs=2,
+        policy_noise=0.0, epsilon=0.2,  # DotTarget's actions are discrete: epsilon, not Gaussian noise
+        vae_epochs=1, vae_batch_size=32, vae_latent_dim=4, vae_width_multiplier=0.25, agent_env_frames=256,
+        agent_n_envs=2, train_eval_freq=256, train_eval_episodes=1, checkpoint_freq=256, eval_episodes=2,
+        isolate=False, progress=False,
+    )  # fmt: skip
+    kwargs.update(changes)
+    return IterateConfig("worldmodel/DotTarget-v0", out=str(out), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tmp_path_factory):
+    """Round 0 alone, then the same command with --rounds 2 (as after a kill between rounds)."""
+    out = tmp_path_factory.mktemp("iterate")
+    logs: list[str] = []
+    first = run_iterate(tiny_config(out, rounds=1), log=logs.append)
+    round0 = {name: dict(record) for name, record in first.items()}
+    logs.clear()
+    stages = run_iterate(tiny_config(out, rounds=2), log=logs.append)
+    return tiny_config(out, rounds=2), round0, stages, logs
+
+
+def test_resumes_with_the_next_round(two_rounds):
+    config, round0, stages, logs = two_rounds
+    assert logs[0] == "[iterate] round 0: complete, skipped"
+    assert not any(line.startswith("[iterate] round0/") for line in logs)
+    for name, _ in round_stages(config, 0):
+        assert stages[name] == round0[name]  # untouched
+    for name, _ in round_stages(config, 1):
+        assert stages[name]["status"] == "done", name
+    assert json.loads((config.round_dir(0).parent / "stages.json").read_text()) == stages
+    assert run_iterate(config, log=lambda msg: None) == stages  # complete: nothing runs again
+
+
+def test_second_round_collects_with_the_first_agent_and_refits_the_vae(two_rounds):
+    config, _, stages, _ = two_rounds
+    [collector] = (config.pipeline(1).data_dir / "collectors").glob("*.json")
+    attrs = json.loads(collector.read_text())["attrs"]["collect"]
+    assert str(config.agent_dir(0)) in attrs["policy"] and attrs["epsilon"] == 0.2
+    assert stages["round1/collect"]["policy"] == str(config.agent_dir(0))
+    summary = json.loads((config.pipeline(1).vae_dir / "summary.json").read_text())
+    assert summary["init"] == str(config.pipeline(0).vae_dir / "best.safetensors")
+    assert [d["data_dir"] for d in summary["datasets"]] == [str(config.pipeline(k).data_dir) for k in (0, 1)]
+    assert [d["weight"] for d in summary["datasets"]] == [0.5, 0.5]
+    refit = stages["round1/train-vae"]["datasets"]
+    assert all(d["init_val_mse_per_pixel"] > 0 and d["val_mse_per_pixel"] > 0 for d in refit)
+    bundle = json.loads((config.agent_dir(1) / "config.json").read_text())  # the agent sees the refit VAE
+    refit_vae = (config.pipeline(1).vae_dir / "best.safetensors").read_bytes()
+    assert bundle["vae_sha256"] == hashlib.sha256(refit_vae).hexdigest()
+    assert "mean_return" in stages["round1/evaluate/ppo/seed0"]
+    command = refit_command(config, 1)
+    assert (
+        command.startswith(f"worldmodel train-vae {config.pipeline(0).data_dir} {config.pipeline(1).data_dir} --out")
+        and "--init" in command
+        and "--mix 0.5,0.5" in command
+    )
