@@ -264,6 +264,7 @@ def load_bundle(
         device,
         extractor_vae=vae_path if stack.encoder == "finetune" else None,
     )
+    venv.seed(seed)  # SB3's load re-seeds the env with the training seed; the caller's seed wins
     return Bundle(run_dir=run_dir, config=config, stack=stack, algorithm=spec, model=model, venv=venv)
 
 

@@ -46,6 +46,14 @@ def test_loaded_bundle_acts_exactly_like_the_trained_agent(trained_bundle):
     bundle.venv.close()
 
 
+def test_load_bundle_seeds_its_envs(trained_bundle):
+    run_dir, *_ = trained_bundle
+    venvs = [load_bundle(run_dir, seed=seed, device="cpu").venv for seed in (3, 3, 4)]
+    obs = [venv.reset() for venv in venvs]
+    np.testing.assert_array_equal(obs[0], obs[1])
+    assert not np.array_equal(obs[0], obs[2])
+
+
 def test_modified_vae_is_refused(trained_bundle, tmp_path):
     run_dir, *_ = trained_bundle
     copy = tmp_path / "copy"
