@@ -1,6 +1,7 @@
 """End to end on the toy env: collect -> train VAE -> train PPO on latents -> evaluate against random.
 
-Marked slow: about 2-2.5 minutes on 2 shared CPU cores (collect ~8 s, VAE ~100 s, PPO
+In the default suite, since it is the check that learning from latents works: 136 s on
+2 idle CPU cores, 2-2.5 minutes on shared ones (collect ~8 s, VAE ~100 s, PPO
 ~20 s, evaluation a few seconds). Settings:
 
 - collection: 300 random-policy episodes of at most 20 steps (300 target positions,
@@ -52,7 +53,6 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.slow
 def test_agent_on_latents_beats_random(tmp_path, one_torch_thread):
     timings = {}
     start = time.monotonic()
