@@ -77,9 +77,9 @@ class LatentEncoder:
         self.precision = default_precision(self.device) if precision == "auto" else precision
         self._autocast_dtype = autocast_dtype(self.precision, self.device)
         checkpoint = vae if isinstance(vae, VAECheckpoint) else load_vae(vae, device="cpu")
-        model = checkpoint.vae
-        if next(model.parameters()).device != self.device:
-            model = copy.deepcopy(model).to(self.device)
+        # A private copy in channels-last layout: oneDNN's convs run ~25% faster on it (CPU
+        # benchmark in experiments/reports/benchmarks.md), and the caller's model stays as it was.
+        model = copy.deepcopy(checkpoint.vae).to(self.device, memory_format=torch.channels_last)
         cfg = model.config
         if checkpoint.frame_spec.shape != (cfg.height, cfg.width, cfg.channels):
             raise ValueError(
@@ -134,7 +134,7 @@ class LatentEncoder:
 
     def _raw_latents(self, frames: np.ndarray | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Latents before normalisation ``(N, z)`` float32 on the device, one forward pass."""
-        x = frames_to_tensor(frames, self.frame_spec, self.device)  # (N, c, h, w)
+        x = frames_to_tensor(frames, self.frame_spec, self.device, channels_last=True)  # (N, c, h, w)
         with self._autocast():
             mu, logvar = self._posterior(x)  # (N, z) each
         mu = mu.float()
