@@ -76,7 +76,8 @@ def test_every_algorithm_trains_a_few_hundred_steps_on_latents(tmp_path, toy_vae
 
 
 def test_pixels_mode_trains_the_cnn_baseline_with_the_same_layout(tmp_path):
-    run_dir = train_agent(quick(tmp_path, pixels=True))
+    # With the command line's defaults for the progress bar and TensorBoard (their packages must be installed).
+    run_dir = train_agent(quick(tmp_path, pixels=True, progress_bar=True, tensorboard=True))
     bundle = load_bundle(run_dir, device="cpu")
     assert bundle.venv.observation_space.shape == (2, 64, 64)  # 2 stacked 64x64 grayscale frames
     assert type(bundle.model.policy).__name__ == "ActorCriticCnnPolicy"
