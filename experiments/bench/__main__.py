@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from pathlib import Path
 
+from experiments.bench.machine import SECTIONS_DIR
 from worldmodel.atomic import atomic_path
 
 BENCHMARKS = ("collect", "dataset_read", "train_vae", "latent_wrapper")
-REPORTS = Path(__file__).resolve().parents[1] / "reports"
+REPORTS = SECTIONS_DIR.parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         print(importlib.import_module(f"experiments.bench.{name}").run(), flush=True)
     sections = []
     for name in BENCHMARKS:
-        section = REPORTS / "bench" / f"{name}.md"
+        section = SECTIONS_DIR / f"{name}.md"
         sections.append(section.read_text() if section.exists() else f"## {name}\n\nNot run yet.\n")
     header = (
         "# Benchmarks\n\nMade by `make bench` (`python -m experiments.bench`); each section states its "

@@ -18,14 +18,12 @@ import numpy as np
 
 from envs.collect import CollectConfig, collect_rollouts
 from envs.factory import make_env_fn
-from experiments.bench.machine import describe_machine
-from worldmodel.atomic import atomic_path
+from experiments.bench.machine import describe_machine, write_section
 
 ENV_ID = "CarRacing-v3"
 MAX_STEPS = 200
 EPISODES_PER_WORKER = 3
 REPEATS = 2
-REPORT = Path(__file__).resolve().parents[1] / "reports" / "bench" / "collect.md"
 
 
 def baseline_frames_per_second(n_envs: int, seconds: float) -> float:
@@ -87,10 +85,7 @@ def run() -> str:
             "",
         ]
     )
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(REPORT) as tmp_path:
-        tmp_path.write_text(section)
-    return section
+    return write_section("collect", section)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,13 @@ import numpy as np
 from envs.collect import CollectConfig, run_episode
 from envs.factory import make_env
 from envs.policies import BrownianPolicy
-from experiments.bench.machine import describe_machine
-from worldmodel.atomic import atomic_path
+from experiments.bench.machine import describe_machine, write_section
 from worldmodel.dataset import DatasetWriter
 
 BASE_FRAMES = 10_000
 BATCH = 256
 SECONDS = 4.0
 EPISODE_FRAMES = 500
-REPORT = Path(__file__).resolve().parents[1] / "reports" / "bench" / "dataset_read.md"
 
 READER = """
 import json, sys, time
@@ -142,10 +140,7 @@ def run() -> str:
             "",
         ]
     )
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(REPORT) as tmp_path:
-        tmp_path.write_text(section)
-    return section
+    return write_section("dataset_read", section)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv
 from envs.frame_wrapper import FrameSpecObservation
 from envs.pixels import PixelObservation
 from envs.vec_latent_observation import VecLatentObservation
-from experiments.bench.machine import describe_machine
-from worldmodel.atomic import atomic_path
+from experiments.bench.machine import describe_machine, write_section
 from worldmodel.checkpoint import save_vae
 from worldmodel.device import cpu_has_fast_bf16
 from worldmodel.encoder import LatentEncoder
@@ -49,7 +48,6 @@ STEP_SECONDS = 1.5  # per variant per round
 WARMUP_STEPS = 5
 ENCODER_BATCHES = (1, 8, 64, 256)
 GPU_BATCHES = (64, 256, 1024)
-REPORT = Path(__file__).resolve().parents[1] / "reports" / "bench" / "latent_wrapper.md"
 
 
 def make_worker_env(frame_spec: FrameSpec) -> gym.Env:
@@ -198,10 +196,7 @@ def run() -> str:
             "",
         ]
     )
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(REPORT) as tmp_path:
-        tmp_path.write_text(section)
-    return section
+    return write_section("latent_wrapper", section)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A one-line description of the machine and the date, for benchmark tables.
+"""A one-line description of the machine and the date, and where benchmark sections are written.
 
 >>> "cores" in describe_machine()
 True
@@ -12,6 +12,17 @@ import platform
 from pathlib import Path
 
 import torch
+
+from worldmodel.atomic import atomic_path
+
+SECTIONS_DIR = Path(__file__).resolve().parents[1] / "reports" / "bench"
+
+
+def write_section(name: str, section: str) -> str:
+    """Write a benchmark's markdown ``section`` atomically to ``experiments/reports/bench/<name>.md``; return it."""
+    with atomic_path(SECTIONS_DIR / f"{name}.md") as tmp:
+        tmp.write_text(section)
+    return section
 
 
 def cpu_model() -> str:

@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.bench.machine import describe_machine
-from worldmodel.atomic import atomic_path
+from experiments.bench.machine import describe_machine, write_section
 from worldmodel.checkpoint import load_vae
 from worldmodel.dataset import SHARDS, DatasetWriter, FrameDataset
 from worldmodel.device import cpu_has_fast_bf16
@@ -44,7 +43,6 @@ from worldmodel.frames import FrameSpec, frames_to_tensor
 from worldmodel.train import TrainVAEConfig, train_vae
 from worldmodel.vae import ConvVAE, VAEConfig
 
-REPORT = Path(__file__).resolve().parents[1] / "reports" / "bench" / "train_vae.md"
 THREADS = 2
 
 
@@ -212,9 +210,7 @@ def run(budget_s: float = 50.0) -> str:
             "",
         ]
     section = "\n".join(lines)
-    with atomic_path(REPORT) as tmp_path:
-        tmp_path.write_text(section)
-    return section
+    return write_section("train_vae", section)
 
 
 if __name__ == "__main__":
