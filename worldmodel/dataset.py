@@ -103,18 +103,6 @@ def default_collector_id() -> str:
     return name or "collector"
 
 
-@dataclass
-class _Episode:
-    frames: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    states: np.ndarray | None
-    seed: int
-    episode_index: int
-
-
 @dataclass(frozen=True)
 class Episode:
     """One stored episode: ``T + 1`` frames (memory-mapped) and ``T`` actions, rewards and flags."""
@@ -364,7 +352,7 @@ class DatasetWriter:
         )
         self._recover()
         self._next_seq = 1 + max((int(s["name"].rsplit("-", 1)[1]) for s in self._shards), default=-1)
-        self._buffer: list[_Episode] = []
+        self._buffer: list[Episode] = []
         self._buffered_frames = 0
         self._action_layout: tuple[tuple[int, ...], np.dtype] | None = None
         self._state_dim: int | None = None
@@ -491,7 +479,7 @@ class DatasetWriter:
             raise ValueError(f"states of dimension {state_dim} differ from earlier episodes' {self._state_dim}")
         self._state_dim = state_dim
         self._buffer.append(
-            _Episode(np.array(frames), **per_step, states=states, seed=int(seed), episode_index=int(episode_index))
+            Episode(np.array(frames), **per_step, states=states, seed=int(seed), episode_index=int(episode_index))
         )
         self._buffered_frames += len(frames)
         if self._buffered_frames >= self.shard_frames:
