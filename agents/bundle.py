@@ -237,8 +237,12 @@ def load_bundle(
     device: str = "auto",
     frame_tap: bool = False,
     model_file: str | Path = MODEL_FILE,
+    subproc: bool = False,
 ) -> Bundle:
-    """Rebuild the evaluation stack of ``run_dir`` (VecNormalize frozen) and load the model onto it."""
+    """Rebuild the evaluation stack of ``run_dir`` (VecNormalize frozen) and load the model onto it.
+
+    ``subproc=True`` steps the envs in worker processes (encoding stays in this process).
+    """
     run_dir = Path(run_dir)
     config = check_bundle(run_dir, model_file)
     stack = StackConfig.from_dict(config["stack"])
@@ -251,6 +255,7 @@ def load_bundle(
         vae=vae_path,
         device=device,
         training=False,
+        subproc=subproc,
         frame_tap=frame_tap,
     )
     normalizer = find_vec_normalize(venv)

@@ -60,6 +60,10 @@ class EvaluateConfig:
     """Where to write the JSON results (None: RUN_DIR/evaluation.json)."""
     device: str = "auto"
     """Device of the policy and the encoder."""
+    n_envs: int = 1
+    """Envs run at once, each in its own worker process when more than 1. Env k starts from seed + k
+    and runs episodes // n_envs episodes (one more for the first episodes % n_envs envs), so the
+    tracks depend on the seed and n_envs only, never on the policy."""
 
 
 Act = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -107,6 +111,15 @@ def _video_frames(bundle: Bundle) -> Callable[[], tuple[np.ndarray, np.ndarray]]
     return frames
 
 
+def episode_targets(episodes: int, n_envs: int) -> np.ndarray:
+    """Episodes each env runs: SB3's unbiased split (short episodes cannot crowd out long ones).
+
+    >>> episode_targets(10, 4).tolist()
+    [3, 3, 2, 2]
+    """
+    return np.array([(episodes + i) // n_envs for i in range(n_envs)][::-1])
+
+
 def run_episodes(
     venv: VecEnv,
     act: Act,
@@ -115,28 +128,30 @@ def run_episodes(
     seed: int,
     on_step: Callable[[float, bool], None] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Run ``episodes`` episodes on ``venv`` (one env) from ``seed``; returns Monitor's returns and lengths.
+    """Run ``episodes`` episodes on ``venv`` from ``seed``; returns Monitor's returns and lengths.
 
-    ``on_step(reward, done)`` is called after the reset (reward 0) and after every step.
-    Later episodes start from the env's own RNG after ``seed``, which actions never
-    consume, so any two policies see the same sequence of starts.
+    Env k starts from ``seed + k`` and runs its :func:`episode_targets` share; its later
+    episodes start from the env's own RNG, which actions never consume, so any two policies
+    see the same tracks. Results are ordered by env, then episode. ``on_step(reward, done)``
+    is called for env 0 after the reset (reward 0) and after every step.
     """
+    targets = episode_targets(episodes, venv.num_envs)
     venv.seed(seed)
     obs = venv.reset()
     episode_start = np.ones(venv.num_envs, dtype=bool)
-    returns: list[float] = []
-    lengths: list[int] = []
+    per_env: list[list[tuple[float, int]]] = [[] for _ in range(venv.num_envs)]
     if on_step is not None:
         on_step(0.0, False)
-    while len(returns) < episodes:
+    while any(len(done) < target for done, target in zip(per_env, targets, strict=True)):
         obs, rewards, dones, infos = venv.step(act(obs, episode_start))
         episode_start = dones
         if on_step is not None:
             on_step(float(rewards[0]), bool(dones[0]))
-        if dones[0]:
-            returns.append(float(infos[0]["episode"]["r"]))
-            lengths.append(int(infos[0]["episode"]["l"]))
-    return returns, lengths
+        for k in np.flatnonzero(dones):
+            if len(per_env[k]) < targets[k]:
+                per_env[k].append((float(infos[k]["episode"]["r"]), int(infos[k]["episode"]["l"])))
+    flat = [episode for done in per_env for episode in done]
+    return [r for r, _ in flat], [length for _, length in flat]
 
 
 def _stats(returns: list[float], lengths: list[int]) -> dict[str, Any]:
@@ -154,7 +169,16 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
     """Evaluate the bundle in ``config.run_dir``; writes and returns the results."""
     run_dir = Path(config.run_dir)
     seed = config.seed if config.seed is not None else int(read_config(run_dir)["eval_seed"])
-    bundle = load_bundle(run_dir, seed=seed, device=config.device, frame_tap=config.video is not None)
+    if config.n_envs < 1 or config.n_envs > config.episodes:
+        raise ValueError(f"--n-envs {config.n_envs} must be between 1 and --episodes ({config.episodes})")
+    bundle = load_bundle(
+        run_dir,
+        n_envs=config.n_envs,
+        seed=seed,
+        device=config.device,
+        frame_tap=config.video is not None,
+        subproc=config.n_envs > 1,
+    )
     results: dict[str, Any] = {
         "run_dir": str(run_dir),
         "algo": bundle.algorithm.name,
@@ -162,6 +186,7 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         "mode": bundle.stack.mode,
         "episodes": config.episodes,
         "seed": seed,
+        "n_envs": config.n_envs,
         "deterministic": config.deterministic,
     }
     act = policy_act(bundle, config.deterministic)

@@ -20,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 
 import cv2
-import imageio_ffmpeg
 import numpy as np
 
 from worldmodel.atomic import atomic_path
@@ -72,6 +71,8 @@ class PanelVideoWriter:
         self.size = (3 * panel, panel)  # (width, height), as ffmpeg and cv2 take sizes
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
+        import imageio_ffmpeg  # imported on use: evaluating without a video needs no ffmpeg
+
         self._writer = imageio_ffmpeg.write_frames(
             str(tmp),
             self.size,
@@ -107,6 +108,8 @@ class PanelVideoWriter:
 
 def video_codec(path: str | os.PathLike) -> str:
     """The codec name of the first video stream of ``path``, as ffmpeg reports it (e.g. ``h264``)."""
+    import imageio_ffmpeg
+
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
     reader.close()

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ STAGES_FILE = "stages.json"
 PIPELINE_FILE = "pipeline.json"
 EVALUATION_FILE = "evaluation.json"
 VIDEO_FILE = "eval.mp4"
+PARALLEL_KINDS = ("train-agent", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class PipelineConfig:
     """Standardise latents with the VAE's statistics."""
     agent_n_envs: int | None = None
     """Training envs per agent run (None: the preset's)."""
+    agent_subproc: bool = False
+    """Step each agent run's training envs in worker processes (SubprocVecEnv)."""
     train_eval_freq: int = 10_000
     """Evaluate during training every this many agent steps (the learning curve)."""
     train_eval_episodes: int = 5
@@ -108,6 +112,8 @@ class PipelineConfig:
     """Final evaluation episodes (tracks) per agent run."""
     eval_seed: int = 1_000_000
     """Seed of the first evaluation episode: every run is evaluated on the same tracks."""
+    eval_n_envs: int = 1
+    """Envs per final evaluation, in worker processes when more than 1 (the tracks depend on it)."""
     video: bool = True
     """Record the first evaluation episode of each mode's first seed (H.264 MP4)."""
     random_baseline: bool = True
@@ -120,6 +126,8 @@ class PipelineConfig:
     """Device for the VAE and the agents: auto, cpu, cuda."""
     isolate: bool = True
     """Run each stage in its own process (its peak memory is then its own)."""
+    jobs: int = 1
+    """Agent trainings (and evaluations) run at once, each in its own process: for many-core machines."""
     progress: bool = True
     """Show progress bars."""
 
@@ -133,6 +141,8 @@ class PipelineConfig:
             )
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one training seed")
+        if self.jobs < 1 or (self.jobs > 1 and not self.isolate):
+            raise ValueError(f"jobs must be >= 1, and 1 when isolate is off; got jobs={self.jobs}")
 
     @property
     def data_dir(self) -> Path:
@@ -227,6 +237,7 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
         algo=stage.algo or "ppo",
         out=str(stage.run_dir(config)),
         n_envs=config.agent_n_envs,
+        subproc=config.agent_subproc,
         seed=stage.seed or 0,
         hyperparams=config.hyperparams,
         latent_history=config.latent_history,
@@ -255,6 +266,7 @@ def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
         random_baseline=config.random_baseline and stage == _first_eval(config),
         out=str(run_dir / EVALUATION_FILE),
         device=config.device,
+        n_envs=config.eval_n_envs,
     )
 
 
@@ -348,6 +360,7 @@ def is_done(config: PipelineConfig, stage: Stage) -> bool:
             and path.stat().st_mtime >= model.stat().st_mtime  # not of an agent trained further since
             and result["episodes"] == wanted.episodes
             and result["seed"] == wanted.seed
+            and result.get("n_envs", 1) == wanted.n_envs
             and (wanted.video is None or Path(wanted.video).is_file())
             and (not wanted.random_baseline or "random" in result)
         )
@@ -513,27 +526,60 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     _record_run(config, command)
     stages = read_stages(out)
-    for stage in plan(config):
-        if only and stage.kind not in only and stage.name not in only:
-            continue
-        if is_done(config, stage):
+    for wave in _waves([s for s in plan(config) if not only or s.kind in only or s.name in only]):
+        pending = []
+        for stage in wave:  # checked wave by wave: training an agent further makes its evaluation stale
+            if not is_done(config, stage):
+                pending.append(stage)
+                continue
             if stage.name in stages:
                 stages[stage.name]["skipped"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             else:
                 stages[stage.name] = {"status": "done", "note": "outputs found; made by an earlier run"}
             log(f"[pipeline] {stage.name}: outputs complete, skipped")
-        else:
-            log(f"[pipeline] {stage.name}: running  ({stage_command(config, stage)})")
-            stages[stage.name] = run_stage(config, stage)
-            log(f"[pipeline] {stage.name}: done in {stages[stage.name]['wall_s']:.1f} s")
         write_json_atomic(out / STAGES_FILE, stages)
+        with ThreadPoolExecutor(max_workers=min(config.jobs, max(len(pending), 1))) as pool:
+
+            def start(stage: Stage) -> dict[str, Any]:
+                log(f"[pipeline] {stage.name}: running  ({stage_command(config, stage)})")
+                return run_stage(config, stage)
+
+            futures = {pool.submit(start, stage): stage for stage in pending}
+            failed: StageError | None = None
+            for future in as_completed(futures):
+                stage = futures[future]
+                try:
+                    stages[stage.name] = future.result()
+                except StageError as exc:
+                    failed = failed or exc
+                    continue
+                log(f"[pipeline] {stage.name}: done in {stages[stage.name]['wall_s']:.1f} s")
+                write_json_atomic(out / STAGES_FILE, stages)
+            if failed is not None:
+                raise failed
     return stages
+
+
+def _waves(stages: list[Stage]) -> list[list[Stage]]:
+    """Consecutive stages of one kind that may run at once (agent trainings, evaluations); others alone.
+
+    >>> kinds = ["collect", "train-agent", "train-agent", "evaluate", "report"]
+    >>> [[s.kind for s in wave] for wave in _waves([Stage(k, k) for k in kinds])]
+    [['collect'], ['train-agent', 'train-agent'], ['evaluate'], ['report']]
+    """
+    waves: list[list[Stage]] = []
+    for stage in stages:
+        if waves and stage.kind in PARALLEL_KINDS and waves[-1][-1].kind == stage.kind:
+            waves[-1].append(stage)
+        else:
+            waves.append([stage])
+    return waves
 
 
 def _child_main(argv: list[str]) -> int:
     """``python -m experiments.pipeline --run-stage NAME CONFIG_JSON RESULT_JSON`` (used by isolated stages)."""
     name, config_path, result_path = argv
-    config = dataclasses.replace(PipelineConfig(**json.loads(Path(config_path).read_text())), isolate=False)
+    config = dataclasses.replace(PipelineConfig(**json.loads(Path(config_path).read_text())), isolate=False, jobs=1)
     stage = next(s for s in plan(config) if s.name == name)
     write_json_atomic(result_path, RUNNERS[stage.kind](config, stage))
     return 0

@@ -46,3 +46,13 @@ def test_random_baseline_uses_the_same_seeds_and_is_deterministic(run_dir, tmp_p
     )
     assert first["returns"] == second["returns"] and first["random"]["returns"] == second["random"]["returns"]
     assert (tmp_path / "a.json").is_file()
+
+
+def test_parallel_envs_run_the_same_episodes_as_one_env_per_seed(run_dir, tmp_path):
+    def returns(episodes: int, seed: int, n_envs: int = 1) -> list[float]:
+        config = EvaluateConfig(str(run_dir), episodes, seed=seed, n_envs=n_envs, out=str(tmp_path / "e.json"))
+        return evaluate_agent(config)["returns"]
+
+    parallel = returns(3, seed=7, n_envs=2)  # env 0: 2 episodes from seed 7; env 1: 1 from seed 8
+    assert len(parallel) == 3
+    assert parallel == pytest.approx(returns(2, seed=7) + returns(1, seed=8))

@@ -117,7 +117,8 @@ def test_cuda_encoding_matches_cpu(toy_vae_path):
     frames = random_frames(64)
     cuda = LatentEncoder(checkpoint, device="cuda")
     assert cuda.device.type == "cuda" and next(checkpoint.vae.parameters()).device.type == "cpu"  # caller's model kept
-    np.testing.assert_allclose(cuda.encode(frames), LatentEncoder(checkpoint, device="cpu").encode(frames), atol=1e-3)
+    # cuDNN convolutions run in TF32 by default (10-bit mantissa): ~1e-3 relative error against the CPU's fp32
+    np.testing.assert_allclose(cuda.encode(frames), LatentEncoder(checkpoint, device="cpu").encode(frames), atol=1e-2)
     sampler = LatentEncoder(checkpoint, device="cuda", latent="sample")
     a = sampler.encode(frames, sampler.make_generator(0))
     np.testing.assert_array_equal(a, sampler.encode(frames, sampler.make_generator(0)))

@@ -126,3 +126,16 @@ def test_stage_commands_are_cli_equivalents(tmp_path):
     assert commands["collect"].startswith("worldmodel collect worldmodel/DotTarget-v0 --out")
     assert "--timesteps 256" in commands["train-agent/pixels-ppo/seed0"]  # 512 frames / frame skip 2
     assert "--seed 1" in commands["train-agent/ppo/seed1"] and "--pixels" not in commands["train-agent/ppo/seed1"]
+
+
+def test_parallel_jobs_train_and_evaluate_every_seed(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    shutil.copytree(config.out, tmp_path / "run")
+    more = tiny_config(tmp_path / "run", agent_env_frames=768, eval_n_envs=2, jobs=2, isolate=True, report_name=None)
+    stages = run_pipeline(more, log=lambda msg: None)
+    for seed in (0, 1):
+        trained, evaluated = stages[f"train-agent/ppo/seed{seed}"], stages[f"evaluate/ppo/seed{seed}"]
+        assert trained["agent_steps"] >= 768 and trained["status"] == "done"
+        evaluation = json.loads((tmp_path / "run" / "agents" / f"ppo__seed{seed}" / "evaluation.json").read_text())
+        assert evaluation["n_envs"] == 2 and len(evaluation["returns"]) == 2 == evaluated["episodes"]
+    assert json.loads((tmp_path / "run" / STAGES_FILE).read_text()).keys() == stages.keys()

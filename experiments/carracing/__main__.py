@@ -1,4 +1,4 @@
-"""``python -m experiments.carracing [--preset full] [--out DIR] [--stage KIND ...]``: run the CarRacing pipeline.
+"""``python -m experiments.carracing [--preset full] [--out DIR] [--stage KIND ...] [--jobs N]``: run the pipeline.
 
 Resumable: run the same command again after an interruption and finished stages are
 skipped, interrupted ones continue from their checkpoints.
@@ -22,11 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", nargs="+", default=(), help=f"run only these stage kinds or names: {list(RUNNERS)}")
     parser.add_argument("--report-name", help="report name (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--jobs", type=int, help="agent trainings and evaluations run at once (default: 1)")
+    parser.add_argument("--agent-env-frames", type=int, help="training budget per agent run, env frames")
     args = parser.parse_args(argv)
+    overrides = {
+        "out": args.out,
+        "report_name": args.report_name,
+        "jobs": args.jobs,
+        "agent_env_frames": args.agent_env_frames,
+    }
     config = dataclasses.replace(
-        PRESETS[args.preset],
-        device=args.device,
-        **{k: v for k, v in (("out", args.out), ("report_name", args.report_name)) if v},
+        PRESETS[args.preset], device=args.device, **{k: v for k, v in overrides.items() if v is not None}
     )
     command = shlex.join(["python", "-m", "experiments.carracing", *(sys.argv[1:] if argv is None else argv)])
     try:

@@ -7,7 +7,7 @@ step), the rl-zoo pixel recipe every 2 frames.
 >>> FULL.agent_env_frames >= 300_000, len(FULL.seeds), FULL.pixels
 (True, 3, True)
 >>> sorted(PRESETS)
-['full', 'full-sac', 'smoke']
+['compare', 'full', 'full-sac', 'smoke']
 """
 
 from __future__ import annotations
@@ -44,6 +44,25 @@ FULL_SAC = dataclasses.replace(
 )
 """SAC on latents (3 seeds, 300k env frames each): the off-policy preset, for sample efficiency."""
 
+COMPARE = dataclasses.replace(
+    FULL,
+    out="runs/carracing-compare",
+    collect_episodes=100,
+    collect_max_steps=200,
+    vae_epochs=3,
+    agent_env_frames=150_000,
+    pixel_seeds=(0, 1, 2),
+    agent_subproc=True,
+    eval_n_envs=8,
+    train_eval_freq=16_384,
+    train_eval_episodes=2,
+    video=False,
+    progress=False,
+    report_name="carracing-compare",
+)
+"""Latent PPO vs pixel PPO, 3 seeds each at 150k env frames, the six runs at once (``--jobs 6``) on a many-core
+machine; the small VAE of the shipped bundle (20k frames of Brownian driving, 3 epochs)."""
+
 SMOKE = dataclasses.replace(
     FULL,
     out="runs/carracing-smoke",
@@ -60,4 +79,4 @@ SMOKE = dataclasses.replace(
 )
 """A few minutes end to end: checks that every stage runs before a long run is started."""
 
-PRESETS: dict[str, PipelineConfig] = {"full": FULL, "full-sac": FULL_SAC, "smoke": SMOKE}
+PRESETS: dict[str, PipelineConfig] = {"full": FULL, "full-sac": FULL_SAC, "compare": COMPARE, "smoke": SMOKE}
