@@ -108,6 +108,10 @@ class PipelineConfig:
     """Algorithm of the pixel baseline."""
     pixel_seeds: tuple[int, ...] = (0,)
     """Training seeds of the pixel baseline."""
+    finetune_seeds: tuple[int, ...] = ()
+    """Training seeds of agents whose policy fine-tunes a copy of the VAE encoder (``--encoder finetune``)."""
+    aux_recon_weight: float = 0.0
+    """Weight of the VAE loss kept as an auxiliary term in the fine-tuned-encoder runs (0: off)."""
     eval_episodes: int = 100
     """Final evaluation episodes (tracks) per agent run."""
     eval_seed: int = 1_000_000
@@ -132,7 +136,7 @@ class PipelineConfig:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
-        for name in ("algos", "seeds", "pixel_seeds"):
+        for name in ("algos", "seeds", "pixel_seeds", "finetune_seeds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.agent_env_frames < 1 or self.eval_episodes < 1:
             raise ValueError(
@@ -167,25 +171,32 @@ class Stage:
     pixels: bool = False
     first: bool = False
     """The first run of its mode (records the video and the random baseline)."""
+    finetune: bool = False
+    """A latent agent whose policy fine-tunes a copy of the VAE encoder."""
+
+    @property
+    def mode(self) -> str:
+        """``<algo>``, ``pixels-<algo>`` or ``finetune-<algo>``."""
+        return f"pixels-{self.algo}" if self.pixels else f"finetune-{self.algo}" if self.finetune else str(self.algo)
 
     def run_dir(self, config: PipelineConfig) -> Path:
         """The agent run directory of a train-agent or evaluate stage."""
-        mode = f"pixels-{self.algo}" if self.pixels else self.algo
-        return Path(config.out) / "agents" / f"{mode}__seed{self.seed}"
+        return Path(config.out) / "agents" / f"{self.mode}__seed{self.seed}"
 
 
 def plan(config: PipelineConfig) -> list[Stage]:
     """The stages ``config`` asks for, in order."""
-    runs = [(algo, seed, False) for algo in config.algos for seed in config.seeds]
+    runs = [Stage("", "train-agent", algo, seed) for algo in config.algos for seed in config.seeds]
+    runs += [Stage("", "train-agent", config.algos[0], seed, finetune=True) for seed in config.finetune_seeds]
     if config.pixels:
-        runs += [(config.pixel_algo, seed, True) for seed in config.pixel_seeds]
+        runs += [Stage("", "train-agent", config.pixel_algo, seed, pixels=True) for seed in config.pixel_seeds]
     stages = [Stage("collect", "collect"), Stage("train-vae", "train-vae")]
-    modes = [f"pixels-{algo}" if pixels else algo for algo, _, pixels in runs]
-    for (algo, seed, pixels), mode in zip(runs, modes, strict=True):
-        stages.append(Stage(f"train-agent/{mode}/seed{seed}", "train-agent", algo, seed, pixels))
-    for i, (algo, seed, pixels) in enumerate(runs):
-        first = modes.index(modes[i]) == i
-        stages.append(Stage(f"evaluate/{modes[i]}/seed{seed}", "evaluate", algo, seed, pixels, first))
+    stages += [dataclasses.replace(run, name=f"train-agent/{run.mode}/seed{run.seed}") for run in runs]
+    modes = [run.mode for run in runs]
+    for i, run in enumerate(runs):
+        first = modes.index(run.mode) == i
+        name = f"evaluate/{run.mode}/seed{run.seed}"
+        stages.append(dataclasses.replace(run, name=name, kind="evaluate", first=first))
     if config.report_name:
         stages.append(Stage("report", "report"))
     return stages
@@ -243,6 +254,8 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
         latent_history=config.latent_history,
         standardize_latents=config.standardize_latents,
         pixels=stage.pixels,
+        encoder="finetune" if stage.finetune else "frozen",
+        aux_recon_weight=config.aux_recon_weight if stage.finetune else 0.0,
         device=config.device,
         eval_freq=config.train_eval_freq,
         eval_episodes=config.train_eval_episodes,

@@ -63,7 +63,7 @@ class AgentRun:
     """One trained agent of the pipeline, with its final evaluation."""
 
     mode: str
-    """The algorithm (latents) or ``pixels-<algo>``."""
+    """The algorithm (latents), ``pixels-<algo>`` or ``finetune-<algo>``."""
     seed: int
     run_dir: Path
     summary: dict[str, Any]
@@ -72,6 +72,15 @@ class AgentRun:
     @property
     def pixels(self) -> bool:
         return self.mode.startswith("pixels-")
+
+    @property
+    def label(self) -> str:
+        """``ppo on latents``, ``ppo on pixels`` or ``ppo, fine-tuned encoder``."""
+        if self.pixels:
+            return f"{self.mode.removeprefix('pixels-')} on pixels"
+        if self.mode.startswith("finetune-"):
+            return f"{self.mode.removeprefix('finetune-')}, fine-tuned encoder"
+        return f"{self.mode} on latents"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -114,8 +123,7 @@ def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]
     random_row = None
     for run in runs:
         ev = run.evaluation
-        kind = "pixels" if run.pixels else "latents"
-        label = f"{run.mode.removeprefix('pixels-')} on {kind}"
+        label = run.label
         ret = f"{ev['mean_return']:.1f} ± {ev['std_return']:.1f}" if ev else "not evaluated"
         lines.append(
             f"| {label} | {run.seed} | {ret} | {ev['episodes'] if ev else '–'} | {_fmt(run.summary['env_frames'])} "
@@ -188,7 +196,7 @@ def plot_learning_curves(runs: list[AgentRun], path: Path) -> bool:
     colors: dict[str, Any] = {}
     for run, (frames, wall, mean) in curves:
         color = colors.setdefault(run.mode, f"C{len(colors)}")
-        label = f"{run.mode.removeprefix('pixels-')} on {'pixels' if run.pixels else 'latents'}, seed {run.seed}"
+        label = f"{run.label}, seed {run.seed}"
         ax_frames.plot(frames, mean, marker="o", color=color, label=label, alpha=0.8)
         ax_wall.plot(wall / 60, mean, marker="o", color=color, alpha=0.8)
     ax_frames.set(xlabel="env frames", ylabel="eval return (mean over episodes)", title="return vs env frames")

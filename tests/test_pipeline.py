@@ -139,3 +139,12 @@ def test_parallel_jobs_train_and_evaluate_every_seed(tmp_path, pipeline_run):
         evaluation = json.loads((tmp_path / "run" / "agents" / f"ppo__seed{seed}" / "evaluation.json").read_text())
         assert evaluation["n_envs"] == 2 and len(evaluation["returns"]) == 2 == evaluated["episodes"]
     assert json.loads((tmp_path / "run" / STAGES_FILE).read_text()).keys() == stages.keys()
+
+
+def test_finetune_runs_are_their_own_mode(tmp_path):
+    config = tiny_config(tmp_path, finetune_seeds=(3,), aux_recon_weight=0.5)
+    commands = {s.name: stage_command(config, s) for s in plan(config)}
+    finetune = commands["train-agent/finetune-ppo/seed3"]
+    assert "--encoder finetune" in finetune and "--aux-recon-weight 0.5" in finetune and "--seed 3" in finetune
+    assert "--encoder" not in commands["train-agent/ppo/seed0"]
+    assert "evaluate/finetune-ppo/seed3" in commands
