@@ -104,7 +104,7 @@ class AgentConfig:
     device: str = "auto"
     """Device of the policy and the encoder: auto, cpu, cuda."""
     subproc: bool = False
-    """Step the training envs in worker processes (SubprocVecEnv)."""
+    """Step the training envs (and the evaluation envs, one per episode up to n_envs) in worker processes."""
     eval_freq: int = 10_000
     """Evaluate every this many agent steps (0: never)."""
     eval_episodes: int = 5
@@ -276,8 +276,16 @@ def train_agent(config: AgentConfig) -> Path:
     venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device, subproc=config.subproc)
     check_action_space(spec, venv.action_space, config.env_id)
     check_replay_memory(hp.algo_kwargs, spec, venv.observation_space, venv.action_space)
+    # With worker processes, evaluation episodes run side by side too (SB3 splits them without bias)
+    eval_n_envs = min(config.eval_episodes, hp.n_envs) if config.subproc else 1
     eval_env = build_vec_env(
-        stack, n_envs=1, seed=config.seed + EVAL_SEED_OFFSET, vae=vae_path, device=device, training=False
+        stack,
+        n_envs=eval_n_envs,
+        seed=config.seed + EVAL_SEED_OFFSET,
+        vae=vae_path,
+        device=device,
+        training=False,
+        subproc=config.subproc,
     )
     eval_callback = None
     if config.eval_freq > 0:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -200,3 +201,11 @@ def test_finetune_bad_input_is_explained(tmp_path, toy_vae_path):
     clash.write_text(yaml.safe_dump({"default": {"n_steps": 64, "policy_kwargs": {"normalize_images": True}}}))
     with pytest.raises(ValueError, match=r"sets policy_kwargs \['normalize_images'\] itself"):
         train_agent(quick(tmp_path, vae=toy_vae_path, encoder="finetune", hyperparams=str(clash)))
+
+
+def test_subproc_training_evaluates_on_worker_envs_every_episode(tmp_path, toy_vae_path):
+    run_dir = train_agent(quick(tmp_path, vae=toy_vae_path, subproc=True, eval_episodes=3))
+    with np.load(run_dir / "evaluations.npz", allow_pickle=False) as data:
+        assert data["results"].shape == (2, 3)  # evaluations at 128 and 256 steps, 3 episodes each
+        assert (data["ep_lengths"] > 0).all()
+    assert json.loads((run_dir / "summary.json").read_text())["agent_steps"] >= 256
