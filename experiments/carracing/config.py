@@ -7,7 +7,7 @@ step), the rl-zoo pixel recipe every 2 frames.
 >>> FULL.agent_env_frames >= 300_000, len(FULL.seeds), FULL.pixels
 (True, 3, True)
 >>> sorted(PRESETS)
-['compare', 'full', 'full-sac', 'smoke']
+['compare', 'finetune', 'full', 'full-sac', 'smoke']
 """
 
 from __future__ import annotations
@@ -63,6 +63,17 @@ COMPARE = dataclasses.replace(
 """Latent PPO vs pixel PPO, 3 seeds each at 150k env frames, the six runs at once (``--jobs 6``) on a many-core
 machine; the small VAE of the shipped bundle (20k frames of Brownian driving, 3 epochs)."""
 
+FINETUNE = dataclasses.replace(
+    COMPARE,
+    out="runs/carracing-finetune",
+    agent_env_frames=81_920,
+    pixels=False,
+    finetune_seeds=(0, 1, 2),
+    report_name="carracing-finetune",
+)
+"""Frozen-VAE latents vs an encoder fine-tuned inside the policy, 3 seeds each at 82k env frames (issue 8's
+comparison; the iterative arm is ``python -m experiments.iterate``)."""
+
 SMOKE = dataclasses.replace(
     FULL,
     out="runs/carracing-smoke",
@@ -79,4 +90,10 @@ SMOKE = dataclasses.replace(
 )
 """A few minutes end to end: checks that every stage runs before a long run is started."""
 
-PRESETS: dict[str, PipelineConfig] = {"full": FULL, "full-sac": FULL_SAC, "compare": COMPARE, "smoke": SMOKE}
+PRESETS: dict[str, PipelineConfig] = {
+    "full": FULL,
+    "full-sac": FULL_SAC,
+    "compare": COMPARE,
+    "finetune": FINETUNE,
+    "smoke": SMOKE,
+}
