@@ -539,34 +539,37 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     _record_run(config, command)
     stages = read_stages(out)
+
+    def skip(stage: Stage) -> None:
+        if stage.name in stages:
+            stages[stage.name]["skipped"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        else:
+            stages[stage.name] = {"status": "done", "note": "outputs found; made by an earlier run"}
+        log(f"[pipeline] {stage.name}: outputs complete, skipped")
+
+    def start(stage: Stage) -> dict[str, Any] | None:
+        if is_done(config, stage):  # checked when its turn comes: another process may have made it meanwhile
+            return None
+        log(f"[pipeline] {stage.name}: running  ({stage_command(config, stage)})")
+        return run_stage(config, stage)
+
     for wave in _waves([s for s in plan(config) if not only or s.kind in only or s.name in only]):
-        pending = []
-        for stage in wave:  # checked wave by wave: training an agent further makes its evaluation stale
-            if not is_done(config, stage):
-                pending.append(stage)
-                continue
-            if stage.name in stages:
-                stages[stage.name]["skipped"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            else:
-                stages[stage.name] = {"status": "done", "note": "outputs found; made by an earlier run"}
-            log(f"[pipeline] {stage.name}: outputs complete, skipped")
-        write_json_atomic(out / STAGES_FILE, stages)
-        with ThreadPoolExecutor(max_workers=min(config.jobs, max(len(pending), 1))) as pool:
-
-            def start(stage: Stage) -> dict[str, Any]:
-                log(f"[pipeline] {stage.name}: running  ({stage_command(config, stage)})")
-                return run_stage(config, stage)
-
-            futures = {pool.submit(start, stage): stage for stage in pending}
+        # Waves run in order: training an agent further makes its evaluation stale
+        with ThreadPoolExecutor(max_workers=min(config.jobs, len(wave))) as pool:
+            futures = {pool.submit(start, stage): stage for stage in wave}
             failed: StageError | None = None
             for future in as_completed(futures):
                 stage = futures[future]
                 try:
-                    stages[stage.name] = future.result()
+                    record = future.result()
                 except StageError as exc:
                     failed = failed or exc
                     continue
-                log(f"[pipeline] {stage.name}: done in {stages[stage.name]['wall_s']:.1f} s")
+                if record is None:
+                    skip(stage)
+                else:
+                    stages[stage.name] = record
+                    log(f"[pipeline] {stage.name}: done in {record['wall_s']:.1f} s")
                 write_json_atomic(out / STAGES_FILE, stages)
             if failed is not None:
                 raise failed
