@@ -40,6 +40,9 @@ from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.dataset import DatasetError, DatasetWriter, FrameDataset
 from worldmodel.frames import FrameSpec
 
+STARTUP_TIMEOUT_S = 60.0
+"""The least time a worker gets to make its env before it counts as hung (imports and ROMs are slow when busy)."""
+
 
 def default_n_envs() -> int:
     """The number of CPU cores this process may use."""
@@ -81,7 +84,7 @@ class CollectConfig:
     skip_start_frames: int | None = None
     """No-op frames after each reset before recording (default: the preset's; 50 for CarRacing-v3)."""
     step_timeout: float = 60.0
-    """Seconds a worker may go without finishing a step (or making its env) before it counts as hung."""
+    """Seconds a worker may go without finishing a step before it counts as hung (making its env: at least 60 s)."""
     max_retries: int = 2
     """Times an episode is restarted on a new worker after a hang or crash before collection stops."""
     collector_id: str | None = None
@@ -343,8 +346,11 @@ class EpisodePool:
                 for slot in list(self._slots):
                     if not slot.process.is_alive() and not slot.conn.poll():
                         self._fail(slot, f"died (exit code {slot.process.exitcode})", pending, attempts)
-                    elif (slot.task is not None or not slot.ready) and now - slot.heartbeat.value > self.step_timeout:
-                        self._fail(slot, f"made no progress for {self.step_timeout:g} s (hung)", pending, attempts)
+                    elif slot.task is not None or not slot.ready:
+                        # making the env (imports, ROMs) may legitimately take longer than a step on a busy machine
+                        limit = self.step_timeout if slot.ready else max(self.step_timeout, STARTUP_TIMEOUT_S)
+                        if now - slot.heartbeat.value > limit:
+                            self._fail(slot, f"made no progress for {limit:g} s (hung)", pending, attempts)
         finally:
             self.close()
 
