@@ -50,7 +50,7 @@ COMPARE = dataclasses.replace(
     collect_episodes=100,
     collect_max_steps=200,
     vae_epochs=3,
-    agent_env_frames=150_000,
+    agent_env_frames=81_920,
     pixel_seeds=(0, 1, 2),
     agent_subproc=True,
     eval_n_envs=8,
@@ -60,13 +60,13 @@ COMPARE = dataclasses.replace(
     progress=False,
     report_name="carracing-compare",
 )
-"""Latent PPO vs pixel PPO, 3 seeds each at 150k env frames, the six runs at once (``--jobs 6``) on a many-core
-machine; the small VAE of the shipped bundle (20k frames of Brownian driving, 3 epochs)."""
+"""Latent PPO vs pixel PPO, 3 seeds each at 81,920 env frames (20 PPO rollouts of the latent runs), the six runs at
+once (``--jobs 6``) on a many-core machine; the small VAE of the shipped bundle (20k frames of Brownian driving,
+3 epochs). Made ``experiments/reports/carracing-compare.md``."""
 
 FINETUNE = dataclasses.replace(
     COMPARE,
     out="runs/carracing-finetune",
-    agent_env_frames=81_920,
     pixels=False,
     finetune_seeds=(0, 1, 2),
     report_name="carracing-finetune",
