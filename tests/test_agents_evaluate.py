@@ -56,3 +56,8 @@ def test_parallel_envs_run_the_same_episodes_as_one_env_per_seed(run_dir, tmp_pa
     parallel = returns(3, seed=7, n_envs=2)  # env 0: 2 episodes from seed 7; env 1: 1 from seed 8
     assert len(parallel) == 3
     assert parallel == pytest.approx(returns(2, seed=7) + returns(1, seed=8))
+
+
+def test_more_envs_than_episodes_is_refused_with_the_fix(run_dir):
+    with pytest.raises(ValueError, match=r"--n-envs 3 must be between 1 and --episodes \(2\)"):
+        evaluate_agent(EvaluateConfig(str(run_dir), episodes=2, n_envs=3, seed=0))

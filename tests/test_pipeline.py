@@ -148,3 +148,10 @@ def test_finetune_runs_are_their_own_mode(tmp_path):
     assert "--encoder finetune" in finetune and "--aux-recon-weight 0.5" in finetune and "--seed 3" in finetune
     assert "--encoder" not in commands["train-agent/ppo/seed0"]
     assert "evaluate/finetune-ppo/seed3" in commands
+
+
+def test_parallel_jobs_need_isolated_stages(tmp_path):
+    with pytest.raises(ValueError, match="jobs must be >= 1, and 1 when isolate is off; got jobs=2"):
+        tiny_config(tmp_path, jobs=2, isolate=False)
+    with pytest.raises(ValueError, match="got jobs=0"):
+        tiny_config(tmp_path, jobs=0, isolate=True)
