@@ -112,8 +112,18 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _mode_key(runs: list[AgentRun], run: AgentRun) -> str:
+    """The run's label, with its budget when runs of that label were trained for different budgets.
+
+    Seeds are only pooled at equal env frames: a run resumed to a larger budget is not
+    averaged with seeds left at the smaller one.
+    """
+    budgets = {r.summary["env_frames"] for r in runs if r.label == run.label and r.evaluation}
+    return run.label if len(budgets) <= 1 else f"{run.label} ({run.summary['env_frames']:,} frames)"
+
+
 def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]:
-    """The markdown returns table, and per mode its across-seed aggregate."""
+    """The markdown returns table, and per mode (and budget, where they differ) its across-seed aggregate."""
     lines = [
         "| agent | seed | eval return (mean ± std over episodes) | episodes | env frames | agent steps "
         "| training wall-clock |",
@@ -130,7 +140,7 @@ def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]
             f"| {_fmt(run.summary['agent_steps'])} | {_fmt(run.summary['elapsed_s'] / 60)} min |"
         )
         if ev:
-            agg = modes.setdefault(label, {"means": [], "env_frames": [], "agent_steps": []})
+            agg = modes.setdefault(_mode_key(runs, run), {"means": [], "env_frames": [], "agent_steps": []})
             agg["means"].append(ev["mean_return"])
             agg["env_frames"].append(run.summary["env_frames"])
             agg["agent_steps"].append(run.summary["agent_steps"])
@@ -215,7 +225,7 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
     """Which milestones the best latent agent reached, and what the next run needs."""
     if env_id != MILESTONE_ENV:
         return f"Milestones are defined for {MILESTONE_ENV}; this run is on {env_id}."
-    latent = {k: v for k, v in modes.items() if k.endswith("on latents")}
+    latent = {k: v for k, v in modes.items() if "on latents" in k}
     if not latent:
         return "No latent agent was evaluated, so no milestone can be judged; run the evaluate stages."
     label, best = max(latent.items(), key=lambda kv: kv[1]["mean"])
@@ -228,17 +238,23 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
         f"at {frames:,} env frames."
     ]
     lines.append("Reached: " + "; ".join(reached) + "." if reached else "No milestone reached (the first is > 429).")
-    pixels = [v for k, v in modes.items() if k.endswith("on pixels")]
-    if pixels:
-        pix = pixels[0]
+    pixels = [v for k, v in modes.items() if "on pixels" in k]
+    if pixels:  # the baseline nearest in budget, its budget named where it differs
+        pix = min(pixels, key=lambda v: (abs(np.mean(v["env_frames"]) - frames), -len(v["means"])))
+        pix_frames = int(np.mean(pix["env_frames"]))
         both_ci = best["ci95"] is not None and pix["ci95"] is not None
         separated = both_ci and best["mean"] - best["ci95"] > pix["mean"] + pix["ci95"]
+        budget = (
+            "at the same budget"
+            if pix_frames == frames
+            else f"trained for {pix_frames:,} env frames, not the same budget"
+        )
         verdict = (
-            "beats the pixel baseline with non-overlapping 95% CIs"
+            f"beats the pixel baseline ({pix['mean']:.1f}, {budget}) with non-overlapping 95% CIs"
             if separated
             else f"{'scores above' if best['mean'] > pix['mean'] else 'does not beat'} the pixel baseline "
-            f"({pix['mean']:.1f}) at this budget"
-            + ("" if separated or both_ci else "; a claim needs >= 3 seeds of each mode with CIs")
+            f"({pix['mean']:.1f}, {budget})"
+            + ("" if both_ci else "; a claim needs >= 3 seeds of each mode with CIs")
         )
         lines.append(f"Against pixels: the latent agent {verdict}.")
     nxt = next((t for t, _ in MILESTONES if best["mean"] <= t), None)

@@ -12,10 +12,9 @@ from experiments.report import confidence_interval, milestone_statement, write_r
 from worldmodel.diagnostics import write_png
 
 
-def _agent(out, mode, seed, mean_return, *, frames_per_step=1, random=None):
+def _agent(out, mode, seed, mean_return, *, frames_per_step=1, random=None, steps=1000):
     run_dir = out / "agents" / f"{mode}__seed{seed}"
     run_dir.mkdir(parents=True)
-    steps = 1000
     summary = {"agent_steps": steps, "env_frames": steps * frames_per_step, "elapsed_s": 50.0}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     evaluation = {"episodes": 4, "seed": 7, "mean_return": mean_return, "std_return": 2.0}
@@ -91,6 +90,18 @@ def test_report_has_tables_pngs_and_commands(pipeline_dir, tmp_path):
     assert "worldmodel train-vae run/data" in text
     assert "Reached: beats rl-zoo's pixel PPO at 8M frames (429)." in text
     assert "Next run: to pass 632" in text
+
+
+def test_seeds_are_pooled_only_at_equal_budgets(pipeline_dir, tmp_path):
+    _agent(pipeline_dir, "pixels-ppo", 1, 100.0, frames_per_step=2, steps=500)
+    _agent(pipeline_dir, "pixels-ppo", 2, 140.0, frames_per_step=2, steps=500)
+    text = write_report(pipeline_dir, name="car", report_dir=tmp_path).read_text()
+    assert "| **ppo on pixels (2,000 frames), 1 seed(s)** | all | **300.0** (one seed: no CI) |" in text
+    ci = confidence_interval([100.0, 140.0])
+    assert f"| **ppo on pixels (1,000 frames), 2 seed(s)** | all | **120.0** (95% CI ± {ci:.1f}) |" in text
+    assert "| **ppo on latents, 3 seed(s)** |" in text  # one budget: no suffix
+    # the latent agents (1,000 frames) are judged against the pixel runs of the same budget
+    assert "the pixel baseline (120.0, at the same budget) with non-overlapping 95% CIs" in text
 
 
 def test_report_rewrites_atomically_and_rejects_non_pipeline_dirs(pipeline_dir, tmp_path):
