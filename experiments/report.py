@@ -253,8 +253,7 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
             f"beats the pixel baseline ({pix['mean']:.1f}, {budget}) with non-overlapping 95% CIs"
             if separated
             else f"{'scores above' if best['mean'] > pix['mean'] else 'does not beat'} the pixel baseline "
-            f"({pix['mean']:.1f}, {budget})"
-            + ("" if both_ci else "; a claim needs >= 3 seeds of each mode with CIs")
+            f"({pix['mean']:.1f}, {budget})" + ("" if both_ci else "; a claim needs >= 3 seeds of each mode with CIs")
         )
         lines.append(f"Against pixels: the latent agent {verdict}.")
     nxt = next((t for t, _ in MILESTONES if best["mean"] <= t), None)
