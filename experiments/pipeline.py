@@ -74,8 +74,8 @@ class PipelineConfig:
     """VAE training epochs (an upper bound under early stopping)."""
     vae_steps: int | None = None
     """VAE optimiser steps; when set it replaces vae_epochs."""
-    vae_batch_size: int = 128
-    """VAE batch size."""
+    vae_batch_size: int | None = None
+    """VAE batch size (default: train-vae's, 64 for fp32 on a CPU, 128 on a GPU)."""
     vae_latent_dim: int = 32
     """Latent size z."""
     vae_width_multiplier: float = 1.0

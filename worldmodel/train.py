@@ -113,8 +113,9 @@ class TrainVAEConfig:
     """Passes over the training episodes (an upper bound when early stopping triggers)."""
     steps: int | None = None
     """Total optimiser steps; when set it replaces --epochs."""
-    batch_size: int = 128
-    """Frames per optimiser step, over all DDP ranks together (must divide by the number of ranks)."""
+    batch_size: int | None = None
+    """Frames per optimiser step, over all DDP ranks together (must divide by the number of ranks); default:
+    :func:`default_batch_size`."""
     lr: float = 1e-3
     """Peak learning rate of AdamW."""
     warmup_steps: int = 100
@@ -290,6 +291,19 @@ class _SampledVAE(nn.Module):
         mu, logvar = self.vae.encode(x)  # (B, z) each
         z = mu + eps * torch.exp(0.5 * logvar)  # (B, z)
         return self.vae.decode(z), mu, logvar
+
+
+def default_batch_size(device: torch.device, precision: str) -> int:
+    """128 on a GPU or with reduced precision; 64 for fp32 on a CPU.
+
+    An fp32 CPU step costs about the same per image at batch 64 as at 128, so the smaller
+    batch makes twice the updates in the same time, which is what a short run needs
+    (measured in ``experiments/reports/benchmarks.md``, train_vae section).
+
+    >>> default_batch_size(torch.device("cpu"), "fp32"), default_batch_size(torch.device("cpu"), "bf16")
+    (64, 128)
+    """
+    return 64 if device.type == "cpu" and precision == "fp32" else 128
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: float) -> float:
@@ -587,6 +601,9 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
     out = _check_run_dir(config)
     ds = _open_dataset(config)
     vae_config = _vae_config(config, ds.frame_spec)
+    precision = default_precision(ctx.device) if config.precision == "auto" else config.precision
+    if config.batch_size is None:
+        config = dataclasses.replace(config, batch_size=default_batch_size(ctx.device, precision))
     if config.batch_size % ctx.world_size:
         raise TrainVAEError(
             f"--batch-size {config.batch_size} must divide by the {ctx.world_size} ranks; use a multiple of it"
@@ -603,7 +620,6 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
         )
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     num_epochs = math.ceil(total_steps / steps_per_epoch)
-    precision = default_precision(ctx.device) if config.precision == "auto" else config.precision
     run = _Run(
         amp_dtype=autocast_dtype(precision, ctx.device),
         precision=precision,
