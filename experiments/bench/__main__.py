@@ -2,7 +2,7 @@
 
 Benchmarks run one after another (never two at once: they would distort each other's
 figures). ``--only NAME ...`` runs a subset and keeps the other sections from their
-last committed run.
+last committed run; ``--assemble`` runs none and only rewrites benchmarks.md.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ REPORTS = SECTIONS_DIR.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmarks")
+    parser.add_argument("--assemble", action="store_true", help="run nothing: rewrite benchmarks.md from the sections")
     args = parser.parse_args(argv)
-    for name in args.only or BENCHMARKS:
+    for name in () if args.assemble else args.only or BENCHMARKS:
         print(f"== benchmark {name} ==", flush=True)
         print(importlib.import_module(f"experiments.bench.{name}").run(), flush=True)
     sections = []

@@ -35,11 +35,23 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def other_runnable() -> float:
+    """Processes runnable right now besides this one (Linux), else the 1-minute load average.
+
+    Unlike the load average, this does not lag: work paused (SIGSTOP) for a benchmark
+    no longer counts.
+    """
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        return float(max(0, running - 1))
+    except (OSError, IndexError, ValueError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def describe_machine() -> str:
-    """CPU model, core count, load average, torch version, GPU (if any) and today's date."""
+    """CPU model, core count, other runnable processes, torch version, GPU (if any) and today's date."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
     return (
-        f"{cpu_model()}, {os.cpu_count()} cores (load avg {load} at start), {gpu}, "
+        f"{cpu_model()}, {os.cpu_count()} cores ({other_runnable():.0f} other runnable processes at start), {gpu}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {datetime.date.today().isoformat()}"
     )

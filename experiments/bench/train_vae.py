@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.bench.machine import describe_machine, write_section
+from experiments.bench.machine import describe_machine, other_runnable, write_section
 from worldmodel.checkpoint import load_vae
 from worldmodel.dataset import SHARDS, DatasetWriter, FrameDataset
 from worldmodel.device import cpu_has_fast_bf16
@@ -152,7 +152,7 @@ def ours(ds: FrameDataset, out: Path, steps: int, **overrides) -> dict:
 def run(budget_s: float = 50.0) -> str:
     torch.set_num_threads(THREADS)
     machine = describe_machine()
-    load = os.getloadavg()[0]
+    load = other_runnable()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ds = make_dataset(tmp / "data", episodes=60, steps=199)
@@ -217,10 +217,11 @@ def run(budget_s: float = 50.0) -> str:
     ]
     if load > 0.5 * (os.cpu_count() or 1):
         lines[-1:-1] = [
-            f"**Caution**: load average {load:.1f} on {os.cpu_count()} cores at the start. On oversubscribed "
-            "cores OpenMP threads spin-wait for each other, which slows small batches (the baseline's 32) far more "
-            "than large ones, so the ratio above overstates the speed-up and the short runs leave the quality "
-            "comparison to a few dozen optimiser steps. Rerun on a quiet machine for representative figures.",
+            f"**Caution**: {load:.0f} other runnable processes on {os.cpu_count()} cores at the start. "
+            "On oversubscribed cores OpenMP threads spin-wait for each other, which slows small batches (the "
+            "baseline's 32) far more than large ones, so the ratio above overstates the speed-up and the short "
+            "runs leave the quality comparison to a few dozen optimiser steps. Rerun on a quiet machine for "
+            "representative figures.",
             "",
         ]
     section = "\n".join(lines)
