@@ -29,7 +29,9 @@ mode's frame skip. Each stage runs in a fresh process by default, so its peak me
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import resource
@@ -508,23 +510,44 @@ def read_stages(out: str | Path) -> dict[str, Any]:
     return _read_json(Path(out) / STAGES_FILE) or {}
 
 
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Hold ``OUT/.lock`` exclusively: pipelines started at once on one OUT update its JSON files in turn."""
+    with open(out / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _update_stage(out: Path, name: str, update: Callable[[dict[str, Any] | None], dict[str, Any]]) -> None:
+    """Replace stage ``name``'s record in ``stages.json`` by ``update(old record)``, keeping every other record.
+
+    Read, change and write happen under the lock, so records that another pipeline on the
+    same OUT wrote meanwhile (e.g. evaluations started while agents still train) survive.
+    """
+    with _locked(out):
+        stages = read_stages(out)
+        stages[name] = update(stages.get(name))
+        write_json_atomic(out / STAGES_FILE, stages)
+
+
 def _record_run(config: PipelineConfig, command: str | None) -> None:
     path = Path(config.out) / PIPELINE_FILE
-    previous = _read_json(path) or {}
-    commands = previous.get("commands", [])
-    if command and command not in commands:
-        commands.append(command)
-    machines = previous.get("machines", [])
-    machines.append(describe_machine())
-    write_json_atomic(
-        path,
-        {
-            "config": config.to_dict(),
-            "commands": commands,
-            "machines": machines,
-            "stage_commands": [[s.name, stage_command(config, s)] for s in plan(config)],
-        },
-    )
+    with _locked(Path(config.out)):
+        previous = _read_json(path) or {}
+        commands = previous.get("commands", [])
+        if command and command not in commands:
+            commands.append(command)
+        machines = previous.get("machines", [])
+        machines.append(describe_machine())
+        write_json_atomic(
+            path,
+            {
+                "config": config.to_dict(),
+                "commands": commands,
+                "machines": machines,
+                "stage_commands": [[s.name, stage_command(config, s)] for s in plan(config)],
+            },
+        )
 
 
 def run_pipeline(
@@ -538,14 +561,11 @@ def run_pipeline(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _record_run(config, command)
-    stages = read_stages(out)
 
-    def skip(stage: Stage) -> None:
-        if stage.name in stages:
-            stages[stage.name]["skipped"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        else:
-            stages[stage.name] = {"status": "done", "note": "outputs found; made by an earlier run"}
-        log(f"[pipeline] {stage.name}: outputs complete, skipped")
+    def skipped(record: dict[str, Any] | None) -> dict[str, Any]:
+        if record is None:
+            return {"status": "done", "note": "outputs found; made by an earlier run"}
+        return record | {"skipped": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def start(stage: Stage) -> dict[str, Any] | None:
         if is_done(config, stage):  # checked when its turn comes: another process may have made it meanwhile
@@ -566,14 +586,15 @@ def run_pipeline(
                     failed = failed or exc
                     continue
                 if record is None:
-                    skip(stage)
+                    _update_stage(out, stage.name, skipped)
+                    log(f"[pipeline] {stage.name}: outputs complete, skipped")
                 else:
-                    stages[stage.name] = record
+                    _update_stage(out, stage.name, lambda _, record=record: record)
                     log(f"[pipeline] {stage.name}: done in {record['wall_s']:.1f} s")
-                write_json_atomic(out / STAGES_FILE, stages)
             if failed is not None:
                 raise failed
-    return stages
+    stages = read_stages(out)
+    return {s.name: stages.pop(s.name) for s in plan(config) if s.name in stages} | stages  # in pipeline order
 
 
 def _waves(stages: list[Stage]) -> list[list[Stage]]:

@@ -155,3 +155,21 @@ def test_parallel_jobs_need_isolated_stages(tmp_path):
         tiny_config(tmp_path, jobs=2, isolate=False)
     with pytest.raises(ValueError, match="got jobs=0"):
         tiny_config(tmp_path, jobs=0, isolate=True)
+
+
+def test_records_of_a_pipeline_running_alongside_survive(tmp_path, monkeypatch):
+    from experiments import pipeline
+
+    config = tiny_config(tmp_path / "run")
+
+    def report_while_another_pipeline_finishes_a_stage(config, stage):
+        # a second pipeline on the same OUT records a stage while this one runs
+        path = tmp_path / "run" / STAGES_FILE
+        stages = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps(stages | {"evaluate/ppo/seed0": {"status": "done", "wall_s": 1.0}}))
+        return {}
+
+    monkeypatch.setitem(pipeline.RUNNERS, "report", report_while_another_pipeline_finishes_a_stage)
+    stages = run_pipeline(config, only=("report",), log=lambda msg: None)
+    assert set(stages) == {"report", "evaluate/ppo/seed0"}
+    assert json.loads((tmp_path / "run" / STAGES_FILE).read_text()) == stages
