@@ -101,8 +101,8 @@ class IterateConfig:
     """VAE epochs per round (the refit too)."""
     vae_steps: int | None = None
     """VAE optimiser steps per round; replaces vae_epochs when set."""
-    vae_batch_size: int = 128
-    """VAE batch size."""
+    vae_batch_size: int | None = None
+    """VAE batch size (default: train-vae's, 64 for fp32 on a CPU, 128 on a GPU)."""
     vae_latent_dim: int = 32
     """Latent size z."""
     vae_width_multiplier: float = 1.0
