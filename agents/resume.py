@@ -69,6 +69,7 @@ class ResumeCallback(BaseCallback):
         *,
         env_frames: int = 0,
         elapsed_s: float = 0.0,
+        curve: list[dict[str, float]] | None = None,
     ) -> None:
         super().__init__()
         self.dir = run_dir / CHECKPOINT_DIR
@@ -76,12 +77,16 @@ class ResumeCallback(BaseCallback):
         self.eval_callback = eval_callback
         self.env_frames = env_frames
         self.elapsed_before = elapsed_s
+        self.curve = list(curve or [])
+        """Per evaluation: agent step, env frames and training wall time (across resumes and machines)."""
         self._started = time.monotonic()
         self._next_save = 0
+        self._evals_seen = 0
 
     def _on_training_start(self) -> None:
         self._started = time.monotonic()
         self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+        self._evals_seen = len(self.eval_callback.evaluations_timesteps) if self.eval_callback else 0
 
     @property
     def elapsed_s(self) -> float:
@@ -90,6 +95,10 @@ class ResumeCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         self.env_frames += sum(int(info.get("frames", 1)) for info in self.locals.get("infos", []))
+        if self.eval_callback is not None and len(self.eval_callback.evaluations_timesteps) > self._evals_seen:
+            self._evals_seen = len(self.eval_callback.evaluations_timesteps)  # it evaluated at this step
+            point = {"step": self.num_timesteps, "env_frames": self.env_frames, "elapsed_s": round(self.elapsed_s, 2)}
+            self.curve.append(point)
         return True
 
     def _on_rollout_end(self) -> None:
@@ -117,6 +126,7 @@ class ResumeCallback(BaseCallback):
             "files": files,
             "env_frames": self.env_frames,
             "elapsed_s": self.elapsed_s,
+            "curve": self.curve,
             "eval": None if self.eval_callback is None else eval_history(self.eval_callback),
         }
         write_json_atomic(self.dir / STATE_FILE, state)

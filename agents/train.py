@@ -315,7 +315,12 @@ def train_agent(config: AgentConfig) -> Path:
             restore_eval_history(eval_callback, state["eval"], model.num_timesteps, hp.n_envs)
         summary["resumed_from_step"] = int(model.num_timesteps)
         resume_callback = ResumeCallback(
-            run_dir, config.checkpoint_freq, eval_callback, env_frames=state["env_frames"], elapsed_s=state["elapsed_s"]
+            run_dir,
+            config.checkpoint_freq,
+            eval_callback,
+            env_frames=state["env_frames"],
+            elapsed_s=state["elapsed_s"],
+            curve=state.get("curve"),
         )
     else:
         model = _new_model(spec, hp, venv, config, run_dir, vae_path)
@@ -352,6 +357,7 @@ def train_agent(config: AgentConfig) -> Path:
             "elapsed_s": round(resume_callback.elapsed_s, 2),
             "steps_per_s_this_session": round((model.num_timesteps - start_step) / max(session_s, 1e-9), 1),
             "last_eval": last_eval,
+            "curve": resume_callback.curve,
         }
     )
     write_summary(run_dir, summary)

@@ -189,6 +189,11 @@ def _curve(run: AgentRun) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     total = max(run.summary["agent_steps"], 1)
     frames = steps * run.summary["env_frames"] / total
     wall = steps * run.summary["elapsed_s"] / total
+    # Measured at each evaluation where the run recorded it (exact across resumes and machines)
+    measured = {point["step"]: point for point in run.summary.get("curve", [])}
+    for i, step in enumerate(steps):
+        if (point := measured.get(int(step))) is not None:
+            frames[i], wall[i] = point["env_frames"], point["elapsed_s"]
     return frames, wall, results.mean(axis=1)
 
 
@@ -299,8 +304,9 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
     if plot_learning_curves(runs, assets / "learning_curves.png"):
         parts += [
             "## Learning curves",
-            "Evaluation return during training. Env frames and wall-clock of each evaluation are interpolated "
-            "from the run's totals (constant frames per step and throughput assumed).",
+            "Evaluation return during training. Env frames and wall-clock of each evaluation as the run "
+            "recorded them; for evaluations of runs made before that record existed, interpolated from the "
+            "run's totals (constant frames per step and throughput assumed).",
             f"![learning curves]({name}/learning_curves.png)",
         ]
     vae_summary = _read_json(out / "vae" / "summary.json")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -160,6 +161,11 @@ def test_kill_and_resume_continues_from_the_checkpointed_step(tmp_path, toy_vae_
         assert summary["replay_buffer_restored"] == checkpointed
     evaluations = json.loads((run_dir / "checkpoints" / "state.json").read_text())["eval"]["timesteps"]
     assert evaluations == sorted(evaluations) and evaluations[0] <= checkpointed  # history kept across the kill
+    curve = summary["curve"]  # frames and wall-clock measured at every evaluation, across the kill too
+    assert [point["step"] for point in curve] == evaluations
+    for before, after in itertools.pairwise(curve):
+        assert before["elapsed_s"] < after["elapsed_s"] and before["env_frames"] < after["env_frames"]
+    assert curve[-1]["env_frames"] <= summary["env_frames"] and curve[-1]["elapsed_s"] <= summary["elapsed_s"]
 
 
 @pytest.mark.parametrize("encoder", ["finetune", "frozen"])

@@ -120,3 +120,17 @@ def test_milestones_need_the_frame_budget_and_name_the_next_goal():
     assert "more than the 1,000,000 the goal allows" in text and "(632)" in text and "Next run: to pass 788" in text
     assert "defined for CarRacing-v3" in milestone_statement("worldmodel/DotTarget-v0", modes)
     assert "No latent agent" in milestone_statement("CarRacing-v3", {})
+
+
+def test_learning_curves_use_the_frames_and_wall_clock_recorded_at_each_evaluation(pipeline_dir):
+    from experiments.report import _curve, find_runs
+
+    run = next(r for r in find_runs(pipeline_dir) if r.mode == "ppo" and r.seed == 0)
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    # a run resumed on a slower machine: the first half took 5 s, the second 45 s
+    summary["curve"] = [{"step": 500, "env_frames": 500, "elapsed_s": 5.0}]
+    (run.run_dir / "summary.json").write_text(json.dumps(summary))
+    run = next(r for r in find_runs(pipeline_dir) if r.mode == "ppo" and r.seed == 0)
+    frames, wall, _ = _curve(run)
+    assert list(wall) == [5.0, 50.0]  # recorded; the second is interpolated from the totals (no record)
+    assert list(frames) == [500.0, 1000.0]
