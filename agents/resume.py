@@ -20,14 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from agents.bundle import save_model, save_vec_normalize
+from agents.bundle import MODEL_FILE, NORMALIZE_FILE, SUMMARY_FILE, save_model, save_vec_normalize
 from agents.vec_env import find_vec_normalize
 from worldmodel.atomic import atomic_path, write_json_atomic
 
 CHECKPOINT_DIR = "checkpoints"
+EVALUATIONS_FILE = "evaluations.npz"
+"""EvalCallback's history, written next to the bundle."""
 STATE_FILE = "state.json"
 
 
@@ -35,6 +38,48 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
     """The latest checkpoint's state of ``run_dir``, or None when it has none."""
     path = run_dir / CHECKPOINT_DIR / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def state_from_bundle(run_dir: Path, *, off_policy: bool) -> dict[str, Any] | None:
+    """A resume state made from a finished run's bundle, for a run whose checkpoints were not kept.
+
+    A finished run's ``model.zip``, ``vec_normalize.npz``, ``summary.json`` and
+    ``evaluations.npz`` hold all that an on-policy algorithm needs to train further (e.g.
+    a run copied back from another machine without ``checkpoints/``). None when the run
+    never finished; an off-policy run raises, as its replay buffer is only in checkpoints.
+    File names in the state are absolute.
+    """
+    summary_path, model = run_dir / SUMMARY_FILE, run_dir / MODEL_FILE
+    if not (summary_path.is_file() and model.is_file()):
+        return None
+    if off_policy:
+        raise ValueError(
+            f"{run_dir} has no resume checkpoint ({CHECKPOINT_DIR}/{STATE_FILE}), and its bundle has no replay buffer: "
+            "an off-policy run cannot continue faithfully; train a new run with another --out"
+        )
+    summary = json.loads(summary_path.read_text())
+    files = {"model": str(model.resolve())}
+    if (run_dir / NORMALIZE_FILE).is_file():
+        files["vec_normalize"] = str((run_dir / NORMALIZE_FILE).resolve())
+    history = None
+    if (run_dir / EVALUATIONS_FILE).is_file():
+        with np.load(run_dir / EVALUATIONS_FILE, allow_pickle=False) as data:
+            means = data["results"].mean(axis=1) if len(data["timesteps"]) else np.zeros(0)
+            history = {
+                "timesteps": data["timesteps"].tolist(),
+                "results": data["results"].tolist(),
+                "lengths": data["ep_lengths"].tolist(),
+                "best_mean_reward": float(means.max()) if len(means) else -np.inf,
+                "last_mean_reward": float(means[-1]) if len(means) else -np.inf,
+            }
+    return {
+        "step": summary["agent_steps"],
+        "files": files,
+        "env_frames": summary["env_frames"],
+        "elapsed_s": summary["elapsed_s"],
+        "curve": summary.get("curve", []),
+        "eval": history,
+    }
 
 
 def eval_history(callback: EvalCallback) -> dict[str, Any]:

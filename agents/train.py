@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ from agents.hyperparams import (
     check_replay_memory,
     resolve_hyperparams,
 )
-from agents.resume import CHECKPOINT_DIR, ResumeCallback, read_state, restore_eval_history
+from agents.resume import CHECKPOINT_DIR, ResumeCallback, read_state, restore_eval_history, state_from_bundle
 from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize, load_stack_vae
 from worldmodel.atomic import write_json_atomic
 from worldmodel.checkpoint import file_sha256
@@ -298,6 +299,10 @@ def train_agent(config: AgentConfig) -> Path:
             verbose=config.verbose,
         )
     state = read_state(run_dir) if config.resume else None
+    if config.resume and state is None:  # a finished run whose checkpoints were not kept: its bundle
+        state = state_from_bundle(run_dir, off_policy=spec.off_policy)
+    if config.resume and state is None:  # killed before its first checkpoint: nothing to lose
+        print(f"--resume: {run_dir} has no checkpoint yet; training starts from step 0", file=sys.stderr, flush=True)
     summary: dict[str, Any] = {"resumed_from_step": None}
     if state is not None:
         ckpt = run_dir / CHECKPOINT_DIR

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -215,3 +217,25 @@ def test_subproc_training_evaluates_on_worker_envs_every_episode(tmp_path, toy_v
         assert data["results"].shape == (2, 3)  # evaluations at 128 and 256 steps, 3 episodes each
         assert (data["ep_lengths"] > 0).all()
     assert json.loads((run_dir / "summary.json").read_text())["agent_steps"] >= 256
+
+
+def test_resume_of_a_finished_run_without_checkpoints_continues_from_its_bundle(tmp_path, toy_vae_path):
+    run_dir = train_agent(quick(tmp_path, vae=toy_vae_path))
+    first = json.loads((run_dir / "summary.json").read_text())
+    shutil.rmtree(run_dir / "checkpoints")  # e.g. copied back from another machine without them
+    train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=512, resume=True))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from_step"] == first["agent_steps"]
+    assert summary["agent_steps"] >= 512 and summary["env_frames"] > first["env_frames"]
+    assert summary["elapsed_s"] > first["elapsed_s"]
+    with np.load(run_dir / "evaluations.npz", allow_pickle=False) as data:
+        assert data["timesteps"][: len(first["curve"])].tolist() == [p["step"] for p in first["curve"]]
+        assert data["timesteps"][-1] > first["agent_steps"]  # the history continued
+
+
+def test_resume_of_an_off_policy_run_without_checkpoints_is_refused(tmp_path, toy_vae_path):
+    train_agent(quick(tmp_path, algo="sac", env_id="worldmodel/DotTargetContinuous-v0", vae=toy_vae_path))
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    config = quick(tmp_path, algo="sac", env_id="worldmodel/DotTargetContinuous-v0", vae=toy_vae_path, resume=True)
+    with pytest.raises(ValueError, match="replay buffer"):
+        train_agent(dataclasses.replace(config, timesteps=512))
