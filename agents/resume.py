@@ -24,13 +24,11 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from agents.bundle import MODEL_FILE, NORMALIZE_FILE, SUMMARY_FILE, save_model, save_vec_normalize
+from agents.bundle import EVALUATIONS_FILE, MODEL_FILE, NORMALIZE_FILE, SUMMARY_FILE, save_model, save_vec_normalize
 from agents.vec_env import find_vec_normalize
 from worldmodel.atomic import atomic_path, write_json_atomic
 
 CHECKPOINT_DIR = "checkpoints"
-EVALUATIONS_FILE = "evaluations.npz"
-"""EvalCallback's history, written next to the bundle."""
 STATE_FILE = "state.json"
 
 

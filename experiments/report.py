@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.bundle import EVALUATIONS_FILE
 from experiments.pipeline import EVALUATION_FILE, PIPELINE_FILE, VIDEO_FILE, read_stages
 from worldmodel.atomic import atomic_path
 
@@ -179,7 +180,7 @@ def stages_table(stages: dict[str, Any], order: list[str]) -> str:
 
 
 def _curve(run: AgentRun) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    path = run.run_dir / "evaluations.npz"
+    path = run.run_dir / EVALUATIONS_FILE
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as data:
