@@ -116,11 +116,13 @@ class TrainVAEConfig:
     batch_size: int | None = None
     """Frames per optimiser step, over all DDP ranks together (must divide by the number of ranks); default:
     :func:`default_batch_size`."""
-    lr: float = 1e-3
-    """Peak learning rate of AdamW."""
+    lr: float = 2e-3
+    """Peak learning rate of AdamW. After 600 steps at batch 64 on the CPU benchmark's data, held-out MSE per
+    pixel was 0.00233 with lr 1e-3 (cosine to 5%), 0.00212 with 2e-3, 0.00202 with 2e-3 and ``min_lr_fraction``
+    0.5 (the defaults), 0.00199 with 3e-3 and 0.5, and 0.00219 with a constant 2e-3."""
     warmup_steps: int = 100
     """Linear warm-up steps before the cosine decay (at most a tenth of the run's steps)."""
-    min_lr_fraction: float = 0.05
+    min_lr_fraction: float = 0.5
     """The cosine schedule decays to lr * min_lr_fraction at the last step."""
     weight_decay: float = 1e-4
     """AdamW decoupled weight decay."""
