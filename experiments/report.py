@@ -6,8 +6,8 @@ wall-clock), and the VAE's reconstructions and prior samples (copied from the VA
 The report holds the returns table (mean ± std over the evaluation episodes per run,
 mean and 95% confidence interval across seeds when there are at least two) beside the
 published CarRacing anchors, the per-stage table from ``stages.json`` (wall-clock, env
-frames, agent steps, steps/s, peak memory), the machine, the commands that made it,
-and a plain statement of the milestones reached.
+frames, agent steps, steps/s, peak memory), the training throughput against its goals, the
+machine, the commands that made it, and a plain statement of the milestones reached.
 
 >>> round(confidence_interval([1.0, 2.0, 3.0]), 3)
 2.484
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ MILESTONES: tuple[tuple[float, str], ...] = (
 )
 MILESTONE_ENV = "CarRacing-v3"
 VAE_FIGURES = (("recon.png", "VAE reconstructions"), ("samples.png", "VAE prior samples"))
+THROUGHPUT_GOAL_VS_PIXELS = 2.0
+"""Goal: latent training makes at least this many times the pixel recipe's env frames per second."""
+THROUGHPUT_GOAL_VS_ENV = 0.8
+"""Goal: latent training runs at at least this fraction of the raw env speed on the same machine."""
 FIRST_MILESTONE_FRAMES = 1_000_000
 """The first milestone (> 429) counts only when reached within this many env frames."""
 # Two-sided 95% Student-t quantiles by degrees of freedom (beyond 30: the normal's 1.96).
@@ -179,6 +184,63 @@ def stages_table(stages: dict[str, Any], order: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _machine_names(machines: list[str]) -> set[str]:
+    """Distinct machines among pipeline.json's descriptions (which differ by their load average too)."""
+    return {re.sub(r" \(load avg [^)]*\)", "", m) for m in machines}
+
+
+def throughput_statement(runs: list[AgentRun], stages: dict[str, Any], machines: list[str]) -> str:
+    """Training env frames/s per mode against the throughput goals: 2x the pixel recipe, 80% of the raw env.
+
+    A run's rate is its env frames over its training wall-clock (all sessions); the whole-pipeline
+    rate of a latent run adds the collection and VAE-training wall-clock, counted in full for
+    every seed. The raw env speed is the collect stage's (random actions, its worker processes).
+    """
+    rates: dict[str, list[float]] = {}
+    for run in runs:
+        if run.summary.get("elapsed_s"):
+            rates.setdefault(_mode_key(runs, run), []).append(run.summary["env_frames"] / run.summary["elapsed_s"])
+    if not rates:
+        return "No agent run recorded its training time."
+    pre_s = sum(stages.get(name, {}).get("wall_s", 0.0) for name in ("collect", "train-vae"))
+    env_rate = stages.get("collect", {}).get("frames_per_s")
+    pixel_rates = [float(np.mean(v)) for k, v in rates.items() if "on pixels" in k]
+    lines = [
+        "| agent | env frames/s (mean over seeds) | against the pixel recipe | against the raw env |",
+        "|---|---|---|---|",
+    ]
+    verdicts = []
+    for label, values in rates.items():
+        rate = float(np.mean(values))
+        vs_pix = rate / max(pixel_rates) if pixel_rates else None
+        vs_env = rate / env_rate if env_rate else None
+        lines.append(
+            f"| {label} | {rate:.1f} | {f'{vs_pix:.2f}x' if vs_pix else '–'} | {f'{vs_env:.0%}' if vs_env else '–'} |"
+        )
+        if "on latents" in label and vs_pix:
+            met = "met" if vs_pix >= THROUGHPUT_GOAL_VS_PIXELS else "not met"
+            verdicts.append(f"{label}: {vs_pix:.2f}x the pixel recipe's env frames/s (goal >= "
+                            f"{THROUGHPUT_GOAL_VS_PIXELS:.0f}x: {met})")  # fmt: skip
+        if "on latents" in label and vs_env:
+            met = "met" if vs_env >= THROUGHPUT_GOAL_VS_ENV else "not met"
+            verdicts.append(f"{label}: {vs_env:.0%} of the raw env speed (goal >= {THROUGHPUT_GOAL_VS_ENV:.0%}: {met})")
+    latent = [float(np.mean(v)) for k, v in rates.items() if "on latents" in k]
+    if latent and pre_s:
+        frames = np.mean([r.summary["env_frames"] for r in runs if "on latents" in r.label])
+        whole = frames / (frames / max(latent) + pre_s)
+        verdicts.append(f"whole pipeline (collection and VAE training added to the fastest latent mode): "
+                        f"{whole:.1f} env frames/s")  # fmt: skip
+    if env_rate is None:
+        verdicts.append("the raw env speed is not known here (this output has no collect stage)")
+    notes = ["Goals: " + "; ".join(verdicts) + "." if verdicts else "No latent agent to judge the goals by."]
+    if len(_machine_names(machines)) > 1:
+        notes.append(
+            f"Caution: these runs span {len(_machine_names(machines))} machines (see Machine), so the rates mix "
+            "machines; compare modes only where they ran on the same one, at the same time."
+        )
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes)
+
+
 def _curve(run: AgentRun) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     path = run.run_dir / EVALUATIONS_FILE
     if not path.is_file():
@@ -282,7 +344,7 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
     config = pipeline["config"]
     assets = report_dir / name
     assets.mkdir(parents=True, exist_ok=True)
-    runs = find_runs(out)
+    runs, stages = find_runs(out), read_stages(out)
     table, modes = returns_table(runs)
     parts = [
         f"# {config['env_id']}: latents vs pixels ({name})",
@@ -297,10 +359,13 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
         table,
         "## Milestones",
         milestone_statement(config["env_id"], modes),
+        "## Throughput",
+        "Training env frames per second: a run's env frames over its training wall-clock, in all its sessions.",
+        throughput_statement(runs, stages, pipeline.get("machines", [])),
         "## Stages",
         "Wall-clock per stage as run (a resumed stage shows its last session); peak memory is the stage "
         "process's maximum resident set, its worker processes included.",
-        stages_table(read_stages(out), [name for name, _ in pipeline.get("stage_commands", [])]),
+        stages_table(stages, [name for name, _ in pipeline.get("stage_commands", [])]),
     ]
     if plot_learning_curves(runs, assets / "learning_curves.png"):
         parts += [

@@ -134,3 +134,26 @@ def test_learning_curves_use_the_frames_and_wall_clock_recorded_at_each_evaluati
     frames, wall, _ = _curve(run)
     assert list(wall) == [5.0, 50.0]  # recorded; the second is interpolated from the totals (no record)
     assert list(frames) == [500.0, 1000.0]
+
+
+def test_throughput_is_judged_against_the_pixel_recipe_and_the_raw_env(pipeline_dir, tmp_path):
+    # latents: 1000 frames in 50 s = 20/s; pixels: 2000 frames in 50 s = 40/s; collect: 1666.7/s
+    text = write_report(pipeline_dir, name="t", report_dir=tmp_path / "reports").read_text()
+    section = text.split("## Throughput")[1].split("## Stages")[0]
+    assert "| ppo on latents | 20.0 | 0.50x | 1% |" in section
+    assert "| ppo on pixels | 40.0 | 1.00x | 2% |" in section
+    assert "0.50x the pixel recipe's env frames/s (goal >= 2x: not met)" in section
+    assert "1% of the raw env speed (goal >= 80%: not met)" in section
+    # collect 3 s + VAE 12.5 s added to 50 s of training: 1000 / 65.5
+    assert "whole pipeline (collection and VAE training added to the fastest latent mode): 15.3" in section
+    assert "Caution" not in section
+
+
+def test_throughput_warns_when_the_runs_span_machines(pipeline_dir, tmp_path):
+    pipeline = json.loads((pipeline_dir / "pipeline.json").read_text())
+    pipeline["machines"] = ["CPU A, 2 cores (load avg 0.1 at start)", "CPU A, 2 cores (load avg 3.0 at start)"]
+    (pipeline_dir / "pipeline.json").write_text(json.dumps(pipeline))
+    assert "Caution" not in write_report(pipeline_dir, name="t", report_dir=tmp_path / "r").read_text()
+    pipeline["machines"].append("GPU box, 16 cores (load avg 5.0 at start)")
+    (pipeline_dir / "pipeline.json").write_text(json.dumps(pipeline))
+    assert "these runs span 2 machines" in write_report(pipeline_dir, name="t", report_dir=tmp_path / "r").read_text()
