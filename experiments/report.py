@@ -74,6 +74,7 @@ class AgentRun:
     run_dir: Path
     summary: dict[str, Any]
     evaluation: dict[str, Any] | None
+    """None when missing, or when older than the model (trained further since)."""
 
     @property
     def pixels(self) -> bool:
@@ -96,6 +97,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _current_evaluation(run_dir: Path) -> dict[str, Any] | None:
+    """The run's evaluation, unless it predates the model (made before the agent was trained further)."""
+    path, model = run_dir / EVALUATION_FILE, run_dir / "model.zip"
+    if model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime:
+        return None
+    return _read_json(path)
+
+
 def find_runs(out: Path) -> list[AgentRun]:
     """Every finished agent run under ``out/agents`` (``<mode>__seed<k>`` with a summary.json)."""
     runs = []
@@ -104,7 +113,7 @@ def find_runs(out: Path) -> list[AgentRun]:
         if summary is None:
             continue
         mode, seed = run_dir.name.rsplit("__seed", 1)
-        runs.append(AgentRun(mode, int(seed), run_dir, summary, _read_json(run_dir / EVALUATION_FILE)))
+        runs.append(AgentRun(mode, int(seed), run_dir, summary, _current_evaluation(run_dir)))
     return runs
 
 
@@ -140,7 +149,7 @@ def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]
     for run in runs:
         ev = run.evaluation
         label = run.label
-        ret = f"{ev['mean_return']:.1f} ± {ev['std_return']:.1f}" if ev else "not evaluated"
+        ret = f"{ev['mean_return']:.1f} ± {ev['std_return']:.1f}" if ev else "not evaluated at this budget"
         lines.append(
             f"| {label} | {run.seed} | {ret} | {ev['episodes'] if ev else '–'} | {_fmt(run.summary['env_frames'])} "
             f"| {_fmt(run.summary['agent_steps'])} | {_fmt(run.summary['elapsed_s'] / 60)} min |"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -157,3 +158,13 @@ def test_throughput_warns_when_the_runs_span_machines(pipeline_dir, tmp_path):
     pipeline["machines"].append("GPU box, 16 cores (load avg 5.0 at start)")
     (pipeline_dir / "pipeline.json").write_text(json.dumps(pipeline))
     assert "these runs span 2 machines" in write_report(pipeline_dir, name="t", report_dir=tmp_path / "r").read_text()
+
+
+def test_an_evaluation_older_than_the_model_is_not_reported_as_its_return(pipeline_dir, tmp_path):
+    run_dir = pipeline_dir / "agents" / "ppo__seed2"  # evaluated at 540.0, then trained further
+    (run_dir / "model.zip").write_bytes(b"zip")
+    evaluated = (run_dir / "evaluation.json").stat().st_mtime
+    os.utime(run_dir / "model.zip", (evaluated + 60, evaluated + 60))
+    text = write_report(pipeline_dir, name="t", report_dir=tmp_path / "reports").read_text()
+    assert "| ppo on latents | 2 | not evaluated at this budget |" in text
+    assert "**ppo on latents, 2 seed(s)** | all | **510.0**" in text  # seeds 0 and 1 only
