@@ -49,6 +49,8 @@ THROUGHPUT_GOAL_VS_PIXELS = 2.0
 """Goal: latent training makes at least this many times the pixel recipe's env frames per second."""
 THROUGHPUT_GOAL_VS_ENV = 0.8
 """Goal: latent training runs at at least this fraction of the raw env speed on the same machine."""
+BUDGET_TOLERANCE = 0.01
+"""Env-frame budgets this close (relative) count as the same budget."""
 FIRST_MILESTONE_FRAMES = 1_000_000
 """The first milestone (> 429) counts only when reached within this many env frames."""
 # Two-sided 95% Student-t quantiles by degrees of freedom (beyond 30: the normal's 1.96).
@@ -133,8 +135,21 @@ def _mode_key(runs: list[AgentRun], run: AgentRun) -> str:
     Seeds are only pooled at equal env frames: a run resumed to a larger budget is not
     averaged with seeds left at the smaller one.
     """
-    budgets = {r.summary["env_frames"] for r in runs if r.label == run.label and r.evaluation}
-    return run.label if len(budgets) <= 1 else f"{run.label} ({run.summary['env_frames']:,} frames)"
+    budgets = {_budget(runs, r) for r in runs if r.label == run.label and r.evaluation}
+    return run.label if len(budgets) <= 1 else f"{run.label} ({_budget(runs, run):,} frames)"
+
+
+def _same_budget(a: float, b: float) -> bool:
+    """Budgets within 1% are equal: a run stops at an episode or rollout end, a few frames either way."""
+    return abs(a - b) <= BUDGET_TOLERANCE * max(a, b)
+
+
+def _budget(runs: list[AgentRun], run: AgentRun) -> int:
+    """The run's budget: the most env frames among runs of its label with the same budget as its own."""
+    own = run.summary["env_frames"]
+    return max(
+        r.summary["env_frames"] for r in runs if r.label == run.label and _same_budget(r.summary["env_frames"], own)
+    )
 
 
 def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -195,7 +210,7 @@ def stages_table(stages: dict[str, Any], order: list[str]) -> str:
 
 def _machine_names(machines: list[str]) -> set[str]:
     """Distinct machines among pipeline.json's descriptions (which differ by their load average too)."""
-    return {re.sub(r" \(load avg [^)]*\)", "", m) for m in machines}
+    return {re.sub(r" \([^)]*at start\)", "", m) for m in machines}
 
 
 def throughput_statement(runs: list[AgentRun], stages: dict[str, Any], machines: list[str]) -> str:
@@ -206,22 +221,26 @@ def throughput_statement(runs: list[AgentRun], stages: dict[str, Any], machines:
     every seed. The raw env speed is the collect stage's (random actions, its worker processes).
     """
     rates: dict[str, list[float]] = {}
+    budgets: dict[str, int] = {}
     for run in runs:
         if run.summary.get("elapsed_s"):
-            rates.setdefault(_mode_key(runs, run), []).append(run.summary["env_frames"] / run.summary["elapsed_s"])
+            key = _mode_key(runs, run)
+            rates.setdefault(key, []).append(run.summary["env_frames"] / run.summary["elapsed_s"])
+            budgets[key] = _budget(runs, run)
     if not rates:
         return "No agent run recorded its training time."
     pre_s = sum(stages.get(name, {}).get("wall_s", 0.0) for name in ("collect", "train-vae"))
     env_rate = stages.get("collect", {}).get("frames_per_s")
-    pixel_rates = [float(np.mean(v)) for k, v in rates.items() if "on pixels" in k]
+    pixels = [k for k in rates if "on pixels" in k]
     lines = [
-        "| agent | env frames/s (mean over seeds) | against the pixel recipe | against the raw env |",
+        "| agent | env frames/s (mean over seeds) | against the pixel recipe (nearest budget) | against the raw env |",
         "|---|---|---|---|",
     ]
     verdicts = []
     for label, values in rates.items():
         rate = float(np.mean(values))
-        vs_pix = rate / max(pixel_rates) if pixel_rates else None
+        pix = min(pixels, key=lambda k: abs(budgets[k] - budgets[label]), default=None)
+        vs_pix = rate / float(np.mean(rates[pix])) if pix else None
         vs_env = rate / env_rate if env_rate else None
         lines.append(
             f"| {label} | {rate:.1f} | {f'{vs_pix:.2f}x' if vs_pix else '–'} | {f'{vs_env:.0%}' if vs_env else '–'} |"
@@ -323,7 +342,7 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
         separated = both_ci and best["mean"] - best["ci95"] > pix["mean"] + pix["ci95"]
         budget = (
             "at the same budget"
-            if pix_frames == frames
+            if _same_budget(pix_frames, frames)
             else f"trained for {pix_frames:,} env frames, not the same budget"
         )
         verdict = (
