@@ -285,6 +285,12 @@ def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
     )
 
 
+def evaluation_predates_model(run_dir: Path) -> bool:
+    """Whether the run's evaluation was made before its agent was trained further (so it is stale)."""
+    path, model = run_dir / EVALUATION_FILE, run_dir / "model.zip"
+    return model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime
+
+
 def _first_eval(config: PipelineConfig) -> Stage:
     return next(s for s in plan(config) if s.kind == "evaluate")
 
@@ -367,12 +373,12 @@ def is_done(config: PipelineConfig, stage: Stage) -> bool:
         return summary is not None and summary["agent_steps"] >= agent_config(config, stage).timesteps
     if stage.kind == "evaluate":
         wanted = evaluate_config(config, stage)
-        path, model = stage.run_dir(config) / EVALUATION_FILE, stage.run_dir(config) / "model.zip"
-        result = _read_json(path)
+        run_dir = stage.run_dir(config)
+        result = _read_json(run_dir / EVALUATION_FILE)
         return (
             result is not None
-            and model.is_file()
-            and path.stat().st_mtime >= model.stat().st_mtime  # not of an agent trained further since
+            and (run_dir / "model.zip").is_file()
+            and not evaluation_predates_model(run_dir)
             and result["episodes"] == wanted.episodes
             and result["seed"] == wanted.seed
             and result.get("n_envs", 1) == wanted.n_envs

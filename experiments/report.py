@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from agents.bundle import EVALUATIONS_FILE
-from experiments.pipeline import EVALUATION_FILE, PIPELINE_FILE, VIDEO_FILE, read_stages
+from experiments.pipeline import (
+    EVALUATION_FILE,
+    PIPELINE_FILE,
+    VIDEO_FILE,
+    evaluation_predates_model,
+    read_stages,
+)
 from worldmodel.atomic import atomic_path
 
 ANCHORS: tuple[tuple[str, str, str], ...] = (
@@ -101,10 +107,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _current_evaluation(run_dir: Path) -> dict[str, Any] | None:
     """The run's evaluation, unless it predates the model (made before the agent was trained further)."""
-    path, model = run_dir / EVALUATION_FILE, run_dir / "model.zip"
-    if model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime:
-        return None
-    return _read_json(path)
+    return None if evaluation_predates_model(run_dir) else _read_json(run_dir / EVALUATION_FILE)
 
 
 def find_runs(out: Path) -> list[AgentRun]:
@@ -261,9 +264,9 @@ def throughput_statement(runs: list[AgentRun], stages: dict[str, Any], machines:
     if env_rate is None:
         verdicts.append("the raw env speed is not known here (this output has no collect stage)")
     notes = ["Goals: " + "; ".join(verdicts) + "." if verdicts else "No latent agent to judge the goals by."]
-    if len(_machine_names(machines)) > 1:
+    if (n_machines := len(_machine_names(machines))) > 1:
         notes.append(
-            f"Caution: these runs span {len(_machine_names(machines))} machines (see Machine), so the rates mix "
+            f"Caution: these runs span {n_machines} machines (see Machine), so the rates mix "
             "machines; compare modes only where they ran on the same one, at the same time."
         )
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes)
