@@ -69,6 +69,9 @@ FINETUNE = dataclasses.replace(
     out="runs/carracing-finetune",
     pixels=False,
     finetune_seeds=(0, 1, 2),
+    agent_subproc=False,
+    eval_episodes=20,
+    eval_n_envs=1,
     report_name="carracing-finetune",
 )
 """Frozen-VAE latents vs an encoder fine-tuned inside the policy, 3 seeds each at 82k env frames (issue 8's
