@@ -350,7 +350,8 @@ def stage_command(config: PipelineConfig, stage: Stage) -> str:
 # Completion markers and running
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable (not written yet, or cut short)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -369,12 +370,12 @@ def is_done(config: PipelineConfig, stage: Stage) -> bool:
     if stage.kind == "train-vae":
         return (config.vae_dir / "summary.json").is_file()
     if stage.kind == "train-agent":
-        summary = _read_json(stage.run_dir(config) / "summary.json")
+        summary = read_json(stage.run_dir(config) / "summary.json")
         return summary is not None and summary["agent_steps"] >= agent_config(config, stage).timesteps
     if stage.kind == "evaluate":
         wanted = evaluate_config(config, stage)
         run_dir = stage.run_dir(config)
-        result = _read_json(run_dir / EVALUATION_FILE)
+        result = read_json(run_dir / EVALUATION_FILE)
         return (
             result is not None
             and (run_dir / "model.zip").is_file()
@@ -513,7 +514,7 @@ def run_stage(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
 
 def read_stages(out: str | Path) -> dict[str, Any]:
     """``OUT/stages.json`` as a dict (empty when missing)."""
-    return _read_json(Path(out) / STAGES_FILE) or {}
+    return read_json(Path(out) / STAGES_FILE) or {}
 
 
 @contextlib.contextmanager
@@ -539,7 +540,7 @@ def _update_stage(out: Path, name: str, update: Callable[[dict[str, Any] | None]
 def _record_run(config: PipelineConfig, command: str | None) -> None:
     path = Path(config.out) / PIPELINE_FILE
     with _locked(Path(config.out)):
-        previous = _read_json(path) or {}
+        previous = read_json(path) or {}
         commands = previous.get("commands", [])
         if command and command not in commands:
             commands.append(command)

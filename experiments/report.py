@@ -16,7 +16,6 @@ machine, the commands that made it, and a plain statement of the milestones reac
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import shutil
@@ -33,6 +32,7 @@ from experiments.pipeline import (
     PIPELINE_FILE,
     VIDEO_FILE,
     evaluation_predates_model,
+    read_json,
     read_stages,
 )
 from worldmodel.atomic import atomic_path
@@ -83,6 +83,8 @@ class AgentRun:
     summary: dict[str, Any]
     evaluation: dict[str, Any] | None
     """None when missing, or when older than the model (trained further since)."""
+    arm: str | None = None
+    """A name that replaces the label, for runs of one mode made in different ways (iterative rounds)."""
 
     @property
     def pixels(self) -> bool:
@@ -90,7 +92,9 @@ class AgentRun:
 
     @property
     def label(self) -> str:
-        """``ppo on latents``, ``ppo on pixels`` or ``ppo, fine-tuned encoder``."""
+        """``ppo on latents``, ``ppo on pixels`` or ``ppo, fine-tuned encoder`` (or the arm's name)."""
+        if self.arm is not None:
+            return self.arm
         if self.pixels:
             return f"{self.mode.removeprefix('pixels-')} on pixels"
         if self.mode.startswith("finetune-"):
@@ -98,31 +102,27 @@ class AgentRun:
         return f"{self.mode} on latents"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _current_evaluation(run_dir: Path) -> dict[str, Any] | None:
     """The run's evaluation, unless it predates the model (made before the agent was trained further)."""
-    return None if evaluation_predates_model(run_dir) else _read_json(run_dir / EVALUATION_FILE)
+    return None if evaluation_predates_model(run_dir) else read_json(run_dir / EVALUATION_FILE)
+
+
+def read_run(run_dir: Path, arm: str | None = None) -> AgentRun | None:
+    """The agent run in ``run_dir`` (named ``<mode>__seed<k>``), or None before its summary.json exists."""
+    summary = read_json(run_dir / "summary.json")
+    if summary is None:
+        return None
+    mode, seed = run_dir.name.rsplit("__seed", 1)
+    return AgentRun(mode, int(seed), run_dir, summary, _current_evaluation(run_dir), arm)
 
 
 def find_runs(out: Path) -> list[AgentRun]:
     """Every finished agent run under ``out/agents`` (``<mode>__seed<k>`` with a summary.json)."""
-    runs = []
-    for run_dir in sorted((out / "agents").glob("*__seed*")):
-        summary = _read_json(run_dir / "summary.json")
-        if summary is None:
-            continue
-        mode, seed = run_dir.name.rsplit("__seed", 1)
-        runs.append(AgentRun(mode, int(seed), run_dir, summary, _current_evaluation(run_dir)))
-    return runs
+    return [run for d in sorted((out / "agents").glob("*__seed*")) if (run := read_run(d)) is not None]
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def cell(value: Any, digits: int = 1) -> str:
+    """A markdown table cell: thousands separators, ``digits`` decimals for floats, an en dash for missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
@@ -169,8 +169,8 @@ def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]
         label = run.label
         ret = f"{ev['mean_return']:.1f} ± {ev['std_return']:.1f}" if ev else "not evaluated at this budget"
         lines.append(
-            f"| {label} | {run.seed} | {ret} | {ev['episodes'] if ev else '–'} | {_fmt(run.summary['env_frames'])} "
-            f"| {_fmt(run.summary['agent_steps'])} | {_fmt(run.summary['elapsed_s'] / 60)} min |"
+            f"| {label} | {run.seed} | {ret} | {ev['episodes'] if ev else '–'} | {cell(run.summary['env_frames'])} "
+            f"| {cell(run.summary['agent_steps'])} | {cell(run.summary['elapsed_s'] / 60)} min |"
         )
         if ev:
             agg = modes.setdefault(_mode_key(runs, run), {"means": [], "env_frames": [], "agent_steps": []})
@@ -186,7 +186,7 @@ def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]
         ci = f" (95% CI ± {agg['ci95']:.1f})" if agg["ci95"] is not None else " (one seed: no CI)"
         lines.append(
             f"| **{label}, {len(agg['means'])} seed(s)** | all | **{agg['mean']:.1f}**{ci} | | "
-            f"{_fmt(int(np.mean(agg['env_frames'])))} | {_fmt(int(np.mean(agg['agent_steps'])))} | |"
+            f"{cell(int(np.mean(agg['env_frames'])))} | {cell(int(np.mean(agg['agent_steps'])))} | |"
         )
     if random_row:
         lines.append(random_row)
@@ -205,8 +205,8 @@ def stages_table(stages: dict[str, Any], order: list[str]) -> str:
         r = stages[name]
         wall = f"{r['wall_s']:.1f} s" if "wall_s" in r else r.get("note", "–")
         lines.append(
-            f"| {name} | {wall} | {_fmt(r.get('env_frames'))} | {_fmt(r.get('agent_steps'))} "
-            f"| {_fmt(r.get('steps_per_s'))} | {_fmt(r.get('frames_per_s'))} | {_fmt(r.get('peak_rss_mib'))} |"
+            f"| {name} | {wall} | {cell(r.get('env_frames'))} | {cell(r.get('agent_steps'))} "
+            f"| {cell(r.get('steps_per_s'))} | {cell(r.get('frames_per_s'))} | {cell(r.get('peak_rss_mib'))} |"
         )
     return "\n".join(lines)
 
@@ -304,7 +304,7 @@ def plot_learning_curves(runs: list[AgentRun], path: Path) -> bool:
     fig, (ax_frames, ax_wall) = plt.subplots(1, 2, figsize=(11, 4))
     colors: dict[str, Any] = {}
     for run, (frames, wall, mean) in curves:
-        color = colors.setdefault(run.mode, f"C{len(colors)}")
+        color = colors.setdefault(run.label, f"C{len(colors)}")
         label = f"{run.label}, seed {run.seed}"
         ax_frames.plot(frames, mean, marker="o", color=color, label=label, alpha=0.8)
         ax_wall.plot(wall / 60, mean, marker="o", color=color, alpha=0.8)
@@ -369,7 +369,7 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
 def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experiments/reports") -> Path:
     """Write ``report_dir/<name>.md`` (and its PNG folder) for the pipeline output ``out``; returns its path."""
     out, report_dir = Path(out), Path(report_dir)
-    pipeline = _read_json(out / PIPELINE_FILE)
+    pipeline = read_json(out / PIPELINE_FILE)
     if pipeline is None:
         raise FileNotFoundError(f"{out / PIPELINE_FILE} is missing: {out} is not a pipeline output directory")
     config = pipeline["config"]
@@ -406,7 +406,7 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
             "run's totals (constant frames per step and throughput assumed).",
             f"![learning curves]({name}/learning_curves.png)",
         ]
-    vae_summary = _read_json(out / "vae" / "summary.json")
+    vae_summary = read_json(out / "vae" / "summary.json")
     if vae_summary is not None:
         parts += [
             "## VAE",

@@ -129,3 +129,20 @@ def test_finetune_bundle_evaluates_with_a_reconstruction_video(finetune_bundle, 
         EvaluateConfig(str(run_dir), episodes=1, video=str(video), device="cpu", out=str(tmp_path / "e.json"))
     )
     assert results["mode"] == "finetune" and video_codec(video) == "h264"
+
+
+def test_compare_arms_probes_the_policy_s_fine_tuned_encoder(finetune_bundle, one_torch_thread):
+    from experiments.compare_arms import arm_vae, reconstruction_mse
+    from experiments.report import AgentRun
+
+    run_dir, model, _ = finetune_bundle
+    vae = arm_vae(AgentRun("finetune-ppo", 0, run_dir, {}, None))
+    trained = find_extractor(model.policy).vae.state_dict()
+    assert all(torch.equal(vae.state_dict()[name], trained[name]) for name in trained)
+    frozen = arm_vae(AgentRun("ppo", 0, run_dir, {}, None))  # a frozen run sees the checkpoint as it is
+    assert not torch.equal(frozen.state_dict()["encoder.0.weight"], trained["encoder.0.weight"])
+    frames = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    spec = load_vae(run_dir / VAE_FILE).frame_spec
+    x = torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 255
+    expected = float(((vae.decode(vae.encode(x)[0]) - x) ** 2).mean())
+    assert reconstruction_mse(vae, frames, spec, batch=2) == pytest.approx(expected, rel=1e-5)

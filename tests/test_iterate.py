@@ -70,3 +70,40 @@ def test_second_round_collects_with_the_first_agent_and_refits_the_vae(two_round
         and "--init" in command
         and "--mix 0.5,0.5" in command
     )
+
+
+def test_compare_arms_reports_each_round_as_an_arm(two_rounds, tmp_path):
+    from experiments.compare_arms import Arm, write_report
+
+    config, _, stages, _ = two_rounds
+    out = config.round_dir(0).parent
+    arms = [
+        Arm("one-shot", str(out / "round0/agents/ppo__seed*")),
+        Arm("iterative", str(out / "round1/agents/ppo__seed*")),
+    ]
+    path = write_report(arms, name="arms", iterate=[str(out)], probe_data=str(config.pipeline(1).data_dir),
+                        report_dir=tmp_path)  # fmt: skip
+    text = path.read_text()
+    for r, label in enumerate(("one-shot", "iterative")):
+        ret = json.loads((config.agent_dir(r) / "evaluation.json").read_text())["mean_return"]
+        assert f"| {label} | 0 | {ret:.1f} ± " in text  # each arm's row holds its own round's return
+    refit = stages["round1/train-vae"]["datasets"][1]  # the agent's frames: round 0's VAE before, the refit after
+    assert f"{refit['init_val_mse_per_pixel']:,.5f} → {refit['val_mse_per_pixel']:,.5f}" in text
+    data = [json.loads((config.pipeline(r).data_dir / "manifest.json").read_text())["num_steps"] for r in (0, 1)]
+    agent = [json.loads((config.agent_dir(r) / "summary.json").read_text())["env_frames"] for r in (0, 1)]
+    assert f"| {sum(data) + sum(agent):,} |" in text  # round 1's cumulative env frames: both rounds' data and agents
+    assert "same budget" in text and (tmp_path / "arms" / "learning_curves.png").is_file()
+    assert "## VAE error on agent-collected frames" in text and text.count("| frozen VAE |") == 2
+
+
+def test_compare_arms_bad_input_is_explained(two_rounds, tmp_path):
+    from experiments.compare_arms import Arm, parse_arm, write_report
+
+    with pytest.raises(ValueError, match="LABEL=GLOB"):
+        parse_arm("runs/x/agents/ppo__seed*")
+    with pytest.raises(FileNotFoundError, match=r"\['typo'\]"):
+        write_report([Arm("typo", str(tmp_path / "nothing*"))], name="x", report_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a `worldmodel iterate` output"):
+        config = two_rounds[0]
+        arm = Arm("one-shot", str(config.agent_dir(0)))
+        write_report([arm], name="x", iterate=[str(tmp_path)], report_dir=tmp_path)

@@ -1,0 +1,294 @@
+"""Compare agents made in different ways: ``python -m experiments.compare_arms --name NAME --arm LABEL=GLOB ...``.
+
+An *arm* is a way of making an agent (a one-shot VAE, iterative rounds, a fine-tuned
+encoder), given as a label and a glob of agent run directories (``<mode>__seed<k>``), one
+per seed. The report holds, per arm, the returns (mean ± std over the evaluation episodes
+per seed, mean and 95% confidence interval across seeds), the training cost (env frames,
+wall-clock, env frames/s) and the learning curves; with ``--iterate``, a table per
+iterative chain of each round's data, VAE error before and after the refit on every
+dataset's held-out episodes, and agent; and, with ``--probe-data``, every arm's VAE error
+on held-out frames of that dataset (agent-collected frames, for issue 8): the frozen arms'
+VAEs as they are, the fine-tuned arms' encoders (taken out of the policy) with their
+decoders.
+
+Arms compare only at equal budgets: the report says where their env frames differ.
+
+>>> parse_arm("one-shot=runs/a/*/agents/ppo__seed*")
+Arm(label='one-shot', pattern='runs/a/*/agents/ppo__seed*')
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.iterate import ITERATE_FILE, STAGES_FILE
+from experiments.pipeline import read_json
+from experiments.report import (
+    AgentRun,
+    cell,
+    plot_learning_curves,
+    read_run,
+    returns_table,
+)
+from worldmodel.atomic import atomic_path
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of making agents: a label and a glob of their run directories (one per seed)."""
+
+    label: str
+    pattern: str
+
+    def runs(self) -> list[AgentRun]:
+        """The arm's finished runs, by seed."""
+        dirs = sorted(Path(p) for p in glob.glob(self.pattern))
+        runs = [run for d in dirs if (run := read_run(d, self.label)) is not None]
+        return sorted(runs, key=lambda run: run.seed)
+
+
+def parse_arm(text: str) -> Arm:
+    """``LABEL=GLOB`` as an :class:`Arm`."""
+    label, sep, pattern = text.partition("=")
+    if not sep or not label.strip() or not pattern.strip():
+        raise ValueError(f"--arm takes LABEL=GLOB (e.g. 'one-shot=runs/x/agents/ppo__seed*'), got {text!r}")
+    return Arm(label.strip(), pattern.strip())
+
+
+def cost_table(runs: list[AgentRun]) -> str:
+    """Per arm: seeds, agent env frames, training wall-clock and env frames/s (means over seeds)."""
+    lines = [
+        "| arm | seeds | agent env frames | agent steps | training wall-clock | env frames/s | trained on |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label in dict.fromkeys(run.label for run in runs):
+        arm = [run for run in runs if run.label == label]
+        frames = [run.summary["env_frames"] for run in arm]
+        walls = [run.summary["elapsed_s"] for run in arm]
+        machines = sorted({run.summary.get("machine", "not recorded") for run in arm})
+        lines.append(
+            f"| {label} | {', '.join(str(r.seed) for r in arm)} | {cell(int(np.mean(frames)))} "
+            f"| {cell(int(np.mean([r.summary['agent_steps'] for r in arm])))} | {np.mean(walls) / 60:.1f} min "
+            f"| {np.sum(frames) / np.sum(walls):.1f} | {'; '.join(machines)} |"
+        )
+    return "\n".join(lines)
+
+
+def _vae_summary(round_dir: Path) -> dict[str, Any] | None:
+    return read_json(round_dir / "vae" / "summary.json")
+
+
+def _data_frames(round_dir: Path) -> int | None:
+    manifest = read_json(round_dir / "data" / "manifest.json")
+    return None if manifest is None else int(manifest["num_steps"])
+
+
+def iterate_table(chain: Path) -> str:
+    """Round by round: data collected, the VAE's held-out error per dataset, the agent, cumulative env frames."""
+    config = read_json(chain / ITERATE_FILE)
+    if config is None:
+        raise FileNotFoundError(f"{chain / ITERATE_FILE} is missing: {chain} is not a `worldmodel iterate` output")
+    stages = read_json(chain / STAGES_FILE) or {}
+    cfg = config["config"]
+    lines = [
+        "| round | data (env frames) | VAE held-out MSE per pixel, per dataset: before refit → after "
+        "| agent return | agent env frames | cumulative env frames | wall-clock: collect + VAE + agent |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    total = 0
+    for r in range(cfg["rounds"]):
+        round_dir = chain / f"round{r}"
+        frames = _data_frames(round_dir)
+        vae = _vae_summary(round_dir)
+        agent = read_run(round_dir / "agents" / f"{cfg['algo']}__seed{cfg['seed']}")
+        if frames is None and vae is None and agent is None:
+            break
+        total += (frames or 0) + (agent.summary["env_frames"] if agent else 0)
+        errors = []
+        for k, d in enumerate((vae or {}).get("datasets", [])):
+            before = d.get("init_val_mse_per_pixel")
+            errors.append(
+                f"round {k} data: {cell(before, 5) + ' → ' if before is not None else ''}"
+                f"{cell(d.get('val_mse_per_pixel'), 5)}"
+            )
+        if vae is not None and not errors:
+            errors.append(f"round {r} data: {cell(vae['val_mse_per_pixel'], 5)}")
+        ev = agent.evaluation if agent else None
+        ret = f"{ev['mean_return']:.1f}" if ev else "–"
+        walls = [
+            stages.get(f"round{r}/collect", {}).get("wall_s"),
+            vae["wall_s"] if vae else None,
+            agent.summary["elapsed_s"] if agent else None,
+        ]
+        lines.append(
+            f"| {r} | {cell(frames)} | {'; '.join(errors) or '–'} "
+            f"| {ret} "
+            f"| {cell(agent.summary['env_frames']) if agent else '–'} | {cell(total)} "
+            f"| {' + '.join(cell(w / 60) + ' min' if w is not None else '–' for w in walls)} |"
+        )
+    return "\n".join(lines)
+
+
+def arm_vae(run: AgentRun) -> Any:
+    """The VAE an agent sees through: its bundle's checkpoint, or for ``finetune-`` runs the policy's trained copy."""
+    from agents.bundle import VAE_FILE, load_bundle
+    from agents.encoder_extractor import find_extractor
+    from worldmodel.checkpoint import load_vae
+
+    if run.mode.startswith("finetune-"):
+        bundle = load_bundle(run.run_dir, device="cpu")
+        vae = find_extractor(bundle.model.policy).vae
+        bundle.venv.close()
+    else:
+        vae = load_vae(run.run_dir / VAE_FILE).vae
+    return vae.eval()
+
+
+def reconstruction_mse(vae: Any, frames: np.ndarray, spec: Any, batch: int = 256) -> float:
+    """Mean squared error per pixel (in [0, 1] units) of decoding the posterior means of uint8 ``frames``."""
+    import torch
+
+    from worldmodel.frames import frames_to_tensor
+
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(frames), batch):
+            x = frames_to_tensor(frames[start : start + batch], spec)
+            mu, _ = vae.encode(x)
+            total += float(((vae.decode(mu) - x) ** 2).mean(dim=(1, 2, 3)).sum())
+    return total / len(frames)
+
+
+def probe_table(runs: list[AgentRun], data_dir: str) -> str:
+    """Every run's reconstruction error on all frames of ``data_dir`` (frames none of the VAEs trained on)."""
+    from worldmodel.checkpoint import read_frame_spec
+    from worldmodel.dataset import FrameDataset, check_frame_spec
+
+    dataset = FrameDataset.open(data_dir)
+    frames = dataset.frames(np.arange(len(dataset)))
+    lines = ["| arm | seed | VAE | MSE per pixel |", "|---|---|---|---|"]
+    per_arm: dict[str, list[float]] = {}
+    for run in runs:
+        spec = read_frame_spec(run.run_dir / "vae.safetensors")
+        check_frame_spec(dataset.frame_spec, spec, consumer=f"the VAE of {run.run_dir}")
+        mse = reconstruction_mse(arm_vae(run), frames, spec)
+        per_arm.setdefault(run.label, []).append(mse)
+        which = "policy's fine-tuned encoder + the VAE's decoder" if run.mode.startswith("finetune-") else "frozen VAE"
+        lines.append(f"| {run.label} | {run.seed} | {which} | {mse:.5f} |")
+    for label, values in per_arm.items():
+        lines.append(f"| **{label}** | all | | **{np.mean(values):.5f}** |")
+    return f"{len(frames):,} frames, {dataset.num_episodes} episodes of `{data_dir}`.\n\n" + "\n".join(lines)
+
+
+def budget_statement(runs: list[AgentRun]) -> str:
+    """Whether the arms trained their agents for the same env frames (within 1%)."""
+    frames = {run.label: int(np.mean([r.summary["env_frames"] for r in runs if r.label == run.label])) for run in runs}
+    low, high = min(frames.values()), max(frames.values())
+    if high - low <= 0.01 * high:
+        return f"Every arm's agents trained for the same budget: {high:,} env frames each (within 1%)."
+    listed = ", ".join(f"{label}: {n:,}" for label, n in frames.items())
+    return f"**The arms' agent budgets differ** ({listed}): compare them with care."
+
+
+def write_report(
+    arms: list[Arm],
+    *,
+    name: str,
+    iterate: list[str] = (),  # type: ignore[assignment]
+    probe_data: str | None = None,
+    notes: str | None = None,
+    report_dir: str | Path = "experiments/reports",
+    command: str = "",
+) -> Path:
+    """Write ``report_dir/<name>.md`` (and its PNG folder) comparing ``arms``; returns its path."""
+    runs = [run for arm in arms for run in arm.runs()]
+    missing = [arm.label for arm in arms if not any(run.label == arm.label for run in runs)]
+    if missing:
+        raise FileNotFoundError(f"no finished agent run matches the arm(s) {missing}: check their globs")
+    report_dir = Path(report_dir)
+    assets = report_dir / name
+    assets.mkdir(parents=True, exist_ok=True)
+    table, _ = returns_table(runs)
+    evals = {(ev["episodes"], ev["seed"]) for run in runs if (ev := run.evaluation)}
+    parts = [
+        f"# Arms compared ({name})",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{command or 'python -m experiments.compare_arms'}`.",
+        "## Arms",
+        "\n".join(f"- **{arm.label}**: `{arm.pattern}`" for arm in arms),
+        "## Returns",
+        "Final evaluation, deterministic actions; "
+        + (
+            f"every run on the same {next(iter(evals))[0]} tracks (episode seeds from {next(iter(evals))[1]})."
+            if len(evals) == 1
+            else f"**the runs were evaluated on different track sets** ({sorted(evals)})."
+        )
+        + " "
+        + budget_statement(runs),
+        table,
+        "## Cost",
+        "Agent training only, mean over seeds; env frames/s is the arm's total env frames over its total training "
+        "wall-clock. The extra stages of iterative training (collection with the agent, VAE refit) are in the "
+        "per-chain tables below.",
+        cost_table(runs),
+    ]
+    for chain in iterate:
+        parts += [f"## Iterative chain `{chain}`", iterate_table(Path(chain))]
+    if probe_data:
+        parts += [
+            "## VAE error on agent-collected frames",
+            "Reconstruction from the posterior mean, every frame of a dataset that no VAE trained on.",
+            probe_table(runs, probe_data),
+        ]
+    if plot_learning_curves(runs, assets / "learning_curves.png"):
+        parts += [
+            "## Learning curves",
+            "Evaluation return during training against env frames and against training wall-clock.",
+            f"![learning curves]({name}/learning_curves.png)",
+        ]
+    if notes:
+        parts += [Path(notes).read_text().strip()]
+    path = report_dir / f"{name}.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n\n".join(parts) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import shlex
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.compare_arms", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", required=True, help="report name: writes REPORT_DIR/<name>.md")
+    parser.add_argument("--arm", action="append", required=True, help="LABEL=GLOB of agent run dirs; repeat per arm")
+    parser.add_argument("--iterate", nargs="*", default=[], help="`worldmodel iterate` output dirs to tabulate")
+    parser.add_argument("--probe-data", help="dataset of frames no VAE trained on: every arm's VAE error on it")
+    parser.add_argument("--notes", help="a markdown file appended as the report's last section")
+    parser.add_argument("--report-dir", default="experiments/reports", help="where reports go")
+    args = parser.parse_args(argv)
+    try:
+        arms = [parse_arm(text) for text in args.arm]
+        path = write_report(
+            arms,
+            name=args.name,
+            iterate=args.iterate,
+            probe_data=args.probe_data,
+            notes=args.notes,
+            report_dir=args.report_dir,
+            command=shlex.join(["python -m experiments.compare_arms", *(argv if argv is not None else sys.argv[1:])]),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"compare_arms: error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
