@@ -65,18 +65,17 @@ def parse_arm(text: str) -> Arm:
 def cost_table(runs: list[AgentRun]) -> str:
     """Per arm: seeds, agent env frames, training wall-clock and env frames/s (means over seeds)."""
     lines = [
-        "| arm | seeds | agent env frames | agent steps | training wall-clock | env frames/s | trained on |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | seeds | agent env frames | agent steps | training wall-clock | env frames/s |",
+        "|---|---|---|---|---|---|",
     ]
     for label in dict.fromkeys(run.label for run in runs):
         arm = [run for run in runs if run.label == label]
         frames = [run.summary["env_frames"] for run in arm]
         walls = [run.summary["elapsed_s"] for run in arm]
-        machines = sorted({run.summary.get("machine", "not recorded") for run in arm})
         lines.append(
             f"| {label} | {', '.join(str(r.seed) for r in arm)} | {cell(int(np.mean(frames)))} "
             f"| {cell(int(np.mean([r.summary['agent_steps'] for r in arm])))} | {np.mean(walls) / 60:.1f} min "
-            f"| {np.sum(frames) / np.sum(walls):.1f} | {'; '.join(machines)} |"
+            f"| {np.sum(frames) / np.sum(walls):.1f} |"
         )
     return "\n".join(lines)
 
