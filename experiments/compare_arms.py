@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             probe_data=args.probe_data,
             notes=args.notes,
             report_dir=args.report_dir,
-            command=shlex.join(["python -m experiments.compare_arms", *(argv if argv is not None else sys.argv[1:])]),
+            command="python -m experiments.compare_arms " + shlex.join(argv if argv is not None else sys.argv[1:]),
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"compare_arms: error: {exc}", file=sys.stderr)
