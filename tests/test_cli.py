@@ -2,8 +2,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from worldmodel.checkpoint import save_vae
-from worldmodel.cli import main
+from worldmodel.cli import COMMANDS, main
 from worldmodel.frames import FrameSpec
 from worldmodel.vae import ConvVAE
 
@@ -20,3 +22,10 @@ def test_info_prints_checkpoint_description(tmp_path, tiny_config, capsys):
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "worldmodel", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "info" in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0 and f"usage: worldmodel {command}" in capsys.readouterr().out

@@ -101,6 +101,7 @@ def add_config_arguments(
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             kwargs["default"] = default
             kwargs["help"] += f" (default: {default})"
+        kwargs["help"] = kwargs["help"].replace("%", "%%")  # argparse %-formats help text
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif origin is Literal:
