@@ -69,8 +69,9 @@ from worldmodel.configargs import add_config_arguments, config_from_args
 
 ITERATE_FILE = "iterate.json"
 STAGES_FILE = "stages.json"
-ROUND_SEED_STRIDE = 1_000_000
-"""Round r collects episodes with seeds from r * ROUND_SEED_STRIDE (new tracks every round)."""
+ROUND_SEED_STRIDE = 10_000_000
+"""Round r > 0 collects episodes with seeds from r * ROUND_SEED_STRIDE: new tracks every round, and never
+the evaluation tracks (the pipeline's ``eval_seed`` onwards), which no VAE may train on."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,13 @@ def agent_collect_config(config: IterateConfig, r: int) -> Any:
     from envs.collect import CollectConfig
 
     extra = {"n_envs": config.collect_n_envs} if config.collect_n_envs else {}
+    seed, evaluation = r * ROUND_SEED_STRIDE, config.pipeline(r)
+    if seed < evaluation.eval_seed + evaluation.eval_episodes and evaluation.eval_seed < seed + config.collect_episodes:
+        raise ValueError(
+            f"round {r} would collect on seeds {seed}..{seed + config.collect_episodes - 1}, which include the "
+            f"evaluation tracks (seeds from {evaluation.eval_seed}): the refit VAE would train on them; "
+            "collect fewer episodes per round"
+        )
     return CollectConfig(
         config.env_id,
         out=config.pipeline(r).data_dir,
@@ -205,7 +213,7 @@ def agent_collect_config(config: IterateConfig, r: int) -> Any:
         policy_noise=config.policy_noise,
         epsilon=config.epsilon,
         max_steps=config.collect_max_steps,
-        seed=r * ROUND_SEED_STRIDE,
+        seed=seed,
         progress=config.progress,
         **extra,
     )

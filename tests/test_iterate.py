@@ -107,3 +107,17 @@ def test_compare_arms_bad_input_is_explained(two_rounds, tmp_path):
         config = two_rounds[0]
         arm = Arm("one-shot", str(config.agent_dir(0)))
         write_report([arm], name="x", iterate=[str(tmp_path)], report_dir=tmp_path)
+
+
+def test_later_rounds_never_collect_on_the_evaluation_tracks(tmp_path, monkeypatch):
+    import experiments.iterate as iterate
+
+    config = tiny_config(tmp_path, rounds=3, collect_episodes=100)
+    evaluation = config.pipeline(1)
+    tracks = set(range(evaluation.eval_seed, evaluation.eval_seed + evaluation.eval_episodes))
+    for r in (1, 2):
+        collect = iterate.agent_collect_config(config, r)
+        assert tracks.isdisjoint(range(collect.seed, collect.seed + collect.episodes))
+    monkeypatch.setattr(iterate, "ROUND_SEED_STRIDE", evaluation.eval_seed - 50)  # round 1 would reach them
+    with pytest.raises(ValueError, match="include the evaluation tracks"):
+        iterate.agent_collect_config(config, 1)
