@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from experiments.iterate import ITERATE_FILE, STAGES_FILE
-from experiments.pipeline import read_json
+from experiments.pipeline import EVALUATION_FILE, read_json
 from experiments.report import (
     AgentRun,
     cell,
@@ -47,10 +47,10 @@ class Arm:
     label: str
     pattern: str
 
-    def runs(self) -> list[AgentRun]:
-        """The arm's finished runs, by seed."""
+    def runs(self, evaluation_file: str = EVALUATION_FILE) -> list[AgentRun]:
+        """The arm's finished runs, by seed, with the evaluations in their ``evaluation_file``."""
         dirs = sorted(Path(p) for p in glob.glob(self.pattern))
-        runs = [run for d in dirs if (run := read_run(d, self.label)) is not None]
+        runs = [run for d in dirs if (run := read_run(d, self.label, evaluation_file)) is not None]
         return sorted(runs, key=lambda run: run.seed)
 
 
@@ -89,7 +89,7 @@ def _data_frames(round_dir: Path) -> int | None:
     return None if manifest is None else int(manifest["num_steps"])
 
 
-def iterate_table(chain: Path) -> str:
+def iterate_table(chain: Path, evaluation_file: str = EVALUATION_FILE) -> str:
     """Round by round: data collected, the VAE's held-out error per dataset, the agent, cumulative env frames."""
     config = read_json(chain / ITERATE_FILE)
     if config is None:
@@ -106,7 +106,7 @@ def iterate_table(chain: Path) -> str:
         round_dir = chain / f"round{r}"
         frames = _data_frames(round_dir)
         vae = _vae_summary(round_dir)
-        agent = read_run(round_dir / "agents" / f"{cfg['algo']}__seed{cfg['seed']}")
+        agent = read_run(round_dir / "agents" / f"{cfg['algo']}__seed{cfg['seed']}", None, evaluation_file)
         if frames is None and vae is None and agent is None:
             break
         total += (frames or 0) + (agent.summary["env_frames"] if agent else 0)
@@ -203,11 +203,16 @@ def write_report(
     iterate: list[str] = (),  # type: ignore[assignment]
     probe_data: str | None = None,
     notes: str | None = None,
+    evaluation_file: str = EVALUATION_FILE,
     report_dir: str | Path = "experiments/reports",
     command: str = "",
 ) -> Path:
-    """Write ``report_dir/<name>.md`` (and its PNG folder) comparing ``arms``; returns its path."""
-    runs = [run for arm in arms for run in arm.runs()]
+    """Write ``report_dir/<name>.md`` (and its PNG folder) comparing ``arms``; returns its path.
+
+    Returns come from each run's ``evaluation_file`` (another name than ``evaluation.json`` for
+    evaluations on other tracks, e.g. tracks no data collection touched).
+    """
+    runs = [run for arm in arms for run in arm.runs(evaluation_file)]
     missing = [arm.label for arm in arms if not any(run.label == arm.label for run in runs)]
     if missing:
         raise FileNotFoundError(f"no finished agent run matches the arm(s) {missing}: check their globs")
@@ -222,7 +227,7 @@ def write_report(
         "## Arms",
         "\n".join(f"- **{arm.label}**: `{arm.pattern}`" for arm in arms),
         "## Returns",
-        "Final evaluation, deterministic actions; "
+        f"Final evaluation (each run's `{evaluation_file}`), deterministic actions; "
         + (
             f"every run on the same {next(iter(evals))[0]} tracks (episode seeds from {next(iter(evals))[1]})."
             if len(evals) == 1
@@ -238,7 +243,7 @@ def write_report(
         cost_table(runs),
     ]
     for chain in iterate:
-        parts += [f"## Iterative chain `{chain}`", iterate_table(Path(chain))]
+        parts += [f"## Iterative chain `{chain}`", iterate_table(Path(chain), evaluation_file)]
     if probe_data:
         parts += [
             "## VAE error on agent-collected frames",
@@ -269,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterate", nargs="*", default=[], help="`worldmodel iterate` output dirs to tabulate")
     parser.add_argument("--probe-data", help="dataset of frames no VAE trained on: every arm's VAE error on it")
     parser.add_argument("--notes", help="a markdown file appended as the report's last section")
+    parser.add_argument("--evaluation", default=EVALUATION_FILE, help="evaluation JSON file name in each run dir")
     parser.add_argument("--report-dir", default="experiments/reports", help="where reports go")
     args = parser.parse_args(argv)
     try:
@@ -279,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             iterate=args.iterate,
             probe_data=args.probe_data,
             notes=args.notes,
+            evaluation_file=args.evaluation,
             report_dir=args.report_dir,
             command="python -m experiments.compare_arms " + shlex.join(argv if argv is not None else sys.argv[1:]),
         )

@@ -285,9 +285,9 @@ def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
     )
 
 
-def evaluation_predates_model(run_dir: Path) -> bool:
+def evaluation_predates_model(run_dir: Path, evaluation_file: str = EVALUATION_FILE) -> bool:
     """Whether the run's evaluation was made before its agent was trained further (so it is stale)."""
-    path, model = run_dir / EVALUATION_FILE, run_dir / "model.zip"
+    path, model = run_dir / evaluation_file, run_dir / "model.zip"
     return model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime
 
 

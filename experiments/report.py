@@ -102,18 +102,19 @@ class AgentRun:
         return f"{self.mode} on latents"
 
 
-def _current_evaluation(run_dir: Path) -> dict[str, Any] | None:
+def _current_evaluation(run_dir: Path, evaluation_file: str) -> dict[str, Any] | None:
     """The run's evaluation, unless it predates the model (made before the agent was trained further)."""
-    return None if evaluation_predates_model(run_dir) else read_json(run_dir / EVALUATION_FILE)
+    return None if evaluation_predates_model(run_dir, evaluation_file) else read_json(run_dir / evaluation_file)
 
 
-def read_run(run_dir: Path, arm: str | None = None) -> AgentRun | None:
-    """The agent run in ``run_dir`` (named ``<mode>__seed<k>``), or None before its summary.json exists."""
+def read_run(run_dir: Path, arm: str | None = None, evaluation_file: str = EVALUATION_FILE) -> AgentRun | None:
+    """The agent run in ``run_dir`` (named ``<mode>__seed<k>``) with the evaluation in ``evaluation_file``,
+    or None before its summary.json exists."""
     summary = read_json(run_dir / "summary.json")
     if summary is None:
         return None
     mode, seed = run_dir.name.rsplit("__seed", 1)
-    return AgentRun(mode, int(seed), run_dir, summary, _current_evaluation(run_dir), arm)
+    return AgentRun(mode, int(seed), run_dir, summary, _current_evaluation(run_dir, evaluation_file), arm)
 
 
 def find_runs(out: Path) -> list[AgentRun]:

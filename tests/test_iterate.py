@@ -121,3 +121,17 @@ def test_later_rounds_never_collect_on_the_evaluation_tracks(tmp_path, monkeypat
     monkeypatch.setattr(iterate, "ROUND_SEED_STRIDE", evaluation.eval_seed - 50)  # round 1 would reach them
     with pytest.raises(ValueError, match="include the evaluation tracks"):
         iterate.agent_collect_config(config, 1)
+
+
+def test_compare_arms_reads_the_evaluation_file_it_is_given(two_rounds, tmp_path):
+    from experiments.compare_arms import Arm, write_report
+
+    config = two_rounds[0]
+    run_dir = config.agent_dir(1)
+    other = json.loads((run_dir / "evaluation.json").read_text()) | {"mean_return": 12345.6, "seed": 3_000_000}
+    (run_dir / "evaluation-other.json").write_text(json.dumps(other))
+    arms = [Arm("iterative", str(run_dir))]
+    text = write_report(arms, name="o", iterate=[str(run_dir.parents[2])], evaluation_file="evaluation-other.json",
+                        report_dir=tmp_path).read_text()  # fmt: skip
+    assert "| iterative | 0 | 12345.6 ± " in text and "| 12345.6 |" in text  # returns table and round table
+    assert "episode seeds from 3000000" in text
