@@ -90,15 +90,19 @@ def _data_frames(round_dir: Path) -> int | None:
 
 
 def iterate_table(chain: Path, evaluation_file: str = EVALUATION_FILE) -> str:
-    """Round by round: data collected, the VAE's held-out error per dataset, the agent, cumulative env frames."""
+    """Round by round: data collected, the VAE's held-out error per dataset, the agent, cumulative frames.
+
+    Data counts the steps stored (a collector's skipped start frames, e.g. CarRacing's zoom, are not in it).
+    """
     config = read_json(chain / ITERATE_FILE)
     if config is None:
         raise FileNotFoundError(f"{chain / ITERATE_FILE} is missing: {chain} is not a `worldmodel iterate` output")
     stages = read_json(chain / STAGES_FILE) or {}
     cfg = config["config"]
     lines = [
-        "| round | data (env frames) | VAE held-out MSE per pixel, per dataset: before refit → after "
-        "| agent return | agent env frames | cumulative env frames | wall-clock: collect + VAE + agent |",
+        "| round | data (steps stored) | VAE held-out MSE per pixel, per dataset: before refit → after "
+        "| agent return | agent env frames | cumulative: data steps + agent env frames "
+        "| wall-clock: collect + VAE + agent |",
         "|---|---|---|---|---|---|---|",
     ]
     total = 0

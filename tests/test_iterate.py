@@ -91,7 +91,7 @@ def test_compare_arms_reports_each_round_as_an_arm(two_rounds, tmp_path):
     assert f"{refit['init_val_mse_per_pixel']:,.5f} → {refit['val_mse_per_pixel']:,.5f}" in text
     data = [json.loads((config.pipeline(r).data_dir / "manifest.json").read_text())["num_steps"] for r in (0, 1)]
     agent = [json.loads((config.agent_dir(r) / "summary.json").read_text())["env_frames"] for r in (0, 1)]
-    assert f"| {sum(data) + sum(agent):,} |" in text  # round 1's cumulative env frames: both rounds' data and agents
+    assert f"| {sum(data) + sum(agent):,} |" in text  # round 1 cumulative: both rounds' data steps and agent frames
     assert "same budget" in text and (tmp_path / "arms" / "learning_curves.png").is_file()
     assert "## VAE error on agent-collected frames" in text and text.count("| frozen VAE |") == 2
 
