@@ -36,8 +36,8 @@ from experiments.report import (
     plot_learning_curves,
     read_run,
     returns_table,
+    write_markdown,
 )
-from worldmodel.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -262,10 +262,7 @@ def write_report(
         ]
     if notes:
         parts += [Path(notes).read_text().strip()]
-    path = report_dir / f"{name}.md"
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n\n".join(parts) + "\n")
-    return path
+    return write_markdown(report_dir / f"{name}.md", parts)
 
 
 def main(argv: list[str] | None = None) -> int:

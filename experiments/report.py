@@ -431,9 +431,13 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
         f"The pipeline:\n\n```\n{commands}\n```",
         f"Its stages as single commands:\n\n```\n{stage_commands}\n```",
     ]
-    path = report_dir / f"{name}.md"
+    return write_markdown(report_dir / f"{name}.md", parts)
+
+
+def write_markdown(path: Path, sections: list[str]) -> Path:
+    """Write ``sections`` to ``path`` atomically, a blank line between them; returns ``path``."""
     with atomic_path(path) as tmp:
-        tmp.write_text("\n\n".join(parts) + "\n")
+        tmp.write_text("\n\n".join(sections) + "\n")
     return path
 
 
