@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import shlex
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from experiments.report import (
     plot_learning_curves,
     read_run,
     returns_table,
+    same_budget,
     write_markdown,
 )
 
@@ -145,7 +149,7 @@ def arm_vae(run: AgentRun) -> Any:
     from agents.encoder_extractor import find_extractor
     from worldmodel.checkpoint import load_vae
 
-    if run.mode.startswith("finetune-"):
+    if run.finetune:
         bundle = load_bundle(run.run_dir, device="cpu")
         vae = find_extractor(bundle.model.policy).vae
         bundle.venv.close()
@@ -171,19 +175,27 @@ def reconstruction_mse(vae: Any, frames: np.ndarray, spec: Any, batch: int = 256
 
 def probe_table(runs: list[AgentRun], data_dir: str) -> str:
     """Every run's reconstruction error on all frames of ``data_dir`` (frames none of the VAEs trained on)."""
-    from worldmodel.checkpoint import read_frame_spec
+    from agents.bundle import VAE_FILE
+    from worldmodel.checkpoint import file_sha256, read_frame_spec
     from worldmodel.dataset import FrameDataset, check_frame_spec
 
     dataset = FrameDataset.open(data_dir)
     frames = dataset.frames(np.arange(len(dataset)))
     lines = ["| arm | seed | VAE | MSE per pixel |", "|---|---|---|---|"]
     per_arm: dict[str, list[float]] = {}
+    frozen: dict[str, float] = {}  # by checkpoint hash: seeds that share one frozen VAE are measured once
     for run in runs:
-        spec = read_frame_spec(run.run_dir / "vae.safetensors")
+        spec = read_frame_spec(run.run_dir / VAE_FILE)
         check_frame_spec(dataset.frame_spec, spec, consumer=f"the VAE of {run.run_dir}")
-        mse = reconstruction_mse(arm_vae(run), frames, spec)
+        if run.finetune:
+            mse = reconstruction_mse(arm_vae(run), frames, spec)
+        else:
+            key = file_sha256(run.run_dir / VAE_FILE)
+            if key not in frozen:
+                frozen[key] = reconstruction_mse(arm_vae(run), frames, spec)
+            mse = frozen[key]
         per_arm.setdefault(run.label, []).append(mse)
-        which = "policy's fine-tuned encoder + the VAE's decoder" if run.mode.startswith("finetune-") else "frozen VAE"
+        which = "policy's fine-tuned encoder + the VAE's decoder" if run.finetune else "frozen VAE"
         lines.append(f"| {run.label} | {run.seed} | {which} | {mse:.5f} |")
     for label, values in per_arm.items():
         lines.append(f"| **{label}** | all | | **{np.mean(values):.5f}** |")
@@ -194,7 +206,7 @@ def budget_statement(runs: list[AgentRun]) -> str:
     """Whether the arms trained their agents for the same env frames (within 1%)."""
     frames = {run.label: int(np.mean([r.summary["env_frames"] for r in runs if r.label == run.label])) for run in runs}
     low, high = min(frames.values()), max(frames.values())
-    if high - low <= 0.01 * high:
+    if same_budget(low, high):
         return f"Every arm's agents trained for the same budget: {high:,} env frames each (within 1%)."
     listed = ", ".join(f"{label}: {n:,}" for label, n in frames.items())
     return f"**The arms' agent budgets differ** ({listed}): compare them with care."
@@ -204,7 +216,7 @@ def write_report(
     arms: list[Arm],
     *,
     name: str,
-    iterate: list[str] = (),  # type: ignore[assignment]
+    iterate: Sequence[str] = (),
     probe_data: str | None = None,
     notes: str | None = None,
     evaluation_file: str = EVALUATION_FILE,
@@ -266,9 +278,6 @@ def write_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import shlex
-    import sys
-
     parser = argparse.ArgumentParser(prog="python -m experiments.compare_arms", description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", required=True, help="report name: writes REPORT_DIR/<name>.md")
     parser.add_argument("--arm", action="append", required=True, help="LABEL=GLOB of agent run dirs; repeat per arm")

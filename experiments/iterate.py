@@ -198,16 +198,16 @@ def agent_collect_config(config: IterateConfig, r: int) -> Any:
     from envs.collect import CollectConfig
 
     extra = {"n_envs": config.collect_n_envs} if config.collect_n_envs else {}
-    seed, evaluation = r * ROUND_SEED_STRIDE, config.pipeline(r)
-    if seed < evaluation.eval_seed + evaluation.eval_episodes and evaluation.eval_seed < seed + config.collect_episodes:
+    seed, pipeline = r * ROUND_SEED_STRIDE, config.pipeline(r)
+    if seed < pipeline.eval_seed + pipeline.eval_episodes and pipeline.eval_seed < seed + config.collect_episodes:
         raise ValueError(
             f"round {r} would collect on seeds {seed}..{seed + config.collect_episodes - 1}, which include the "
-            f"evaluation tracks (seeds from {evaluation.eval_seed}): the refit VAE would train on them; "
+            f"evaluation tracks (seeds from {pipeline.eval_seed}): the refit VAE would train on them; "
             "collect fewer episodes per round"
         )
     return CollectConfig(
         config.env_id,
-        out=config.pipeline(r).data_dir,
+        out=pipeline.data_dir,
         episodes=config.collect_episodes,
         policy=str(config.agent_dir(r - 1)),
         policy_noise=config.policy_noise,

@@ -91,13 +91,18 @@ class AgentRun:
         return self.mode.startswith("pixels-")
 
     @property
+    def finetune(self) -> bool:
+        """Whether the policy fine-tuned its own copy of the VAE encoder."""
+        return self.mode.startswith("finetune-")
+
+    @property
     def label(self) -> str:
         """``ppo on latents``, ``ppo on pixels`` or ``ppo, fine-tuned encoder`` (or the arm's name)."""
         if self.arm is not None:
             return self.arm
         if self.pixels:
             return f"{self.mode.removeprefix('pixels-')} on pixels"
-        if self.mode.startswith("finetune-"):
+        if self.finetune:
             return f"{self.mode.removeprefix('finetune-')}, fine-tuned encoder"
         return f"{self.mode} on latents"
 
@@ -143,7 +148,7 @@ def _mode_key(runs: list[AgentRun], run: AgentRun) -> str:
     return run.label if len(budgets) <= 1 else f"{run.label} ({_budget(runs, run):,} frames)"
 
 
-def _same_budget(a: float, b: float) -> bool:
+def same_budget(a: float, b: float) -> bool:
     """Budgets within 1% are equal: a run stops at an episode or rollout end, a few frames either way."""
     return abs(a - b) <= BUDGET_TOLERANCE * max(a, b)
 
@@ -152,7 +157,7 @@ def _budget(runs: list[AgentRun], run: AgentRun) -> int:
     """The run's budget: the most env frames among runs of its label with the same budget as its own."""
     own = run.summary["env_frames"]
     return max(
-        r.summary["env_frames"] for r in runs if r.label == run.label and _same_budget(r.summary["env_frames"], own)
+        r.summary["env_frames"] for r in runs if r.label == run.label and same_budget(r.summary["env_frames"], own)
     )
 
 
@@ -346,7 +351,7 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
         separated = both_ci and best["mean"] - best["ci95"] > pix["mean"] + pix["ci95"]
         budget = (
             "at the same budget"
-            if _same_budget(pix_frames, frames)
+            if same_budget(pix_frames, frames)
             else f"trained for {pix_frames:,} env frames, not the same budget"
         )
         verdict = (
