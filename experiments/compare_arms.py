@@ -9,7 +9,8 @@ iterative chain of each round's data, VAE error before and after the refit on ev
 dataset's held-out episodes, and agent; and, with ``--probe-data``, every arm's VAE error
 on held-out frames of that dataset (agent-collected frames, for issue 8): the frozen arms'
 VAEs as they are, the fine-tuned arms' encoders (taken out of the policy) with their
-decoders.
+decoders; with both, how far each refit moved the latent code a policy reads
+(:func:`latent_shift`), which decides whether a round's agent could start from the last.
 
 Arms compare only at equal budgets: the report says where their env frames differ.
 
@@ -173,14 +174,21 @@ def reconstruction_mse(vae: Any, frames: np.ndarray, spec: Any, batch: int = 256
     return total / len(frames)
 
 
-def probe_table(runs: list[AgentRun], data_dir: str) -> str:
-    """Every run's reconstruction error on all frames of ``data_dir`` (frames none of the VAEs trained on)."""
-    from agents.bundle import VAE_FILE
-    from worldmodel.checkpoint import file_sha256, read_frame_spec
-    from worldmodel.dataset import FrameDataset, check_frame_spec
+def load_probe(data_dir: str) -> tuple[Any, np.ndarray]:
+    """The probe dataset and all its frames ``(N, h, w, c)`` uint8."""
+    from worldmodel.dataset import FrameDataset
 
     dataset = FrameDataset.open(data_dir)
-    frames = dataset.frames(np.arange(len(dataset)))
+    return dataset, dataset.frames(np.arange(len(dataset)))
+
+
+def probe_table(runs: list[AgentRun], data_dir: str, probe: tuple[Any, np.ndarray]) -> str:
+    """Every run's reconstruction error on all frames of the ``probe`` dataset (frames none of the VAEs trained on)."""
+    from agents.bundle import VAE_FILE
+    from worldmodel.checkpoint import file_sha256, read_frame_spec
+    from worldmodel.dataset import check_frame_spec
+
+    dataset, frames = probe
     lines = ["| arm | seed | VAE | MSE per pixel |", "|---|---|---|---|"]
     per_arm: dict[str, list[float]] = {}
     frozen: dict[str, float] = {}  # by checkpoint hash: seeds that share one frozen VAE are measured once
@@ -200,6 +208,94 @@ def probe_table(runs: list[AgentRun], data_dir: str) -> str:
     for label, values in per_arm.items():
         lines.append(f"| **{label}** | all | | **{np.mean(values):.5f}** |")
     return f"{len(frames):,} frames, {dataset.num_episodes} episodes of `{data_dir}`.\n\n" + "\n".join(lines)
+
+
+def posterior_means(vae: Any, frames: np.ndarray, spec: Any, batch: int = 256) -> np.ndarray:
+    """Posterior means ``(N, z)`` float64 of uint8 ``frames`` ``(N, h, w, c)``."""
+    import torch
+
+    from worldmodel.frames import frames_to_tensor
+
+    with torch.inference_mode():
+        means = [vae.encode(frames_to_tensor(frames[i : i + batch], spec))[0] for i in range(0, len(frames), batch)]
+    return torch.cat(means).double().numpy()
+
+
+@dataclass(frozen=True)
+class LatentShift:
+    """How far a refit moved the code a policy reads, over the old VAE's active dimensions, on some frames."""
+
+    dims: int
+    """The old VAE's active dimensions (those its latent statistics mark active)."""
+    shift: float
+    """RMS change of each mean, in units of that dimension's std over the frames under the old VAE:
+    0 means a policy trained on the old latents could be kept as it is."""
+    affine_r2: float
+    """R^2 (mean over the dimensions) of the best affine map from the new means back to the old ones:
+    near 1 means the old code is still there, linearly (a policy's first layer could be refit)."""
+
+
+def latent_shift(old: Any, new: Any, frames: np.ndarray) -> LatentShift | None:
+    """The :class:`LatentShift` from checkpoint ``old`` to ``new`` (same latent size) on ``frames``; None when
+    the old VAE marks no dimension active.
+
+    >>> import torch
+    >>> from worldmodel.checkpoint import LatentStats, VAECheckpoint
+    >>> from worldmodel.frames import FrameSpec
+    >>> from worldmodel.vae import ConvVAE, VAEConfig
+    >>> torch.manual_seed(0) and None
+    >>> vae = ConvVAE(VAEConfig(16, 16, latent_dim=4, width_multiplier=0.25))
+    >>> stats = LatentStats(np.zeros(4), np.ones(4), np.ones(4, bool))
+    >>> old = VAECheckpoint(vae, FrameSpec(16, 16), latent_stats=stats)
+    >>> frames = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+    >>> same = latent_shift(old, old, frames)
+    >>> same.dims, same.shift, round(same.affine_r2, 6)
+    (4, 0.0, 1.0)
+    """
+    from worldmodel.encoder import MIN_STD
+
+    stats = old.latent_stats
+    if stats is None:
+        raise ValueError("latent_shift needs the old checkpoint's latent statistics (written by `worldmodel train-vae`)")
+    active = np.flatnonzero(stats.active)
+    if active.size == 0:
+        return None
+    before = posterior_means(old.vae.eval(), frames, old.frame_spec)[:, active]
+    after = posterior_means(new.vae.eval(), frames, new.frame_spec)
+    spread = np.maximum(before.std(axis=0), MIN_STD)
+    shift = float(np.sqrt(np.mean(((after[:, active] - before) / spread) ** 2)))
+    design = np.column_stack([after, np.ones(len(after))])
+    coef, *_ = np.linalg.lstsq(design, before, rcond=None)
+    residual = ((before - design @ coef) ** 2).sum(axis=0)
+    total = np.maximum(((before - before.mean(axis=0)) ** 2).sum(axis=0), MIN_STD)
+    return LatentShift(int(active.size), shift, float(np.mean(1 - residual / total)))
+
+
+def latent_shift_table(chains: Sequence[str], data_dir: str, probe: tuple[Any, np.ndarray]) -> str:
+    """Per chain and round r > 0: how far round r's refit VAE moved round r-1's latents, on the probe frames."""
+    from worldmodel.checkpoint import load_vae
+    from worldmodel.dataset import check_frame_spec
+
+    dataset, frames = probe
+    lines = [
+        "| chain | round | active dims: before → after | latent shift (std units) | affine R² new → old |",
+        "|---|---|---|---|---|",
+    ]
+    for chain in chains:
+        vaes = sorted(Path(chain).glob("round*/vae/best.safetensors"), key=lambda p: int(p.parts[-3][5:]))
+        for old_path, new_path in zip(vaes, vaes[1:]):
+            old, new = load_vae(old_path, device="cpu"), load_vae(new_path, device="cpu")
+            check_frame_spec(dataset.frame_spec, new.frame_spec, consumer=f"the VAE {new_path}")
+            shift = latent_shift(old, new, frames)
+            new_dims = int(new.latent_stats.active.sum()) if new.latent_stats is not None else "–"
+            if shift is None:
+                lines.append(f"| `{chain}` | {new_path.parts[-3][5:]} | 0 → {new_dims} | – | – |")
+                continue
+            lines.append(
+                f"| `{chain}` | {new_path.parts[-3][5:]} | {shift.dims} → {new_dims} "
+                f"| {shift.shift:.2f} | {shift.affine_r2:.3f} |"
+            )
+    return f"On the {len(frames):,} frames of `{data_dir}`.\n\n" + "\n".join(lines)
 
 
 def budget_statement(runs: list[AgentRun]) -> str:
@@ -261,11 +357,20 @@ def write_report(
     for chain in iterate:
         parts += [f"## Iterative chain `{chain}`", iterate_table(Path(chain), evaluation_file)]
     if probe_data:
+        probe = load_probe(probe_data)
         parts += [
             "## VAE error on agent-collected frames",
             "Reconstruction from the posterior mean, every frame of a dataset that no VAE trained on.",
-            probe_table(runs, probe_data),
+            probe_table(runs, probe_data, probe),
         ]
+        if iterate:
+            parts += [
+                "## How far each refit moved the latent code",
+                "What a policy trained on round r-1's latents would see under round r's VAE, over round r-1's "
+                "active dimensions: the RMS change of each posterior mean in units of its std, and the R² of the "
+                "best affine map from the new means back to the old (1: the old code is still there, linearly).",
+                latent_shift_table(iterate, probe_data, probe),
+            ]
     if plot_learning_curves(runs, assets / "learning_curves.png"):
         parts += [
             "## Learning curves",

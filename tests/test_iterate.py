@@ -94,6 +94,44 @@ def test_compare_arms_reports_each_round_as_an_arm(two_rounds, tmp_path):
     assert f"| {sum(data) + sum(agent):,} |" in text  # round 1 cumulative: both rounds' data steps and agent frames
     assert "same budget" in text and (tmp_path / "arms" / "learning_curves.png").is_file()
     assert "## VAE error on agent-collected frames" in text and text.count("| frozen VAE |") == 2
+    assert "## How far each refit moved the latent code" in text
+    assert f"| `{out}` | 1 | " in text and f"| `{out}` | 0 | " not in text  # one row per refit, none for round 0
+
+
+def test_latent_shift_measures_how_far_the_code_moved():
+    import copy
+
+    import numpy as np
+    import torch
+
+    from experiments.compare_arms import latent_shift
+    from worldmodel.checkpoint import LatentStats, VAECheckpoint
+    from worldmodel.frames import FrameSpec
+    from worldmodel.vae import ConvVAE, VAEConfig
+
+    torch.manual_seed(0)
+    vae = ConvVAE(VAEConfig(16, 16, latent_dim=4, width_multiplier=0.25)).eval()
+    active = np.array([True, True, False, True])
+    old = VAECheckpoint(vae, FrameSpec(16, 16), latent_stats=LatentStats(np.zeros(4), np.ones(4), active))
+    moved = copy.deepcopy(vae)
+    offset = torch.tensor([0.5, -1.0, 9.0, 2.0])
+    with torch.no_grad():
+        moved.fc_mu.bias += offset  # every mean moves by a constant: a pure shift, the code itself intact
+    new = VAECheckpoint(moved, FrameSpec(16, 16))
+    frames = np.random.default_rng(0).integers(0, 256, (200, 16, 16, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        from worldmodel.frames import frames_to_tensor
+
+        spread = vae.encode(frames_to_tensor(frames, FrameSpec(16, 16)))[0].double().numpy().std(axis=0)
+    shift = latent_shift(old, new, frames)
+    expected = np.sqrt(np.mean((offset.numpy()[active] / spread[active]) ** 2))  # the inactive dim's 9.0 not counted
+    assert shift.dims == 3 and shift.shift == pytest.approx(expected, rel=1e-4)
+    assert shift.affine_r2 == pytest.approx(1.0, abs=1e-6)
+    with torch.no_grad():
+        moved.fc_mu.weight.copy_(torch.randn_like(moved.fc_mu.weight))  # a new code: old means no longer recoverable
+    assert latent_shift(old, new, frames).affine_r2 < 0.9
+    assert latent_shift(VAECheckpoint(vae, FrameSpec(16, 16), latent_stats=LatentStats(
+        np.zeros(4), np.ones(4), np.zeros(4, bool))), new, frames) is None  # fmt: skip
 
 
 def test_compare_arms_bad_input_is_explained(two_rounds, tmp_path):
