@@ -1,8 +1,8 @@
 """End to end on the toy env: collect -> train VAE -> train PPO on latents -> evaluate against random.
 
-In the default suite, since it is the check that learning from latents works: 136 s on
-2 idle CPU cores, 2-2.5 minutes on shared ones (collect ~8 s, VAE ~100 s, PPO
-~20 s, evaluation a few seconds). Settings:
+In the default suite, since it is the check that learning from latents works: 163 s on
+2 idle CPU cores, longer on shared ones (collect ~3 s, VAE ~105 s, PPO ~50 s,
+evaluation a few seconds). Settings:
 
 - collection: 300 random-policy episodes of at most 20 steps (300 target positions,
   ~6,300 frames) at 16x16 RGB, where DotTarget's 16 px squares are 4 px wide;
@@ -10,7 +10,11 @@ In the default suite, since it is the check that learning from latents works: 13
   A small VAE first learns the black background and only later, after one to three
   thousand steps, "discovers" each square in turn (its reconstruction error drops from
   ~27 to ~4 per image); 5,000 steps leave room for both;
-- PPO: the shipped DotTarget preset (VecNormalize on), 20,000 agent steps;
+- PPO: the shipped DotTarget preset (VecNormalize on) at its own budget, 50,000 agent
+  steps. At 20,000 the margin depended on the seed: seeds 0 and 2 fell short (0.78 and
+  0.94, agents at 0.13 and 0.18). With the same VAEs, 50,000 steps pass on every seed
+  tried (seeds 0-3: margins 1.77, 1.65, 1.76 and 1.90, agents at 1.01-1.13), so the
+  test runs seed 0, once the worst;
 - evaluation: the agent (deterministic) and a uniform-random policy on the same
   ``EVAL_EPISODES`` episode starts (the run's evaluation seed, disjoint from training).
 
@@ -40,7 +44,7 @@ TOY = "worldmodel/DotTarget-v0"
 EVAL_EPISODES = 30
 MARGIN = 1.0
 VAE_STEPS = 5000
-SEED = 1
+SEED = 0
 """Seeds collection, the VAE and the agent (the evaluation seed follows the agent's)."""
 
 
@@ -91,7 +95,6 @@ def test_agent_on_latents_beats_random(tmp_path, one_torch_thread):
         AgentConfig(
             TOY,
             vae=str(vae),
-            timesteps=20_000,
             seed=SEED,
             out=str(tmp_path / "agent"),
             device="cpu",
