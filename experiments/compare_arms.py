@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import shlex
 import sys
 import time
@@ -256,7 +257,9 @@ def latent_shift(old: Any, new: Any, frames: np.ndarray) -> LatentShift | None:
 
     stats = old.latent_stats
     if stats is None:
-        raise ValueError("latent_shift needs the old checkpoint's latent statistics (written by `worldmodel train-vae`)")
+        raise ValueError(
+            "latent_shift needs the old checkpoint's latent statistics: use a VAE written by `worldmodel train-vae`"
+        )
     active = np.flatnonzero(stats.active)
     if active.size == 0:
         return None
@@ -283,7 +286,7 @@ def latent_shift_table(chains: Sequence[str], data_dir: str, probe: tuple[Any, n
     ]
     for chain in chains:
         vaes = sorted(Path(chain).glob("round*/vae/best.safetensors"), key=lambda p: int(p.parts[-3][5:]))
-        for old_path, new_path in zip(vaes, vaes[1:]):
+        for old_path, new_path in itertools.pairwise(vaes):
             old, new = load_vae(old_path, device="cpu"), load_vae(new_path, device="cpu")
             check_frame_spec(dataset.frame_spec, new.frame_spec, consumer=f"the VAE {new_path}")
             shift = latent_shift(old, new, frames)
