@@ -260,6 +260,9 @@ def latent_shift(old: Any, new: Any, frames: np.ndarray) -> LatentShift | None:
         raise ValueError(
             "latent_shift needs the old checkpoint's latent statistics: use a VAE written by `worldmodel train-vae`"
         )
+    sizes = (old.vae.config.latent_dim, new.vae.config.latent_dim)
+    if sizes[0] != sizes[1]:
+        raise ValueError(f"latent_shift compares VAEs of one latent size (a refit), got {sizes[0]} and {sizes[1]}")
     active = np.flatnonzero(stats.active)
     if active.size == 0:
         return None
@@ -285,19 +288,15 @@ def latent_shift_table(chains: Sequence[str], data_dir: str, probe: tuple[Any, n
         "|---|---|---|---|---|",
     ]
     for chain in chains:
-        vaes = sorted(Path(chain).glob("round*/vae/best.safetensors"), key=lambda p: int(p.parts[-3][5:]))
-        for old_path, new_path in itertools.pairwise(vaes):
-            old, new = load_vae(old_path, device="cpu"), load_vae(new_path, device="cpu")
-            check_frame_spec(dataset.frame_spec, new.frame_spec, consumer=f"the VAE {new_path}")
+        vaes = {int(p.parts[-3].removeprefix("round")): p for p in Path(chain).glob("round*/vae/best.safetensors")}
+        for r_old, r in itertools.pairwise(sorted(vaes)):
+            old, new = (load_vae(vaes[k], device="cpu") for k in (r_old, r))
+            for k, checkpoint in ((r_old, old), (r, new)):
+                check_frame_spec(dataset.frame_spec, checkpoint.frame_spec, consumer=f"the VAE {vaes[k]}")
             shift = latent_shift(old, new, frames)
             new_dims = int(new.latent_stats.active.sum()) if new.latent_stats is not None else "–"
-            if shift is None:
-                lines.append(f"| `{chain}` | {new_path.parts[-3][5:]} | 0 → {new_dims} | – | – |")
-                continue
-            lines.append(
-                f"| `{chain}` | {new_path.parts[-3][5:]} | {shift.dims} → {new_dims} "
-                f"| {shift.shift:.2f} | {shift.affine_r2:.3f} |"
-            )
+            cells = f"{shift.shift:.2f} | {shift.affine_r2:.3f}" if shift else "– | –"
+            lines.append(f"| `{chain}` | {r} | {shift.dims if shift else 0} → {new_dims} | {cells} |")
     return f"On the {len(frames):,} frames of `{data_dir}`.\n\n" + "\n".join(lines)
 
 

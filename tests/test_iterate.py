@@ -132,6 +132,9 @@ def test_latent_shift_measures_how_far_the_code_moved():
     assert latent_shift(old, new, frames).affine_r2 < 0.9
     assert latent_shift(VAECheckpoint(vae, FrameSpec(16, 16), latent_stats=LatentStats(
         np.zeros(4), np.ones(4), np.zeros(4, bool))), new, frames) is None  # fmt: skip
+    wider = VAECheckpoint(ConvVAE(VAEConfig(16, 16, latent_dim=6, width_multiplier=0.25)), FrameSpec(16, 16))
+    with pytest.raises(ValueError, match="one latent size"):
+        latent_shift(old, wider, frames)
 
 
 def test_compare_arms_bad_input_is_explained(two_rounds, tmp_path):
