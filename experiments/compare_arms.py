@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import itertools
 import shlex
 import sys
 import time
@@ -95,16 +94,21 @@ def _data_frames(round_dir: Path) -> int | None:
     return None if manifest is None else int(manifest["num_steps"])
 
 
+def chain_config(chain: Path) -> dict[str, Any]:
+    """The ``IterateConfig`` fields a `worldmodel iterate` output directory was made with."""
+    config = read_json(chain / ITERATE_FILE)
+    if config is None:
+        raise FileNotFoundError(f"{chain / ITERATE_FILE} is missing: {chain} is not a `worldmodel iterate` output")
+    return config["config"]
+
+
 def iterate_table(chain: Path, evaluation_file: str = EVALUATION_FILE) -> str:
     """Round by round: data collected, the VAE's held-out error per dataset, the agent, cumulative frames.
 
     Data counts the steps stored (a collector's skipped start frames, e.g. CarRacing's zoom, are not in it).
     """
-    config = read_json(chain / ITERATE_FILE)
-    if config is None:
-        raise FileNotFoundError(f"{chain / ITERATE_FILE} is missing: {chain} is not a `worldmodel iterate` output")
+    cfg = chain_config(chain)
     stages = read_json(chain / STAGES_FILE) or {}
-    cfg = config["config"]
     lines = [
         "| round | data (steps stored) | VAE held-out MSE per pixel, per dataset: before refit → after "
         "| agent return | agent env frames | cumulative: data steps + agent env frames "
@@ -287,12 +291,14 @@ def latent_shift_table(chains: Sequence[str], data_dir: str, probe: tuple[Any, n
         "| chain | round | active dims: before → after | latent shift (std units) | affine R² new → old |",
         "|---|---|---|---|---|",
     ]
-    for chain in chains:
-        vaes = {int(p.parts[-3].removeprefix("round")): p for p in Path(chain).glob("round*/vae/best.safetensors")}
-        for r_old, r in itertools.pairwise(sorted(vaes)):
-            old, new = (load_vae(vaes[k], device="cpu") for k in (r_old, r))
-            for k, checkpoint in ((r_old, old), (r, new)):
-                check_frame_spec(dataset.frame_spec, checkpoint.frame_spec, consumer=f"the VAE {vaes[k]}")
+    for chain in map(Path, chains):
+        for r in range(1, chain_config(chain)["rounds"]):
+            paths = [chain / f"round{k}" / "vae" / "best.safetensors" for k in (r - 1, r)]
+            if not paths[1].is_file():
+                break  # the chain has not refit this round's VAE yet
+            old, new = (load_vae(path, device="cpu") for path in paths)
+            for path, checkpoint in zip(paths, (old, new), strict=True):
+                check_frame_spec(dataset.frame_spec, checkpoint.frame_spec, consumer=f"the VAE {path}")
             shift = latent_shift(old, new, frames)
             new_dims = int(new.latent_stats.active.sum()) if new.latent_stats is not None else "–"
             cells = f"{shift.shift:.2f} | {shift.affine_r2:.3f}" if shift else "– | –"

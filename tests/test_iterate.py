@@ -106,7 +106,7 @@ def test_latent_shift_measures_how_far_the_code_moved():
 
     from experiments.compare_arms import latent_shift
     from worldmodel.checkpoint import LatentStats, VAECheckpoint
-    from worldmodel.frames import FrameSpec
+    from worldmodel.frames import FrameSpec, frames_to_tensor
     from worldmodel.vae import ConvVAE, VAEConfig
 
     torch.manual_seed(0)
@@ -120,8 +120,6 @@ def test_latent_shift_measures_how_far_the_code_moved():
     new = VAECheckpoint(moved, FrameSpec(16, 16))
     frames = np.random.default_rng(0).integers(0, 256, (200, 16, 16, 3), dtype=np.uint8)
     with torch.inference_mode():
-        from worldmodel.frames import frames_to_tensor
-
         spread = vae.encode(frames_to_tensor(frames, FrameSpec(16, 16)))[0].double().numpy().std(axis=0)
     shift = latent_shift(old, new, frames)
     expected = np.sqrt(np.mean((offset.numpy()[active] / spread[active]) ** 2))  # the inactive dim's 9.0 not counted
