@@ -133,6 +133,8 @@ def test_latent_shift_measures_how_far_the_code_moved():
     wider = VAECheckpoint(ConvVAE(VAEConfig(16, 16, latent_dim=6, width_multiplier=0.25)), FrameSpec(16, 16))
     with pytest.raises(ValueError, match="one latent size"):
         latent_shift(old, wider, frames)
+    with pytest.raises(ValueError, match="latent statistics: use a VAE written by `worldmodel train-vae`"):
+        latent_shift(new, old, frames)  # new has no statistics to tell its active dimensions
 
 
 def test_compare_arms_bad_input_is_explained(two_rounds, tmp_path):
