@@ -35,6 +35,7 @@ another VAE, or encoding into it with another VAE, is refused naming both.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -106,6 +107,61 @@ def _check_vae(manifest: dict[str, Any], vae_sha256: str, out: Path, vae_name: s
         )
 
 
+def _new_manifest(
+    vae_sha256: str, vae_path: Path | str, latent_dim: int, env_id: str, action_shape: list[int], action_dtype: str
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "vae_sha256": vae_sha256,
+        "vae_path": str(vae_path),
+        "latent_dim": latent_dim,
+        "env_id": env_id,
+        "action_shape": action_shape,
+        "action_dtype": action_dtype,
+        "shards": [],
+    }
+
+
+def _write_shard(out: Path, name: str, episodes: list[LatentEpisode]) -> None:
+    """The three files of one shard of ``episodes``, each atomically, the steps file (the commit marker) last."""
+    mu_path, logvar_path, steps_path = _shard_files(out, name)
+    for path, key in ((mu_path, "mu"), (logvar_path, "logvar")):
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.concatenate([getattr(ep, key) for ep in episodes]).astype(np.float32))
+    steps = {key: np.concatenate([getattr(ep, key) for ep in episodes]) for key in _STEP_KEYS}
+    steps["length"] = np.array([len(ep.rewards) for ep in episodes], np.int64)
+    with atomic_path(steps_path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **steps)
+
+
+def write_latents(
+    out: str | os.PathLike, episodes: list[LatentEpisode], *, vae_sha256: str, env_id: str, vae_path: str = ""
+) -> LatentSequences:
+    """Write latent sequences made elsewhere (another encoder, a synthetic toy) as a complete latents directory.
+
+    >>> import tempfile
+    >>> ep = LatentEpisode(np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), np.array([0, 1]),
+    ...                    np.zeros(2, np.float32), np.array([False, True]), np.zeros(2, bool))
+    >>> write_latents(tempfile.mkdtemp(), [ep, ep], vae_sha256="0" * 64, env_id="Toy-v0").lengths.tolist()
+    [2, 2]
+    """
+    out = Path(out)
+    if _read_manifest(out) is not None:
+        raise LatentsError(f"{out} already holds latents; write into a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    actions = episodes[0].actions
+    manifest = _new_manifest(vae_sha256, vae_path, episodes[0].mu.shape[1], env_id, list(actions.shape[1:]),
+                             str(actions.dtype))  # fmt: skip
+    _write_shard(out, "episodes", episodes)
+    content = file_sha256(_shard_files(out, "episodes")[0]) + file_sha256(_shard_files(out, "episodes")[2])
+    manifest["shards"] = [{"name": "episodes", "frames_sha256": None, "num_frames": sum(len(ep.mu) for ep in episodes),
+                           "num_episodes": len(episodes)}]  # fmt: skip
+    manifest["dataset_id"] = hashlib.sha256(content.encode()).hexdigest()[:16]
+    write_json_atomic(out / MANIFEST, manifest)
+    return LatentSequences.open(out)
+
+
 def encode_dataset(
     data_dir: str | os.PathLike,
     vae: str | os.PathLike,
@@ -138,17 +194,8 @@ def encode_dataset(
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(f".*{TEMP_SUFFIX}"):  # left by a killed run
         stale.unlink(missing_ok=True)
-    manifest = _read_manifest(out) or {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "vae_sha256": vae_sha256,
-        "vae_path": str(vae),
-        "latent_dim": encoder.latent_dim,
-        "env_id": ds.env_id,
-        "action_shape": action_shape,
-        "action_dtype": action_dtype,
-        "shards": [],
-    }
+    manifest = _read_manifest(out) or _new_manifest(vae_sha256, vae, encoder.latent_dim, ds.env_id, action_shape,
+                                                    action_dtype)  # fmt: skip
     _check_vae(manifest, vae_sha256, out, f"--vae {vae}")
     if (manifest["env_id"], manifest["action_shape"], manifest["action_dtype"]) != (
         ds.env_id, action_shape, action_dtype
@@ -171,22 +218,17 @@ def encode_dataset(
     for i in todo:
         shard = shards[i]
         episodes = [ds.episode(e) for e in range(first_episode[i], first_episode[i + 1])]
-        frames = [ep.frames for ep in episodes]
-        mu, logvar = [], []
-        for ep_frames in frames:
-            for start in range(0, len(ep_frames), batch_size):
-                m, lv = encoder.posterior(np.array(ep_frames[start : start + batch_size]))  # (b, z) each
+        encoded = []
+        for ep in episodes:
+            mu, logvar = [], []
+            for start in range(0, len(ep.frames), batch_size):
+                m, lv = encoder.posterior(np.array(ep.frames[start : start + batch_size]))  # (b, z) each
                 mu.append(m)
                 logvar.append(lv)
                 bar.update(len(m))
-        mu_path, logvar_path, steps_path = _shard_files(out, shard["name"])
-        for path, array in ((mu_path, mu), (logvar_path, logvar)):
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.save(f, np.concatenate(array).astype(np.float32))
-        steps = {key: np.concatenate([getattr(ep, key) for ep in episodes]) for key in _STEP_KEYS}
-        steps["length"] = np.array([len(ep.rewards) for ep in episodes], np.int64)
-        with atomic_path(steps_path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **steps)
+            steps = {key: getattr(ep, key) for key in _STEP_KEYS}
+            encoded.append(LatentEpisode(np.concatenate(mu), np.concatenate(logvar), **steps))
+        _write_shard(out, shard["name"], encoded)
         wanted[i] = {"name": shard["name"], "frames_sha256": shard["frames_sha256"],
                      "num_frames": shard["num_frames"], "num_episodes": shard["num_episodes"]}  # fmt: skip
         manifest["shards"] = [entry for entry in wanted if entry is not None]

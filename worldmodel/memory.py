@@ -57,6 +57,9 @@ class MemoryConfig(DictConfig):
     """LSTM units (256 in World Models)."""
     mixtures: int = 5
     """Gaussian components per latent dimension (5 in World Models)."""
+    residual: bool = True
+    """Predict component means as offsets from z_t (copying the last latent is then the starting point);
+    False predicts them outright, as World Models."""
     reward_weight: float = 1.0
     """Weight of the reward MSE in the total loss."""
     end_weight: float = 1.0
@@ -101,7 +104,8 @@ class MDNRNN(nn.Module):
     The mixture is per dimension, as in World Models: each of the z dimensions of ``z_{t+1}``
     has its own K-component one-dimensional Gaussian mixture (its own weights, means and
     scales), and dimensions are independent given ``h_t``. A linear layer maps ``h_t`` to
-    the ``3 * z * K`` mixture parameters; two more map it to the reward and the end logit.
+    the ``3 * z * K`` mixture parameters (with ``residual``, the means as offsets from ``z_t``);
+    two more map it to the reward and the end logit.
     """
 
     def __init__(self, config: MemoryConfig) -> None:
@@ -147,6 +151,8 @@ class MDNRNN(nn.Module):
         b, t = z.shape[:2]
         params = self.mdn(hidden).view(b, t, cfg.latent_dim, 3, cfg.mixtures)  # (B, T, z, 3, K)
         logits, means, log_stds = params.unbind(3)  # (B, T, z, K) each
+        if cfg.residual:
+            means = means + z.unsqueeze(-1)
         return MemoryOutput(
             logits=logits,
             means=means,

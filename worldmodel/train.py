@@ -569,14 +569,7 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
     vae.to(ctx.device)
     if config.channels_last:
         vae.to(memory_format=torch.channels_last)
-    optimizer, scheduler = adamw_with_schedule(
-        vae.parameters(),
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        total_steps=total_steps,
-        warmup_steps=config.warmup_steps,
-        min_lr_fraction=config.min_lr_fraction,
-    )
+    optimizer, scheduler = adamw_with_schedule(vae.parameters(), config, total_steps)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     if config.resume:
         optimizer.load_state_dict(optimizer_state)

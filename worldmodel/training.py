@@ -23,7 +23,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -100,14 +100,23 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: floa
     return min_fraction + (1.0 - min_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class ScheduleSettings(Protocol):
+    """The optimiser fields a trainer's config has."""
+
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    min_lr_fraction: float
+
+
 def adamw_with_schedule(
-    params: Any, *, lr: float, weight_decay: float, total_steps: int, warmup_steps: int, min_lr_fraction: float
+    params: Any, settings: ScheduleSettings, total_steps: int
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and its :func:`lr_factor` schedule (warm-up capped at a tenth of the run)."""
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    warmup = min(warmup_steps, total_steps // 10)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    warmup = min(settings.warmup_steps, total_steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup, min_lr_fraction)
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, settings.min_lr_fraction)
     )
     return optimizer, scheduler
 
