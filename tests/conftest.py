@@ -70,18 +70,19 @@ def _greedy_dot_action(state) -> int:
 def latent_reference(toy_vae_path):
     """Runs of the single-env LatentObservation, one per env, for equivalence tests of the vector wrappers.
 
-    ``latent_reference(make_env, num_envs, steps, seed, **wrapper_kwargs)`` returns, per env
+    ``latent_reference(make_env, num_envs, steps, seed, wrap=None, **wrapper_kwargs)`` returns, per env
     ``i`` (reset with ``seed + i``), ``{"reset": first obs, "steps": [...]}`` where each step is
     ``{"action", "obs", "terminated", "truncated", "next_reset"}`` (``next_reset``: the
     observation after the automatic reset, or None). Actions are greedy moves towards the
-    target, so episodes end both by termination and by truncation.
+    target, so episodes end both by termination and by truncation. ``wrap(env)`` replaces the
+    LatentObservation (then ``wrapper_kwargs`` are unused).
     """
     from envs.latent_observation import LatentObservation
 
-    def run(make_env, num_envs: int, steps: int, seed: int, **kwargs):
+    def run(make_env, num_envs: int, steps: int, seed: int, wrap=None, **kwargs):
         runs = []
         for i in range(num_envs):
-            env = LatentObservation(make_env(), toy_vae_path, device="cpu", **kwargs)
+            env = wrap(make_env()) if wrap else LatentObservation(make_env(), toy_vae_path, device="cpu", **kwargs)
             obs, info = env.reset(seed=seed + i)
             run_i = {"reset": obs, "steps": []}
             for _ in range(steps):
