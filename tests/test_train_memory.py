@@ -1,5 +1,6 @@
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -147,5 +148,7 @@ def test_train_memory_command_encodes_the_dataset_first(blob_dataset, tmp_path, 
     ckpt = load_memory(tmp_path / "run" / "best.safetensors", vae_sha256=file_sha256(vae))
     assert not ckpt.model.config.discrete_actions and ckpt.model.config.action_dim == 1
     assert (tmp_path / "run" / "latents" / "latents.json").exists()
+    strip = cv2.imread(str(tmp_path / "run" / "rollout.png"))  # real | VAE | dreamt rows of 23 - 10 frames
+    assert strip.shape == (3 * 16 + 2 * 2, 13 * 16 + 12 * 2, 3)
     assert main(argv) == 2
     assert "already holds a training run" in capsys.readouterr().err

@@ -244,6 +244,30 @@ def sample(out: MemoryOutput, temperature: float = 1.0, generator: torch.Generat
     return mean + eps * torch.exp(log_std) * math.sqrt(temperature)
 
 
+@torch.no_grad()
+def dream(
+    model: MDNRNN,
+    z0: torch.Tensor,
+    actions: torch.Tensor,
+    state: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Roll the model forward open loop: ``(B, K, z)`` predicted ``z_1 .. z_K`` from ``z0`` ``(B, z)``.
+
+    Each step feeds the previous prediction (the mixture mean) and the next of the given
+    action vectors ``(B, K, a)``; ``state`` is the LSTM state before reading ``z0``.
+
+    >>> model = MDNRNN(MemoryConfig(latent_dim=2, action_dim=1, hidden=4))
+    >>> dream(model, torch.zeros(3, 2), torch.zeros(3, 5, 1)).shape
+    torch.Size([3, 5, 2])
+    """
+    z, out = z0.unsqueeze(1), []  # (B, 1, z)
+    for k in range(actions.shape[1]):
+        step = model(z, actions[:, k : k + 1], state)
+        z, state = step.expected_next(), step.state  # (B, 1, z)
+        out.append(z)
+    return torch.cat(out, 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 

@@ -19,8 +19,9 @@ Held-out diagnostics, every epoch, on the posterior means:
   end rate, and the share of ends predicted (p > 0.5) and of false alarms.
 
 RUN_DIR holds ``best.safetensors`` and ``last.safetensors`` (memory checkpoints tied to the
-VAE's SHA-256), ``resume.safetensors``, ``config.json``, ``metrics.jsonl``, ``summary.json``
-and ``tb/``, with the guarantees of ``train-vae`` (:mod:`worldmodel.training`): a run killed
+VAE's SHA-256), ``resume.safetensors``, ``config.json``, ``metrics.jsonl``, ``summary.json``,
+``tb/`` and, when trained from DATA, ``rollout.png`` (:func:`rollout_strip`: real frames, their
+VAE decodings and the decodings of an open-loop rollout from the same start and actions), with the guarantees of ``train-vae`` (:mod:`worldmodel.training`): a run killed
 at any point resumes with ``--resume`` from its last completed epoch and ends exactly as an
 uninterrupted run. One process, on the CPU or a GPU (no DDP), always in fp32.
 
@@ -60,12 +61,23 @@ import torch
 import torch.nn.functional as F
 
 from worldmodel.atomic import write_json_atomic
-from worldmodel.checkpoint import CheckpointError, file_sha256
+from worldmodel.checkpoint import CheckpointError, file_sha256, load_vae
 from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.dataset import DatasetError
+from worldmodel.dataset import DatasetError, FrameDataset
+from worldmodel.diagnostics import image_grid, write_png
 from worldmodel.distributed import DistContext, init_distributed
+from worldmodel.frames import tensor_to_frames
 from worldmodel.latent_sequences import LatentSequences, LatentsError, encode_dataset
-from worldmodel.memory import LOG_STD_MIN, MDNRNN, MemoryConfig, memory_loss, mixture_log_prob, save_memory
+from worldmodel.memory import (
+    LOG_STD_MIN,
+    MDNRNN,
+    MemoryConfig,
+    dream,
+    load_memory,
+    memory_loss,
+    mixture_log_prob,
+    save_memory,
+)
 from worldmodel.training import (
     MetricsLog,
     NonFiniteLossError,
@@ -77,6 +89,7 @@ from worldmodel.training import (
     load_resume_state,
     save_resume_state,
 )
+from worldmodel.vae import ConvVAE
 
 RESUME_FORMAT = "worldmodel.memory_train_state"
 OPEN_LOOP_HORIZONS = (1, 5, 20)
@@ -84,6 +97,9 @@ OPEN_LOOP_STRIDE = 10
 """Open-loop rollouts start every this many steps of each held-out episode."""
 BASELINE_MAX_EPISODES = 1000
 """Fit the baselines on at most this many training episodes, evenly spread."""
+STRIP_START = 10
+"""The rollout strip's model reads this many real latents before it dreams on."""
+STRIP_STEPS = 20
 MIN_STD = math.exp(LOG_STD_MIN)
 """The baselines' smallest standard deviation: the memory model's."""
 
@@ -191,10 +207,16 @@ def _load_batch(latents: LatentSequences, rows: np.ndarray, model: MDNRNN, devic
         mu[i, : n + 1], logvar[i, : n + 1] = ep.mu, ep.logvar
         actions[i, :n], rewards[i, :n], ends[i, :n] = ep.actions, ep.rewards, ep.terminated
     mask = np.arange(t)[None] < lengths[:, None]  # (B, T)
-    acts = torch.from_numpy(actions.reshape(b, t, -1) if not model.config.discrete_actions else actions)
     as_tensor = lambda x: torch.from_numpy(x).to(device)  # noqa: E731
-    return _Batch(as_tensor(mu), as_tensor(logvar), model.action_input(acts).to(device), as_tensor(rewards),
-                  as_tensor(ends), as_tensor(mask), as_tensor(lengths))  # fmt: skip
+    return _Batch(as_tensor(mu), as_tensor(logvar), _action_vectors(model, actions, (b, t)).to(device),
+                  as_tensor(rewards), as_tensor(ends), as_tensor(mask), as_tensor(lengths))  # fmt: skip
+
+
+def _action_vectors(model: MDNRNN, actions: np.ndarray, lead: tuple[int, ...]) -> torch.Tensor:
+    """Float action vectors ``(*lead, a)`` of the stored actions ``(*lead, *action_shape)``."""
+    if model.config.discrete_actions:
+        return model.action_input(torch.from_numpy(np.asarray(actions)))
+    return model.action_input(torch.from_numpy(np.asarray(actions).reshape(*lead, -1)))
 
 
 def _memory_config(config: TrainMemoryConfig, latents: LatentSequences) -> MemoryConfig:
@@ -362,16 +384,35 @@ def _open_loop(model: MDNRNN, batch: _Batch, sq_err: dict, counts: dict) -> None
         if t0 > done:  # teacher-forced up to t0: the state after z_{t0-1}, a_{t0-1}
             state = model(batch.mu[:, done:t0], batch.actions[:, done:t0], state).state
             done = t0
-        z_hat, roll_state = batch.mu[:, t0 : t0 + 1], state  # (B, 1, z)
-        for k in range(1, min(horizon, t - t0) + 1):
-            out = model(z_hat, batch.actions[:, t0 + k - 1 : t0 + k], roll_state)
-            z_hat, roll_state = out.expected_next(), out.state  # (B, 1, z)
-            if k in OPEN_LOOP_HORIZONS:
-                valid = (batch.lengths >= t0 + k).double()  # (B,)
-                real = batch.mu[:, t0 + k]  # (B, z)
-                sq_err[k, "model"] += float(((z_hat[:, 0] - real).double().pow(2).mean(-1) * valid).sum())
-                sq_err[k, "copy"] += float(((batch.mu[:, t0] - real).double().pow(2).mean(-1) * valid).sum())
-                counts[k] += int(valid.sum())
+        z_hat = dream(model, batch.mu[:, t0], batch.actions[:, t0 : t0 + horizon], state)  # (B, K, z)
+        for k in OPEN_LOOP_HORIZONS:
+            if k > z_hat.shape[1]:
+                break
+            valid = (batch.lengths >= t0 + k).double()  # (B,)
+            real = batch.mu[:, t0 + k]  # (B, z)
+            sq_err[k, "model"] += float(((z_hat[:, k - 1] - real).double().pow(2).mean(-1) * valid).sum())
+            sq_err[k, "copy"] += float(((batch.mu[:, t0] - real).double().pow(2).mean(-1) * valid).sum())
+            counts[k] += int(valid.sum())
+
+
+@torch.no_grad()
+def rollout_strip(
+    model: MDNRNN, vae: ConvVAE, frames: np.ndarray, mu: np.ndarray, actions: torch.Tensor, start: int, steps: int
+) -> np.ndarray:
+    """Three rows of ``steps`` frames after ``start``: the real frames, the VAE's decodings of their latent
+    means, and the decodings of the memory model's open-loop rollout from ``start`` with the same actions.
+
+    ``frames`` uint8 ``(T + 1, h, w, c)`` and ``mu`` ``(T + 1, z)`` are one episode's; ``actions`` its
+    ``(T, a)`` action vectors. The model reads the real latents up to ``start``.
+    """
+    device = next(model.parameters()).device
+    z = torch.as_tensor(np.array(mu), device=device).unsqueeze(0)  # (1, T + 1, z)
+    a = actions.to(device).unsqueeze(0)  # (1, T, a)
+    state = model(z[:, :start], a[:, :start]).state if start else None
+    dreamt = dream(model, z[:, start], a[:, start : start + steps], state)[0]  # (K, z)
+    real = z[0, start + 1 : start + 1 + steps]  # (K, z)
+    return image_grid([np.asarray(frames[start + 1 : start + 1 + steps]), tensor_to_frames(vae.decode(real)),
+                       tensor_to_frames(vae.decode(dreamt))])  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,6 +524,8 @@ def train_memory(config: TrainMemoryConfig) -> Path:
             print(f"early stopping: no held-out improvement for {run.bad_epochs} epochs", file=sys.stderr)
             break
     log.close()
+    if config.data_dir is not None:
+        _write_rollout_png(out, config, latents, val_rows, ctx.device)
     _write_summary(out, run, latents, vae_sha256, ctx)
     return out / "best.safetensors"
 
@@ -547,6 +590,21 @@ def _train_epoch(
     sums /= max(weight, 1.0)
     return {"total": float(sums[0]), "nll": float(sums[1]), "reward": float(sums[2]), "end": float(sums[3]),
             "env_steps_per_s": weight / elapsed}  # fmt: skip
+
+
+def _write_rollout_png(
+    out: Path, config: TrainMemoryConfig, latents: LatentSequences, val_rows: np.ndarray, device: torch.device
+) -> None:
+    """``rollout.png``: :func:`rollout_strip` of the best model on the longest held-out episode."""
+    row = int(val_rows[np.argmax(latents.lengths[val_rows])])
+    length = int(latents.lengths[row])
+    start = min(STRIP_START, length - 1)
+    model = load_memory(out / "best.safetensors", device).model
+    vae = load_vae(config.vae, device=device).vae
+    episode = latents.episode(row)
+    frames = FrameDataset.open(config.data_dir).episode(row).frames
+    actions = _action_vectors(model, episode.actions, (length,))
+    write_png(out / "rollout.png", rollout_strip(model, vae, frames, episode.mu, actions, start, STRIP_STEPS))
 
 
 def _write_summary(out: Path, run: _Run, latents: LatentSequences, vae_sha256: str, ctx: DistContext) -> None:
