@@ -21,8 +21,9 @@ Held-out diagnostics, every epoch, on the posterior means:
 RUN_DIR holds ``best.safetensors`` and ``last.safetensors`` (memory checkpoints tied to the
 VAE's SHA-256), ``resume.safetensors``, ``config.json``, ``metrics.jsonl``, ``summary.json``,
 ``tb/`` and, when trained from DATA, ``rollout.png`` (:func:`rollout_strip`: real frames, their
-VAE decodings and the decodings of an open-loop rollout from the same start and actions), with the guarantees of ``train-vae`` (:mod:`worldmodel.training`): a run killed
-at any point resumes with ``--resume`` from its last completed epoch and ends exactly as an
+VAE decodings and the decodings of an open-loop rollout from the same start and actions).
+It keeps the guarantees of ``train-vae`` (:mod:`worldmodel.training`): a run killed at any
+point resumes with ``--resume`` from its last completed epoch and ends exactly as an
 uninterrupted run. One process, on the CPU or a GPU (no DDP), always in fp32.
 
 >>> import tempfile
