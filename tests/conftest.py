@@ -68,6 +68,19 @@ def toy_vae_path(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def toy_memory_path(toy_vae_path, tmp_path_factory) -> str:
+    """An untrained memory model (hidden 16) for the toy VAE's latents and DotTarget's 5 actions."""
+    from worldmodel.checkpoint import file_sha256
+    from worldmodel.memory import MDNRNN, MemoryConfig, save_memory
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("memory") / "memory.safetensors"
+    model = MDNRNN(MemoryConfig(6, 5, discrete_actions=True, hidden=16))
+    save_memory(path, model, vae_sha256=file_sha256(toy_vae_path))
+    return str(path)
+
+
 def _greedy_dot_action(state) -> int:
     """DotTarget action moving the agent along the axis where the target is furthest."""
     dx, dy = (state[2:] - state[:2]) * 56.0

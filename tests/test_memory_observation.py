@@ -20,17 +20,6 @@ from worldmodel.vae import ConvVAE, VAEConfig
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def toy_memory_path(toy_vae_path, tmp_path_factory) -> str:
-    """An untrained memory model (hidden 16) for the toy VAE's latents and DotTarget's 5 actions."""
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("memory") / "memory.safetensors"
-    save_memory(
-        path, MDNRNN(MemoryConfig(6, 5, discrete_actions=True, hidden=16)), vae_sha256=file_sha256(toy_vae_path)
-    )
-    return str(path)
-
-
 @pytest.mark.parametrize("include_cell", [False, True])
 def test_vec_matches_loop_of_single_env_wrappers(toy_vae_path, toy_memory_path, latent_reference, include_cell):
     steps, seed = 40, 3
