@@ -263,7 +263,7 @@ def _split(num_episodes: int, val_fraction: float, seed: int) -> tuple[np.ndarra
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _epoch_plan(train: np.ndarray, lengths: np.ndarray, config: TrainMemoryConfig, epoch: int) -> list[np.ndarray]:
+def _epoch_plan(train: np.ndarray, config: TrainMemoryConfig, epoch: int) -> list[np.ndarray]:
     """The batches of episode rows of ``epoch``, drawn from ``(seed, epoch)`` alone."""
     perm = np.random.default_rng([config.seed, epoch]).permutation(train)
     return [perm[i : i + config.batch_size] for i in range(0, len(perm), config.batch_size)]
@@ -457,7 +457,7 @@ def train_memory(config: TrainMemoryConfig) -> Path:
     latents = _open_latents(config, out, vae_sha256, str(ctx.device))
     train_rows, val_rows = _split(latents.num_episodes, config.val_fraction, config.seed)
     memory_config = _memory_config(config, latents)
-    plans = [_epoch_plan(train_rows, latents.lengths, config, e) for e in range(config.epochs)]
+    plans = [_epoch_plan(train_rows, config, e) for e in range(config.epochs)]
     total_steps = sum(_windows(rows, latents.lengths, config.seq_len) for plan in plans for rows in plan)
     torch.manual_seed(config.seed)
     model = MDNRNN(memory_config)
