@@ -172,9 +172,7 @@ def vae_section(vaes: dict[str, Path], held_out: dict[str, np.ndarray]) -> str:
 def agents_section(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     rows = []
     for run, by_backend in results.items():
-        cells = [
-            f"{np.mean(r['returns']):.1f} ± {confidence_interval(r['returns']):.1f}" for r in by_backend.values()
-        ]
+        cells = [f"{np.mean(r['returns']):.1f} ± {confidence_interval(r['returns']):.1f}" for r in by_backend.values()]
         gap = np.mean(by_backend["envpool"]["returns"]) - np.mean(by_backend["gymnasium"]["returns"])
         trained = by_backend["gymnasium"].get("trained_on_backend", "gymnasium")
         rows.append(f"| `{run}` | {trained} | " + " | ".join(cells) + f" | {gap:+.1f} |")
