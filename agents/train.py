@@ -106,6 +106,9 @@ class AgentConfig:
     """With --encoder finetune: weight of the VAE loss (recon + beta*KL per image) added to the RL loss (0: off)."""
     device: str = "auto"
     """Device of the policy and the encoder: auto, cpu, cuda."""
+    torch_threads: int | None = None
+    """Torch CPU threads of the trainer. Default: 1 when env threads (--backend envpool) or worker processes
+    (--subproc) share the cores, else torch's own; spinning OpenMP threads on busy cores cost up to 10x."""
     subproc: bool = False
     """Step the training envs (and the evaluation envs, one per episode up to n_envs) in worker processes."""
     eval_freq: int = 10_000
@@ -176,6 +179,20 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
         backend=config.backend,
     )
     return spec, hp, stack
+
+
+def trainer_threads(config: AgentConfig) -> int:
+    """Torch threads for ``config``'s trainer (see ``AgentConfig.torch_threads``).
+
+    >>> trainer_threads(AgentConfig("CarRacing-v3", backend="envpool"))
+    1
+    """
+    if config.torch_threads is not None:
+        if config.torch_threads < 1:
+            raise ValueError(f"--torch-threads must be >= 1, got {config.torch_threads}")
+        return config.torch_threads
+    envs_use_cores = config.backend == "envpool" or config.subproc
+    return 1 if envs_use_cores and not torch.cuda.is_available() else torch.get_num_threads()
 
 
 def seed_everything(seed: int) -> None:
@@ -272,6 +289,7 @@ def train_agent(config: AgentConfig) -> Path:
     run_dir, config = _prepare_run_dir(config)
     spec, hp, stack = resolve(config)
     seed_everything(config.seed)
+    torch.set_num_threads(trainer_threads(config))
     if not config.resume:
         write_run_config(run_dir, config, spec, hp, stack)
     stored = read_config(run_dir)
