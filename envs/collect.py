@@ -38,6 +38,7 @@ from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
 from envs.policies import PolicyFactory, policy_factory
 from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.dataset import DatasetError, DatasetWriter, FrameDataset
+from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec
 
 STARTUP_TIMEOUT_S = 60.0
@@ -124,7 +125,7 @@ class CollectConfig:
         )
 
 
-class CollectError(RuntimeError):
+class CollectError(UserError, RuntimeError):
     """Collection stopped: a worker kept hanging or crashing, or could not make its env."""
 
 
@@ -470,8 +471,5 @@ def run(args: argparse.Namespace, policy: PolicyFactory | None = None) -> int:
     except KeyboardInterrupt:
         print("worldmodel collect: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (CollectError, DatasetError, ValueError, gym.error.Error) as exc:
-        print(f"worldmodel collect: error: {exc}", file=sys.stderr)
-        return 1
     print(summary.describe())
     return 0

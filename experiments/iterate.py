@@ -55,7 +55,6 @@ from experiments.bench.machine import describe_machine
 from experiments.pipeline import (
     PipelineConfig,
     Stage,
-    StageError,
     command_line,
     is_done,
     peak_rss_mib,
@@ -366,10 +365,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``worldmodel iterate ENV_ID --rounds R --out DIR [...]``."""
     config = config_from_args(IterateConfig, args)
-    try:
-        run_iterate(config, command=shlex.join(["worldmodel", *sys.argv[1:]]))
-    except (StageError, ValueError) as exc:
-        print(f"worldmodel iterate: error: {exc}", file=sys.stderr)
-        return 1
+    run_iterate(config, command=shlex.join(["worldmodel", *sys.argv[1:]]))
     print(Path(config.out) / STAGES_FILE)
     return 0

@@ -48,6 +48,7 @@ from typing import Any
 
 from experiments.bench.machine import describe_machine
 from worldmodel.atomic import write_json_atomic
+from worldmodel.errors import UserError
 
 STAGES_FILE = "stages.json"
 PIPELINE_FILE = "pipeline.json"
@@ -466,7 +467,7 @@ def peak_rss_mib() -> dict[str, float]:
     return {"self": round(self_mib, 1), "children": round(children_mib, 1)}
 
 
-class StageError(RuntimeError):
+class StageError(UserError, RuntimeError):
     """A stage failed; its outputs so far are kept and running the pipeline again resumes it."""
 
 

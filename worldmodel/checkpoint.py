@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from worldmodel.atomic import atomic_path
+from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec
 from worldmodel.vae import ConvVAE, VAEConfig
 
@@ -37,7 +38,7 @@ STATS_PREFIX = "latent_stats."
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that cannot be loaded as a VAE checkpoint; the message names the file and the problem."""
 
 

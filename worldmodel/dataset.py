@@ -59,6 +59,7 @@ import numpy as np
 
 from worldmodel.atomic import TEMP_SUFFIX, atomic_path
 from worldmodel.checkpoint import file_sha256
+from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec, check_frames
 
 FORMAT_NAME = "worldmodel.dataset"
@@ -75,7 +76,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 Verify = Literal["auto", "full", "none"]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset that cannot be read or written as asked; the message names the file and the fix."""
 
 

@@ -56,9 +56,9 @@ import torch
 from torch import nn
 
 from worldmodel.atomic import atomic_path, write_json_atomic
-from worldmodel.checkpoint import CheckpointError, LatentStats, load_vae, save_vae
+from worldmodel.checkpoint import LatentStats, load_vae, save_vae
 from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.dataset import DatasetError, FrameDataset
+from worldmodel.dataset import FrameDataset
 from worldmodel.device import autocast_dtype, default_precision
 from worldmodel.diagnostics import (
     kl_bar_chart,
@@ -69,6 +69,7 @@ from worldmodel.diagnostics import (
     write_png,
 )
 from worldmodel.distributed import DistContext, all_reduce_sum, any_rank, barrier, init_distributed
+from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec, frames_to_tensor
 from worldmodel.latent_stats import ACTIVE_THRESHOLD, LatentMoments, accumulate_latents
 from worldmodel.mixture import FrameMixture, mixed_order
@@ -83,11 +84,11 @@ PROBE_MAX_FRAMES = 4096
 _ARCH_FIELDS = ("height", "width", "channels", "latent_dim", "width_multiplier")
 
 
-class TrainVAEError(ValueError):
+class TrainVAEError(UserError, ValueError):
     """A training request that cannot run (bad data, size mismatch, unusable run directory, ...)."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
 
 
@@ -977,11 +978,7 @@ def run(args: argparse.Namespace) -> int:
     """``worldmodel train-vae DATA_DIR [DATA_DIR ...] --out RUN_DIR [...]`` (also under ``torchrun``)."""
     first, *more = args.data_dirs
     config = config_from_args(TrainVAEConfig, args, data_dir=first, more_data_dirs=tuple(more))
-    try:
-        path = train_vae(config)
-    except (TrainVAEError, DatasetError, CheckpointError, NonFiniteLossError) as exc:
-        print(f"worldmodel train-vae: error: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, NonFiniteLossError) else 1
+    path = train_vae(config)
     if int(os.environ.get("RANK", "0")) == 0:
         print(path)
     return 0
