@@ -55,7 +55,7 @@ from agents.hyperparams import (
     resolve_hyperparams,
 )
 from agents.resume import CHECKPOINT_DIR, ResumeCallback, read_state, restore_eval_history, state_from_bundle
-from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize, load_stack_vae
+from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_normalize, load_stack_vae
 from worldmodel.atomic import write_json_atomic
 from worldmodel.checkpoint import file_sha256
 from worldmodel.configargs import add_config_arguments, config_from_args
@@ -269,13 +269,14 @@ def train_agent(config: AgentConfig) -> Path:
     run_dir, config = _prepare_run_dir(config)
     spec, hp, stack = resolve(config)
     seed_everything(config.seed)
-    if not config.resume:
+    if not config.resume:  # refuse bad inputs before the run directory exists
+        _, action_space = check_stack(stack, config.vae)
+        check_action_space(spec, action_space, config.env_id)
         write_run_config(run_dir, config, spec, hp, stack)
     stored = read_config(run_dir)
     vae_path = _check_vae_copy(run_dir, stored)
     device = str(resolve_device(config.device))
     venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device, subproc=config.subproc)
-    check_action_space(spec, venv.action_space, config.env_id)
     check_replay_memory(hp.algo_kwargs, spec, venv.observation_space, venv.action_space)
     # With worker processes, evaluation episodes run side by side too (SB3 splits them without bias)
     eval_n_envs = min(config.eval_episodes, hp.n_envs) if config.subproc else 1

@@ -55,6 +55,7 @@ from experiments.bench.machine import describe_machine
 from experiments.pipeline import (
     PipelineConfig,
     Stage,
+    check_inputs,
     command_line,
     is_done,
     peak_rss_mib,
@@ -330,6 +331,7 @@ def _record_run(config: IterateConfig, command: str | None) -> None:
 
 def run_iterate(config: IterateConfig, *, command: str | None = None, log: Any = print) -> dict[str, Any]:
     """Run every round of ``config`` that is not complete; returns the ``stages.json`` content."""
+    check_inputs(config.pipeline(0))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _record_run(config, command)

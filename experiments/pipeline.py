@@ -270,6 +270,27 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
     return dataclasses.replace(base, timesteps=max(1, config.agent_env_frames // frame_skip))
 
 
+def check_inputs(config: PipelineConfig) -> None:
+    """Refuse, before anything is created, what a later stage would: an env that cannot be made, or a
+    collection policy or agent algorithm that cannot act in it (agents: with their preset's env keywords)."""
+    from agents.algorithms import check_action_space
+    from agents.train import resolve
+    from envs.factory import make_env
+    from envs.policies import policy_factory
+
+    def action_space(env_config: Any) -> Any:
+        env = make_env(env_config)
+        env.close()
+        return env.action_space
+
+    collect = collect_config(config)
+    policy_factory(collect.policy)(action_space(collect.env_config))
+    agents = {(s.algo, s.pixels): s for s in plan(config) if s.kind == "train-agent"}
+    for stage in agents.values():
+        spec, _, stack = resolve(agent_config(config, stage))
+        check_action_space(spec, action_space(stack.env_config()), config.env_id)
+
+
 def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
     from agents.evaluate import EvaluateConfig
 

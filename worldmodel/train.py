@@ -433,14 +433,8 @@ def _load_init(config: TrainVAEConfig, vae_config: VAEConfig, spec: FrameSpec) -
 
 
 def _check_run_dir(config: TrainVAEConfig) -> Path:
+    """The run directory, refused when --resume does not match what it holds; nothing is created yet."""
     out = Path(config.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise TrainVAEError(f"cannot write to the run directory {out}: {exc}; choose a writable --out") from exc
     has_run = (out / "resume.safetensors").exists() or (out / "last.safetensors").exists()
     if config.resume and not (out / "resume.safetensors").exists():
         raise TrainVAEError(f"--resume: {out} holds no resume.safetensors to continue from; drop --resume")
@@ -449,6 +443,17 @@ def _check_run_dir(config: TrainVAEConfig) -> Path:
             f"{out} already holds a training run; pass --resume to continue it, or choose another --out"
         )
     return out
+
+
+def _make_run_dir(out: Path) -> None:
+    """Create the run directory (once the inputs are known good) and check that it is writable."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainVAEError(f"cannot write to the run directory {out}: {exc}; choose a writable --out") from exc
 
 
 def _check_resumable(saved: VAEConfig, current: VAEConfig, saved_state: dict[str, Any], dataset_id: str) -> None:
@@ -644,6 +649,7 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
         vae.load_state_dict(model_state)
         for key, value in saved["counters"].items():
             setattr(run, key, value)
+    _make_run_dir(out)
     vae.to(ctx.device)
     if config.channels_last:
         vae.to(memory_format=torch.channels_last)
