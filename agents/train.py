@@ -73,11 +73,11 @@ class AgentConfig:
     algo: str = "ppo"
     """SB3 algorithm: ppo, a2c, sac, td3, ddpg, dqn; with sb3-contrib also tqc, recurrentppo, qrdqn, trpo, crossq."""
     timesteps: int | None = None
-    """Agent steps to train for (None: the preset's n_timesteps)."""
+    """Agent steps to train for (default: the preset's n_timesteps)."""
     out: str | None = None
-    """Run directory (None: runs/agents/<env>__<algo>__<seed>__<time>)."""
+    """Run directory (default: runs/agents/<env>__<algo>__<seed>__<time>)."""
     n_envs: int | None = None
-    """Parallel training envs (None: the preset's)."""
+    """Parallel training envs (default: the preset's)."""
     seed: int = 0
     """Training envs use seeds seed..seed+n_envs-1; evaluation envs seed+1000000 on."""
     hyperparams: str | None = None
@@ -95,7 +95,7 @@ class AgentConfig:
     drop_inactive: bool = False
     """Drop latent dimensions the VAE's statistics mark inactive."""
     normalize: bool | None = None
-    """VecNormalize observations and rewards (None: the preset's choice)."""
+    """VecNormalize observations and rewards (default: the preset's choice)."""
     pixels: bool = False
     """Train the pixel baseline instead (CnnPolicy, frame skip 2, 64x64 grayscale, 2 stacked frames)."""
     encoder: Literal["frozen", "finetune"] = "frozen"

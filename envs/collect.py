@@ -69,7 +69,7 @@ class CollectConfig:
     epsilon: float = 0.0
     """With --policy RUN_DIR: probability of a uniform-random action instead of the agent's."""
     max_steps: int | None = None
-    """Cap on agent steps per episode (the last step is marked truncated); None: the env's own limit."""
+    """Cap on agent steps per episode, the last step marked truncated (default: the env's own limit)."""
     seed: int = 0
     """Episode i resets the env and the policy with seed + i."""
     size: tuple[int, int] | None = None

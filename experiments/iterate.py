@@ -93,9 +93,9 @@ class IterateConfig:
     epsilon: float = 0.0
     """Rounds > 0: probability of a uniform-random action while collecting (use it for discrete actions)."""
     collect_max_steps: int | None = None
-    """Cap on agent steps per collected episode (None: the env's own limit)."""
+    """Cap on agent steps per collected episode (default: the env's own limit)."""
     collect_n_envs: int | None = None
-    """Collection worker processes (None: one per CPU core)."""
+    """Collection worker processes (default: one per CPU core)."""
     new_data_share: float = 0.5
     """Rounds > 0: share of the new round's data in each VAE refit epoch (earlier rounds split the rest)."""
     vae_epochs: int = 10
@@ -115,7 +115,7 @@ class IterateConfig:
     agent_env_frames: int = 300_000
     """Agent training budget per round, in env frames."""
     agent_n_envs: int | None = None
-    """Training envs per agent run (None: the preset's)."""
+    """Training envs per agent run (default: the preset's)."""
     train_eval_freq: int = 10_000
     """Evaluate during training every this many agent steps."""
     train_eval_episodes: int = 5

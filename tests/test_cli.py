@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from worldmodel.checkpoint import save_vae
-from worldmodel.cli import COMMANDS, main
+from worldmodel.cli import COMMANDS, build_parser, main
 from worldmodel.frames import FrameSpec
 from worldmodel.vae import ConvVAE
 
@@ -29,3 +29,11 @@ def test_every_command_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0 and f"usage: worldmodel {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_states_each_default_once(command):
+    parser = build_parser(selected=command)
+    subparser = next(a for a in parser._subparsers._group_actions).choices[command]
+    helps = [action.help or "" for action in subparser._actions]
+    assert [text for text in helps if text.count("default:") > 1 or "(None:" in text] == []
