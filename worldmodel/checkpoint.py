@@ -134,7 +134,11 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"VAE checkpoint {path} does not exist")
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(
+            f"VAE checkpoint {path} {what}; pass a .safetensors file written by `worldmodel train-vae` "
+            "(e.g. RUN_DIR/best.safetensors)"
+        )
     try:
         with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
