@@ -58,6 +58,7 @@ BAD_INPUTS = {
         ([DOT, "--out", "data", "--policy", "brownian"], ["needs a bounded Box action space", "use the random"]),
         ([DOT, "--out", "data", "--env-kwargs", '{"bogus": 1}'], ["'bogus'", "check --env-kwargs"]),
         ([DOT, "--out", "data", "--policy", "empty"], ["empty has no config.json", "worldmodel train-agent --out"]),
+        ([DOT, "--out", "data", "--collector-id", "a/b"], ["collector id 'a/b' must match", "a file-name prefix"]),
     ],
     "train-vae": [
         (["missing", "--out", "run"], ["missing does not exist", "collect one with `worldmodel collect`"]),
