@@ -8,13 +8,13 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test test-slow lint demo bench learning-check clean
+.PHONY: install test test-precision test-slow lint demo bench learning-check clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,atari]"
+	$(BIN)/python -m pip install -q -e ".[dev,atari,envpool]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +25,12 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The suite twice more, with precision="auto" forced to fp32 and then to bf16 (emulated where the
+# CPU lacks native bf16: slower, still correct), so both paths pass whatever processor runs it.
+test-precision: $(STAMP)
+	WORLDMODEL_AUTO_PRECISION=fp32 $(BIN)/python -m pytest -q
+	WORLDMODEL_AUTO_PRECISION=bf16 $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow

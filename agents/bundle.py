@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import shutil
@@ -239,14 +240,18 @@ def load_bundle(
     frame_tap: bool = False,
     model_file: str | Path = MODEL_FILE,
     subproc: bool = False,
+    backend: str | None = None,
 ) -> Bundle:
     """Rebuild the evaluation stack of ``run_dir`` (VecNormalize frozen) and load the model onto it.
 
     ``subproc=True`` steps the envs in worker processes (encoding stays in this process).
+    ``backend`` runs the same stack on another env backend (None: the one it trained on).
     """
     run_dir = Path(run_dir)
     config = check_bundle(run_dir, model_file)
     stack = StackConfig.from_dict(config["stack"])
+    if backend is not None:
+        stack = dataclasses.replace(stack, backend=backend)
     spec = get_algorithm(config["algo"])
     vae_path = None if stack.pixels else run_dir / VAE_FILE
     venv = build_vec_env(

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
@@ -60,6 +60,8 @@ class EvaluateConfig:
     """Where to write the JSON results (default: RUN_DIR/evaluation.json)."""
     device: str = "auto"
     """Device of the policy and the encoder."""
+    backend: Literal["gymnasium", "envpool"] = "gymnasium"
+    """Env backend to score on: gymnasium (the official env, whatever the agent trained on) or envpool."""
     n_envs: int = 1
     """Envs run at once, each in its own worker process when more than 1. Env k starts from seed + k
     and runs episodes // n_envs episodes (one more for the first episodes % n_envs envs), so the
@@ -178,12 +180,15 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         device=config.device,
         frame_tap=config.video is not None,
         subproc=config.n_envs > 1,
+        backend=config.backend,
     )
     results: dict[str, Any] = {
         "run_dir": str(run_dir),
         "algo": bundle.algorithm.name,
         "env_id": bundle.stack.env_id,
         "mode": bundle.stack.mode,
+        "backend": config.backend,
+        "trained_on_backend": read_config(run_dir)["stack"].get("backend", "gymnasium"),
         "episodes": config.episodes,
         "seed": seed,
         "n_envs": config.n_envs,

@@ -10,6 +10,10 @@ uint8 frames (channels stacked), an explicit ``VecTransposeImage`` (so SB3 inser
 none) and optionally ``VecNormalize`` of rewards only; the policy's
 :class:`agents.encoder_extractor.VAEEncoderExtractor` encodes each frame.
 
+With ``backend="envpool"`` one :class:`envs.envpool_vec_env.EnvPoolVecEnv` replaces the
+per-env ``make_env -> Monitor -> FrameSpecObservation`` stack (same presets, frame spec applied
+to the batch, Monitor's episode records); videos use one EnvPool env per ``DummyVecEnv`` slot.
+
 Pixels (the rl-zoo CarRacing recipe): ``make_env`` with frame skip 2 ``-> Monitor ->
 FrameSpecObservation`` (64x64 grayscale), then ``VecFrameStack(2)``,
 ``VecTransposeImage`` and optionally ``VecNormalize``; the policy is ``CnnPolicy``.
@@ -42,6 +46,7 @@ from stable_baselines3.common.vec_env import (
 )
 
 from agents.encoder_extractor import ENCODER_MODES
+from envs.envpool_vec_env import EnvPoolVecEnv
 from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
 from envs.frame_wrapper import FrameSpecObservation
 from envs.vec_latent_observation import VecLatentObservation
@@ -81,6 +86,8 @@ class StackConfig:
     """VecNormalize keywords, or None for no VecNormalize."""
     encoder: str = "frozen"
     """``frozen``: latents from the VAE in a wrapper; ``finetune``: frames, encoded inside the policy."""
+    backend: str = "gymnasium"
+    """Env backend: ``gymnasium`` or ``envpool`` (C++ CarRacing-v3 and Atari, batched; see envs.envpool_env)."""
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_MODES:
@@ -115,7 +122,7 @@ class StackConfig:
     def env_config(self) -> EnvConfig:
         """The factory's preset for ``env_id`` with this stack's env keywords and frame skip."""
         config = env_preset(self.env_id)
-        changes: dict[str, Any] = {"env_kwargs": {**config.env_kwargs, **self.env_kwargs}}
+        changes: dict[str, Any] = {"env_kwargs": {**config.env_kwargs, **self.env_kwargs}, "backend": self.backend}
         if self.frame_skip is not None:
             changes["frame_skip"] = self.frame_skip
         return dataclasses.replace(config, **changes)
@@ -224,9 +231,14 @@ def build_vec_env(
     """
     checkpoint, _ = check_stack(stack, vae)
     frame_spec = stack.pixel_frame_spec() if checkpoint is None else checkpoint.frame_spec
-    env_fn = functools.partial(_wrapped_env, make_env_fn(stack.env_config()), frame_spec, frame_tap)
-    vec_cls = SubprocVecEnv if subproc and n_envs > 1 else DummyVecEnv
-    venv: VecEnv = vec_cls([env_fn] * n_envs)
+    env_config = stack.env_config()
+    venv: VecEnv
+    if env_config.backend == "envpool" and not frame_tap:  # one batch stepped in C++ threads
+        venv = EnvPoolVecEnv(env_config, n_envs, seed, frame_spec=frame_spec)
+    else:  # Gymnasium envs (or one EnvPool env each, for videos), each wrapped in Monitor
+        env_fn = functools.partial(_wrapped_env, make_env_fn(env_config), frame_spec, frame_tap)
+        vec_cls = SubprocVecEnv if subproc and n_envs > 1 else DummyVecEnv
+        venv = vec_cls([env_fn] * n_envs)
     venv.seed(seed)
     venv.action_space.seed(seed)
     if stack.pixels:

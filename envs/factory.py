@@ -30,6 +30,9 @@ from envs.frame_skip import FrameSkip, SkipStartFrames
 from envs.pixels import PixelObservation, is_image_space
 from worldmodel.frames import FrameSpec
 
+BACKENDS = ("gymnasium", "envpool")
+"""Env backends: ``gymnasium`` (``gym.make``, the official envs) and ``envpool`` (C++ ports, batched)."""
+
 
 @dataclass(frozen=True)
 class EnvConfig:
@@ -49,6 +52,12 @@ class EnvConfig:
     """Default preprocessing of this env's frames for collection and the VAE."""
     render_mode: str | None = None
     """None: automatic (``rgb_array`` when pixels are asked for and observations are not images)."""
+    backend: str = "gymnasium"
+    """``gymnasium`` (``gym.make``, the official envs) or ``envpool`` (C++ CarRacing-v3 and Atari, ~5x faster)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
     def replace(self, **changes: Any) -> EnvConfig:
         """A copy with ``changes`` applied."""
@@ -166,10 +175,13 @@ def make_env(config: EnvConfig | str, *, pixels: bool = True) -> gym.Env:
     """Make the env ``config`` describes (a string means :func:`env_preset`).
 
     Wrapper order: ``gym.make`` (with its time limit), true state (CarRacing), skipped start
-    frames, frame skip, then with ``pixels`` :class:`~envs.pixels.PixelObservation`.
+    frames, frame skip, then with ``pixels`` :class:`~envs.pixels.PixelObservation`. With
+    ``backend="envpool"`` the base env is :class:`envs.envpool_env.EnvPoolEnv` (no true state).
     """
     if isinstance(config, str):
         config = env_preset(config)
+    if config.backend == "envpool":
+        return _make_envpool_env(config, pixels=pixels)
     kwargs = dict(config.env_kwargs)
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = config.max_episode_steps
@@ -190,6 +202,17 @@ def make_env(config: EnvConfig | str, *, pixels: bool = True) -> gym.Env:
     if config.skip_start_frames:
         env = SkipStartFrames(env, config.skip_start_frames)
     env = FrameSkip(env, config.frame_skip)
+    return PixelObservation(env) if pixels else env
+
+
+def _make_envpool_env(config: EnvConfig, *, pixels: bool) -> gym.Env:
+    """EnvPool's env with the same preset wrappers (its frames are its observations; no true state)."""
+    from envs.envpool_env import EnvPoolEnv
+
+    env: gym.Env = EnvPoolEnv(config)
+    if config.skip_start_frames:
+        env = SkipStartFrames(env, config.skip_start_frames)
+    env = FrameSkip(env, env.unwrapped.spec_envpool.frame_skip_outside)
     return PixelObservation(env) if pixels else env
 
 

@@ -50,10 +50,10 @@ class FrameSkip(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         total, frames = 0.0, 0
-        while frames < self.skip:
+        for _ in range(self.skip):
             obs, reward, terminated, truncated, info = self.env.step(action)
             total += float(reward)
-            frames += 1
+            frames += int(info.get("frames", 1))  # an env that skips frames itself (EnvPool's Atari) says how many
             if terminated or truncated:
                 break
         info["frames"] = frames

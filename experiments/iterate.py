@@ -49,7 +49,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from experiments.bench.machine import describe_machine
 from experiments.pipeline import (
@@ -84,6 +84,8 @@ class IterateConfig:
     """Output directory (created; an existing one is resumed round by round)."""
     rounds: int = 3
     """Rounds of collect -> train VAE -> train agent."""
+    backend: Literal["gymnasium", "envpool"] = "gymnasium"
+    """Env backend of collection and agent training: gymnasium or envpool; evaluations run on Gymnasium's env."""
     collect_episodes: int = 100
     """Episodes collected per round."""
     collect_policy: str = "brownian"
@@ -145,6 +147,7 @@ class IterateConfig:
         return PipelineConfig(
             self.env_id,
             out=str(self.round_dir(r)),
+            backend=self.backend,
             collect_episodes=self.collect_episodes,
             collect_policy=self.collect_policy,
             collect_max_steps=self.collect_max_steps,
@@ -215,6 +218,7 @@ def agent_collect_config(config: IterateConfig, r: int) -> Any:
         max_steps=config.collect_max_steps,
         seed=seed,
         progress=config.progress,
+        backend=config.backend,
         **extra,
     )
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
+from worldmodel.device import AUTO_PRECISION_ENV, cpu_has_fast_bf16
 from worldmodel.vae import VAEConfig
+
+BF16_IS_TESTED = cpu_has_fast_bf16() or os.environ.get(AUTO_PRECISION_ENV) == "bf16"
+needs_bf16 = pytest.mark.skipif(
+    not BF16_IS_TESTED,
+    reason=f"this CPU has no native bf16 (emulated bf16 is slow); run with {AUTO_PRECISION_ENV}=bf16 to test it anyway",
+)
+"""Marks a bf16 test: it runs where bf16 is native, or where the suite forces bf16 (``make test-precision``)."""
 
 
 def pytest_collection_modifyitems(config, items):
@@ -19,7 +29,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
+    """Seed torch, and restore its thread count after tests that train (train_agent sets it)."""
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

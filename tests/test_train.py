@@ -12,6 +12,7 @@ from worldmodel import train as train_mod
 from worldmodel.checkpoint import load_vae
 from worldmodel.cli import main as cli_main
 from worldmodel.dataset import DatasetError
+from worldmodel.device import default_precision
 from worldmodel.train import (
     BatchPrefetcher,
     NonFiniteLossError,
@@ -96,7 +97,7 @@ def test_diagnostic_files_are_non_trivial(full_run):
     events = list((full_run / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 1000
     config = json.loads((full_run / "config.json").read_text())
-    assert config["resolved"]["precision"] in ("fp32", "bf16")
+    assert config["resolved"]["precision"] == default_precision(torch.device("cpu"))  # "auto" as resolved here
 
 
 def test_resume_after_kills_equals_uninterrupted_run(blob_dataset, tmp_path, monkeypatch):

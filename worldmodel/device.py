@@ -1,5 +1,10 @@
 """Device and precision selection, decided in the main process only.
 
+``precision="auto"`` resolves to bf16 on CUDA and on CPUs with native bf16, else fp32. The
+environment variable ``WORLDMODEL_AUTO_PRECISION=fp32|bf16`` forces what ``auto`` resolves to
+(bf16 is emulated, slower but correct, on CPUs without native support), so that both paths
+can be tested on any machine (``make test-precision``).
+
 >>> resolve_device("cpu")
 device(type='cpu')
 """
@@ -7,6 +12,7 @@ device(type='cpu')
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -43,8 +49,22 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+AUTO_PRECISION_ENV = "WORLDMODEL_AUTO_PRECISION"
+"""Environment variable that forces what ``precision="auto"`` resolves to: ``fp32`` or ``bf16``."""
+
+
 def default_precision(device: torch.device) -> str:
-    """``bf16`` on CUDA with bf16 support and on CPUs with native bf16, else ``fp32``."""
+    """What ``auto`` means on ``device``: ``$WORLDMODEL_AUTO_PRECISION`` when set, else ``bf16`` on CUDA
+    with bf16 support and on CPUs with native bf16, else ``fp32``.
+
+    >>> default_precision(torch.device("cpu")) in ("fp32", "bf16")
+    True
+    """
+    forced = os.environ.get(AUTO_PRECISION_ENV, "").strip()
+    if forced:
+        if forced not in ("fp32", "bf16"):
+            raise ValueError(f"{AUTO_PRECISION_ENV} must be fp32 or bf16 (or unset), got {forced!r}")
+        return forced
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu" and cpu_has_fast_bf16():
