@@ -133,6 +133,14 @@ def test_bad_input_ends_in_one_line_and_leaves_nothing_behind(
     assert _files(workdir) == before
 
 
+def test_missing_envpool_is_a_one_line_error(workdir, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "envpool", None)
+    assert main(["collect", "CarRacing-v3", "--out", "data", "--backend", "envpool"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("worldmodel collect: error: --backend envpool needs the envpool package: pip install")
+    assert _files(workdir) == ["empty", "notes.txt"]
+
+
 def test_every_subcommand_has_bad_inputs_tested():
     assert set(BAD_INPUTS) == set(COMMANDS) and all(len(cases) >= 2 for cases in BAD_INPUTS.values())
 
