@@ -55,7 +55,7 @@ from agents.hyperparams import (
     resolve_hyperparams,
 )
 from agents.resume import CHECKPOINT_DIR, ResumeCallback, read_state, restore_eval_history, state_from_bundle
-from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize, load_stack_vae
+from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_normalize, load_stack_vae
 from worldmodel.atomic import write_json_atomic
 from worldmodel.checkpoint import file_sha256
 from worldmodel.configargs import add_config_arguments, config_from_args
@@ -73,11 +73,11 @@ class AgentConfig:
     algo: str = "ppo"
     """SB3 algorithm: ppo, a2c, sac, td3, ddpg, dqn; with sb3-contrib also tqc, recurrentppo, qrdqn, trpo, crossq."""
     timesteps: int | None = None
-    """Agent steps to train for (None: the preset's n_timesteps)."""
+    """Agent steps to train for (default: the preset's n_timesteps)."""
     out: str | None = None
-    """Run directory (None: runs/agents/<env>__<algo>__<seed>__<time>)."""
+    """Run directory (default: runs/agents/<env>__<algo>__<seed>__<time>)."""
     n_envs: int | None = None
-    """Parallel training envs (None: the preset's)."""
+    """Parallel training envs (default: the preset's)."""
     seed: int = 0
     """Training envs use seeds seed..seed+n_envs-1; evaluation envs seed+1000000 on."""
     hyperparams: str | None = None
@@ -95,7 +95,7 @@ class AgentConfig:
     drop_inactive: bool = False
     """Drop latent dimensions the VAE's statistics mark inactive."""
     normalize: bool | None = None
-    """VecNormalize observations and rewards (None: the preset's choice)."""
+    """VecNormalize observations and rewards (default: the preset's choice)."""
     backend: Literal["gymnasium", "envpool"] = "gymnasium"
     """Env backend of training: gymnasium, or envpool (CarRacing-v3 and Atari in C++, ~5x faster; pip extra envpool)."""
     pixels: bool = False
@@ -290,13 +290,14 @@ def train_agent(config: AgentConfig) -> Path:
     spec, hp, stack = resolve(config)
     seed_everything(config.seed)
     torch.set_num_threads(trainer_threads(config))
-    if not config.resume:
+    if not config.resume:  # refuse bad inputs before the run directory exists
+        _, action_space = check_stack(stack, config.vae)
+        check_action_space(spec, action_space, config.env_id)
         write_run_config(run_dir, config, spec, hp, stack)
     stored = read_config(run_dir)
     vae_path = _check_vae_copy(run_dir, stored)
     device = str(resolve_device(config.device))
     venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device, subproc=config.subproc)
-    check_action_space(spec, venv.action_space, config.env_id)
     check_replay_memory(hp.algo_kwargs, spec, venv.observation_space, venv.action_space)
     # With worker processes, evaluation episodes run side by side too (SB3 splits them without bias)
     eval_n_envs = min(config.eval_episodes, hp.n_envs) if config.subproc else 1

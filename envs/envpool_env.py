@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.factory import EnvConfig
+from worldmodel.errors import UserError
 
 CAR_RACING_MAX_STEPS = 1000
 ATARI_MAX_FRAMES = 108_000
@@ -39,7 +40,7 @@ ATARI_MAX_FRAMES = 108_000
 ATARI_KWARGS = ("frameskip", "repeat_action_probability", "full_action_space", "max_num_frames_per_episode")
 
 
-class EnvPoolUnavailableError(ImportError):
+class EnvPoolUnavailableError(UserError, ImportError):
     """EnvPool is not installed, or cannot run the requested env as the preset describes it."""
 
 

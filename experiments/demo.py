@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.pipeline import VIDEO_FILE, PipelineConfig, StageError, plan, run_pipeline
+from experiments.report import relative
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained" / "carracing"
 DEMO_AGENT_FRAMES = 200_000
@@ -74,10 +75,10 @@ def evaluate_pretrained(out: Path, seed: int) -> dict[str, Any] | None:
         return None
     from agents.evaluate import EvaluateConfig, evaluate_agent
 
-    print(f"[demo] evaluating the pretrained bundle {PRETRAINED_DIR} on {PRETRAINED_EPISODES} tracks")
+    print(f"[demo] evaluating the pretrained bundle {relative(PRETRAINED_DIR)} on {PRETRAINED_EPISODES} tracks")
     return evaluate_agent(
         EvaluateConfig(
-            str(PRETRAINED_DIR),
+            relative(PRETRAINED_DIR),
             episodes=PRETRAINED_EPISODES,
             seed=seed,
             video=str(out / "pretrained.mp4"),
@@ -88,10 +89,10 @@ def evaluate_pretrained(out: Path, seed: int) -> dict[str, Any] | None:
 
 def _append_pretrained(report: Path, result: dict[str, Any] | None) -> None:
     if result is None:
-        text = f"No pretrained bundle is shipped in `{PRETRAINED_DIR}` in this checkout."
+        text = f"No pretrained bundle is shipped in `{relative(PRETRAINED_DIR)}` in this checkout."
     else:
         text = (
-            f"The shipped bundle `{PRETRAINED_DIR}` ({result['algo']} on {result['mode']}): return "
+            f"The shipped bundle `{relative(PRETRAINED_DIR)}` ({result['algo']} on {result['mode']}): return "
             f"{result['mean_return']:.1f} ± {result['std_return']:.1f} over {result['episodes']} tracks "
             f"(seeds from {result['seed']}); video: `pretrained.mp4`."
         )

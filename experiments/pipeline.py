@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 from experiments.bench.machine import describe_machine
 from worldmodel.atomic import write_json_atomic
+from worldmodel.errors import UserError
 
 STAGES_FILE = "stages.json"
 PIPELINE_FILE = "pipeline.json"
@@ -274,6 +275,27 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
     return dataclasses.replace(base, timesteps=max(1, config.agent_env_frames // frame_skip))
 
 
+def check_inputs(config: PipelineConfig) -> None:
+    """Refuse, before anything is created, what a later stage would: an env that cannot be made, or a
+    collection policy or agent algorithm that cannot act in it (agents: with their preset's env keywords)."""
+    from agents.algorithms import check_action_space
+    from agents.train import resolve
+    from envs.factory import make_env
+    from envs.policies import policy_factory
+
+    def action_space(env_config: Any) -> Any:
+        env = make_env(env_config)
+        env.close()
+        return env.action_space
+
+    collect = collect_config(config)
+    policy_factory(collect.policy)(action_space(collect.env_config))
+    agents = {(s.algo, s.pixels): s for s in plan(config) if s.kind == "train-agent"}
+    for stage in agents.values():
+        spec, _, stack = resolve(agent_config(config, stage))
+        check_action_space(spec, action_space(stack.env_config()), config.env_id)
+
+
 def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
     from agents.evaluate import EvaluateConfig
 
@@ -471,7 +493,7 @@ def peak_rss_mib() -> dict[str, float]:
     return {"self": round(self_mib, 1), "children": round(children_mib, 1)}
 
 
-class StageError(RuntimeError):
+class StageError(UserError, RuntimeError):
     """A stage failed; its outputs so far are kept and running the pipeline again resumes it."""
 
 

@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from worldmodel.atomic import atomic_path
+from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec
 from worldmodel.vae import ConvVAE, VAEConfig
 
@@ -37,7 +38,7 @@ STATS_PREFIX = "latent_stats."
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that cannot be loaded as a VAE checkpoint; the message names the file and the problem."""
 
 
@@ -133,7 +134,11 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"VAE checkpoint {path} does not exist")
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(
+            f"VAE checkpoint {path} {what}; pass a .safetensors file written by `worldmodel train-vae` "
+            "(e.g. RUN_DIR/best.safetensors)"
+        )
     try:
         with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
