@@ -45,6 +45,7 @@ from agents.hyperparams import algo_kwargs_for_sb3
 from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize
 from worldmodel.atomic import atomic_path, write_json_atomic
 from worldmodel.checkpoint import file_sha256
+from worldmodel.errors import UserError
 
 MODEL_FILE = "model.zip"
 VAE_FILE = "vae.safetensors"
@@ -57,7 +58,7 @@ CURVE_FILE = "learning_curve.png"
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     """A run directory that cannot be loaded; the message names the file and what to do."""
 
 

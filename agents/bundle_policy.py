@@ -24,7 +24,6 @@ This module also provides the ``worldmodel collect`` command (:mod:`envs.collect
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,9 +186,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``worldmodel collect``: build the agent policy from --policy RUN_DIR if given, then collect."""
-    try:
-        policy = collect_policy(config_from_args(CollectConfig, args))
-    except ValueError as exc:  # BundleError included
-        print(f"worldmodel collect: error: {exc}", file=sys.stderr)
-        return 1
-    return collect.run(args, policy)
+    return collect.run(args, collect_policy(config_from_args(CollectConfig, args)))

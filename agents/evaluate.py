@@ -47,7 +47,7 @@ class EvaluateConfig:
     deterministic: bool = True
     """Act with the policy's mode instead of sampling."""
     seed: int | None = None
-    """Seed of the first episode (None: the run's evaluation seed)."""
+    """Seed of the first episode (default: the run's evaluation seed)."""
     video: str | None = None
     """Write an H.264 MP4 of the first --video-episodes episodes: env frame | VAE reconstruction | return."""
     video_episodes: int = 1
@@ -57,7 +57,7 @@ class EvaluateConfig:
     random_baseline: bool = False
     """Also evaluate a uniform-random policy on the same seeds."""
     out: str | None = None
-    """Where to write the JSON results (None: RUN_DIR/evaluation.json)."""
+    """Where to write the JSON results (default: RUN_DIR/evaluation.json)."""
     device: str = "auto"
     """Device of the policy and the encoder."""
     backend: Literal["gymnasium", "envpool"] = "gymnasium"

@@ -58,8 +58,9 @@ from agents.hyperparams import (
     resolve_hyperparams,
 )
 from agents.resume import CHECKPOINT_DIR, ResumeCallback, read_state, restore_eval_history, state_from_bundle
-from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize, load_stack_vae
+from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_normalize, load_stack_vae
 from worldmodel.atomic import write_json_atomic
+from worldmodel.checkpoint import file_sha256
 from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.device import resolve_device
 from worldmodel.memory import load_memory
@@ -78,11 +79,11 @@ class AgentConfig:
     algo: str = "ppo"
     """SB3 algorithm: ppo, a2c, sac, td3, ddpg, dqn; with sb3-contrib also tqc, recurrentppo, qrdqn, trpo, crossq."""
     timesteps: int | None = None
-    """Agent steps to train for (None: the preset's n_timesteps)."""
+    """Agent steps to train for (default: the preset's n_timesteps)."""
     out: str | None = None
-    """Run directory (None: runs/agents/<env>__<algo>__<seed>__<time>)."""
+    """Run directory (default: runs/agents/<env>__<algo>__<seed>__<time>)."""
     n_envs: int | None = None
-    """Parallel training envs (None: the preset's)."""
+    """Parallel training envs (default: the preset's)."""
     seed: int = 0
     """Training envs use seeds seed..seed+n_envs-1; evaluation envs seed+1000000 on."""
     hyperparams: str | None = None
@@ -100,7 +101,7 @@ class AgentConfig:
     drop_inactive: bool = False
     """Drop latent dimensions the VAE's statistics mark inactive."""
     normalize: bool | None = None
-    """VecNormalize observations and rewards (None: the preset's choice)."""
+    """VecNormalize observations and rewards (default: the preset's choice)."""
     backend: Literal["gymnasium", "envpool"] = "gymnasium"
     """Env backend of training: gymnasium, or envpool (CarRacing-v3 and Atari in C++, ~5x faster; pip extra envpool)."""
     pixels: bool = False
@@ -111,6 +112,9 @@ class AgentConfig:
     """With --encoder finetune: weight of the VAE loss (recon + beta*KL per image) added to the RL loss (0: off)."""
     device: str = "auto"
     """Device of the policy and the encoder: auto, cpu, cuda."""
+    torch_threads: int | None = None
+    """Torch CPU threads of the trainer. Default: 1 when env threads (--backend envpool) or worker processes
+    (--subproc) share the cores, else torch's own; spinning OpenMP threads on busy cores cost up to 10x."""
     subproc: bool = False
     """Step the training envs (and the evaluation envs, one per episode up to n_envs) in worker processes."""
     eval_freq: int = 10_000
@@ -184,6 +188,20 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
     return spec, hp, stack
 
 
+def trainer_threads(config: AgentConfig) -> int:
+    """Torch threads for ``config``'s trainer (see ``AgentConfig.torch_threads``).
+
+    >>> trainer_threads(AgentConfig("CarRacing-v3", backend="envpool"))
+    1
+    """
+    if config.torch_threads is not None:
+        if config.torch_threads < 1:
+            raise ValueError(f"--torch-threads must be >= 1, got {config.torch_threads}")
+        return config.torch_threads
+    envs_use_cores = config.backend == "envpool" or config.subproc
+    return 1 if envs_use_cores and not torch.cuda.is_available() else torch.get_num_threads()
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (envs are seeded through ``VecEnv.seed``)."""
     random.seed(seed)
@@ -221,10 +239,11 @@ def write_run_config(
     vae_sha = memory_sha = None
     if not config.pixels:
         vae = load_stack_vae(config.vae)
+        if config.memory is not None:  # before anything is written: a missing file, or another VAE's (naming both)
+            load_memory(config.memory, vae_sha256=file_sha256(vae.path))
         run_dir.mkdir(parents=True, exist_ok=True)
         vae_sha = copy_vae(vae.path, run_dir)
     if config.memory is not None:
-        load_memory(config.memory, vae_sha256=vae_sha)  # refuses a missing file or another VAE's memory, naming both
         memory_sha = copy_vae(config.memory, run_dir, MEMORY_FILE)
     write_json_atomic(
         run_dir / CONFIG_FILE,
@@ -281,14 +300,16 @@ def train_agent(config: AgentConfig) -> Path:
     run_dir, config = _prepare_run_dir(config)
     spec, hp, stack = resolve(config)
     seed_everything(config.seed)
-    if not config.resume:
+    torch.set_num_threads(trainer_threads(config))
+    if not config.resume:  # refuse bad inputs before the run directory exists
+        _, action_space = check_stack(stack, config.vae)
+        check_action_space(spec, action_space, config.env_id)
         write_run_config(run_dir, config, spec, hp, stack)
     stored = read_config(run_dir)
     vae_path, memory_path = _check_copies(run_dir, stored)
     device = str(resolve_device(config.device))
     venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device,
                          subproc=config.subproc, memory=memory_path)  # fmt: skip
-    check_action_space(spec, venv.action_space, config.env_id)
     check_replay_memory(hp.algo_kwargs, spec, venv.observation_space, venv.action_space)
     # With worker processes, evaluation episodes run side by side too (SB3 splits them without bias)
     eval_n_envs = min(config.eval_episodes, hp.n_envs) if config.subproc else 1

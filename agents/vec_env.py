@@ -206,6 +206,31 @@ def load_stack_vae(vae: str | Path | VAECheckpoint | None) -> VAECheckpoint:
     return load_vae(vae)
 
 
+def check_stack(
+    stack: StackConfig, vae: str | Path | VAECheckpoint | None = None
+) -> tuple[VAECheckpoint | None, gym.spaces.Space]:
+    """Check that ``stack`` can be built, before anything is built or written; returns its VAE and action space.
+
+    The VAE (latent stacks) must load, one env made here must provide frames its frame spec
+    can use, and a fine-tuned encoder's stacked frames must still read as channels-last.
+    The VAE is None for pixel stacks.
+    """
+    if stack.pixels:
+        checkpoint, frame_spec, source = None, stack.pixel_frame_spec(), "the pixel frame spec"
+    else:
+        checkpoint = load_stack_vae(vae)
+        frame_spec, source = checkpoint.frame_spec, f"the VAE {checkpoint.path or ''}".rstrip()
+    action_space = check_env_frames(stack.env_config(), frame_spec, source)
+    channels = stack.latent_history * frame_spec.channels
+    if stack.encoder == "finetune" and channels >= min(frame_spec.height, frame_spec.width):
+        raise ValueError(
+            f"--latent-history {stack.latent_history} stacks {channels} channels of "
+            f"{frame_spec.height}x{frame_spec.width} frames, which SB3 would take for channels-first images; "
+            "use a shorter history"
+        )
+    return checkpoint, action_space
+
+
 def build_vec_env(
     stack: StackConfig,
     *,
@@ -225,15 +250,9 @@ def build_vec_env(
     ``training=False`` gives the evaluation form: VecNormalize frozen and rewards left raw.
     ``frame_tap=True`` keeps each env's raw frame in ``last_frame`` (for videos).
     """
+    checkpoint, _ = check_stack(stack, vae)
+    frame_spec = stack.pixel_frame_spec() if checkpoint is None else checkpoint.frame_spec
     env_config = stack.env_config()
-    if stack.pixels:
-        frame_spec = stack.pixel_frame_spec()
-        check_env_frames(env_config, frame_spec, "the pixel frame spec")
-        checkpoint = None
-    else:
-        checkpoint = load_stack_vae(vae)
-        frame_spec = checkpoint.frame_spec
-        check_env_frames(env_config, frame_spec, f"the VAE {checkpoint.path or ''}".rstrip())
     venv: VecEnv
     if env_config.backend == "envpool" and not frame_tap:  # one batch stepped in C++ threads
         venv = EnvPoolVecEnv(env_config, n_envs, seed, frame_spec=frame_spec)
@@ -248,12 +267,6 @@ def build_vec_env(
             venv = VecFrameStack(venv, n_stack=stack.frame_stack)
         venv = VecTransposeImage(venv)
     elif stack.encoder == "finetune":
-        if stack.latent_history * frame_spec.channels >= min(frame_spec.height, frame_spec.width):
-            raise ValueError(
-                f"--latent-history {stack.latent_history} stacks {stack.latent_history * frame_spec.channels} "
-                f"channels of {frame_spec.height}x{frame_spec.width} frames, which SB3 would take for channels-first "
-                "images; use a shorter history"
-            )
         if stack.latent_history > 1:
             venv = VecFrameStack(venv, n_stack=stack.latent_history, channels_order="last")
         venv = VecTransposeImage(venv)

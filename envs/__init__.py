@@ -4,6 +4,8 @@ Importing this package registers the toy env ids (``worldmodel/DotTarget-v0``,
 ``worldmodel/DotTargetContinuous-v0``).
 """
 
+from envs.envpool_env import EnvPoolEnv
+from envs.envpool_vec_env import EnvPoolVecEnv
 from envs.frame_wrapper import FrameSpecObservation
 from envs.latent_observation import LatentObservation
 from envs.memory_observation import MemoryObservation
@@ -17,6 +19,8 @@ register_toy_envs()
 
 __all__ = [
     "DotTargetEnv",
+    "EnvPoolEnv",
+    "EnvPoolVecEnv",
     "FrameSpecObservation",
     "LatentObservation",
     "MemoryObservation",

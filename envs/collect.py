@@ -38,6 +38,7 @@ from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
 from envs.policies import PolicyFactory, policy_factory
 from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.dataset import DatasetError, DatasetWriter, FrameDataset
+from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec
 
 STARTUP_TIMEOUT_S = 60.0
@@ -68,7 +69,7 @@ class CollectConfig:
     epsilon: float = 0.0
     """With --policy RUN_DIR: probability of a uniform-random action instead of the agent's."""
     max_steps: int | None = None
-    """Cap on agent steps per episode (the last step is marked truncated); None: the env's own limit."""
+    """Cap on agent steps per episode, the last step marked truncated (default: the env's own limit)."""
     seed: int = 0
     """Episode i resets the env and the policy with seed + i."""
     size: tuple[int, int] | None = None
@@ -127,7 +128,7 @@ class CollectConfig:
         )
 
 
-class CollectError(RuntimeError):
+class CollectError(UserError, RuntimeError):
     """Collection stopped: a worker kept hanging or crashing, or could not make its env."""
 
 
@@ -473,8 +474,5 @@ def run(args: argparse.Namespace, policy: PolicyFactory | None = None) -> int:
     except KeyboardInterrupt:
         print("worldmodel collect: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (CollectError, DatasetError, ValueError, gym.error.Error) as exc:
-        print(f"worldmodel collect: error: {exc}", file=sys.stderr)
-        return 1
     print(summary.describe())
     return 0

@@ -22,6 +22,7 @@ returns the last frame).
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.factory import EnvConfig
+from worldmodel.errors import UserError
 
 CAR_RACING_MAX_STEPS = 1000
 ATARI_MAX_FRAMES = 108_000
@@ -38,7 +40,7 @@ ATARI_MAX_FRAMES = 108_000
 ATARI_KWARGS = ("frameskip", "repeat_action_probability", "full_action_space", "max_num_frames_per_episode")
 
 
-class EnvPoolUnavailableError(ImportError):
+class EnvPoolUnavailableError(UserError, ImportError):
     """EnvPool is not installed, or cannot run the requested env as the preset describes it."""
 
 
@@ -125,8 +127,16 @@ def envpool_spec(config: EnvConfig) -> EnvPoolSpec:
     )
 
 
+def available_cores() -> int:
+    """CPU cores this process may use (more EnvPool threads than cores only contend)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def make_envpool(spec: EnvPoolSpec, seeds: list[int], num_threads: int | None = None) -> Any:
-    """An EnvPool batch of ``len(seeds)`` envs, env ``i`` seeded ``seeds[i]`` (Gymnasium API, synchronous)."""
+    """An EnvPool batch of ``len(seeds)`` envs, env ``i`` seeded ``seeds[i]`` (Gymnasium API, synchronous).
+
+    ``num_threads`` defaults to one per env up to the usable cores.
+    """
     envpool = import_envpool()
     with _float64_bounds_quiet():
         return envpool.make(
@@ -134,7 +144,7 @@ def make_envpool(spec: EnvPoolSpec, seeds: list[int], num_threads: int | None = 
             env_type="gymnasium",
             num_envs=len(seeds),
             batch_size=len(seeds),
-            num_threads=num_threads or min(len(seeds), 8),
+            num_threads=num_threads or min(len(seeds), available_cores()),
             seed=int(seeds[0]),
             env_seed=[int(s) for s in seeds],
             **spec.kwargs,

@@ -167,6 +167,8 @@ def gym_make(env_id: str, **kwargs: Any) -> gym.Env:
         return gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as exc:
         raise type(exc)(f"{exc} Hint: {_hint(env_id)}") from exc
+    except TypeError as exc:  # a keyword the env's constructor does not take
+        raise ValueError(f"cannot make {env_id}: {exc}; check --env-kwargs") from exc
 
 
 def make_env(config: EnvConfig | str, *, pixels: bool = True) -> gym.Env:

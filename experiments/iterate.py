@@ -49,13 +49,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from experiments.bench.machine import describe_machine
 from experiments.pipeline import (
     PipelineConfig,
     Stage,
-    StageError,
+    check_inputs,
     command_line,
     is_done,
     peak_rss_mib,
@@ -84,6 +84,8 @@ class IterateConfig:
     """Output directory (created; an existing one is resumed round by round)."""
     rounds: int = 3
     """Rounds of collect -> train VAE -> train agent."""
+    backend: Literal["gymnasium", "envpool"] = "gymnasium"
+    """Env backend of collection and agent training: gymnasium or envpool; evaluations run on Gymnasium's env."""
     collect_episodes: int = 100
     """Episodes collected per round."""
     collect_policy: str = "brownian"
@@ -93,9 +95,9 @@ class IterateConfig:
     epsilon: float = 0.0
     """Rounds > 0: probability of a uniform-random action while collecting (use it for discrete actions)."""
     collect_max_steps: int | None = None
-    """Cap on agent steps per collected episode (None: the env's own limit)."""
+    """Cap on agent steps per collected episode (default: the env's own limit)."""
     collect_n_envs: int | None = None
-    """Collection worker processes (None: one per CPU core)."""
+    """Collection worker processes (default: one per CPU core)."""
     new_data_share: float = 0.5
     """Rounds > 0: share of the new round's data in each VAE refit epoch (earlier rounds split the rest)."""
     vae_epochs: int = 10
@@ -115,7 +117,7 @@ class IterateConfig:
     agent_env_frames: int = 300_000
     """Agent training budget per round, in env frames."""
     agent_n_envs: int | None = None
-    """Training envs per agent run (None: the preset's)."""
+    """Training envs per agent run (default: the preset's)."""
     train_eval_freq: int = 10_000
     """Evaluate during training every this many agent steps."""
     train_eval_episodes: int = 5
@@ -145,6 +147,7 @@ class IterateConfig:
         return PipelineConfig(
             self.env_id,
             out=str(self.round_dir(r)),
+            backend=self.backend,
             collect_episodes=self.collect_episodes,
             collect_policy=self.collect_policy,
             collect_max_steps=self.collect_max_steps,
@@ -215,6 +218,7 @@ def agent_collect_config(config: IterateConfig, r: int) -> Any:
         max_steps=config.collect_max_steps,
         seed=seed,
         progress=config.progress,
+        backend=config.backend,
         **extra,
     )
 
@@ -331,6 +335,7 @@ def _record_run(config: IterateConfig, command: str | None) -> None:
 
 def run_iterate(config: IterateConfig, *, command: str | None = None, log: Any = print) -> dict[str, Any]:
     """Run every round of ``config`` that is not complete; returns the ``stages.json`` content."""
+    check_inputs(config.pipeline(0))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _record_run(config, command)
@@ -366,10 +371,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``worldmodel iterate ENV_ID --rounds R --out DIR [...]``."""
     config = config_from_args(IterateConfig, args)
-    try:
-        run_iterate(config, command=shlex.join(["worldmodel", *sys.argv[1:]]))
-    except (StageError, ValueError) as exc:
-        print(f"worldmodel iterate: error: {exc}", file=sys.stderr)
-        return 1
+    run_iterate(config, command=shlex.join(["worldmodel", *sys.argv[1:]]))
     print(Path(config.out) / STAGES_FILE)
     return 0

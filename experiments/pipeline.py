@@ -44,10 +44,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from experiments.bench.machine import describe_machine
 from worldmodel.atomic import write_json_atomic
+from worldmodel.errors import UserError
 
 STAGES_FILE = "stages.json"
 PIPELINE_FILE = "pipeline.json"
@@ -64,6 +65,9 @@ class PipelineConfig:
     """Gymnasium id, e.g. CarRacing-v3."""
     out: str
     """Output directory of the whole run (created; an existing one is resumed)."""
+    backend: Literal["gymnasium", "envpool"] = "gymnasium"
+    """Env backend of collection and agent training: gymnasium, or envpool (CarRacing-v3 and Atari in C++, ~5x
+    faster). Final evaluations always run on Gymnasium's env, the official one."""
     collect_episodes: int = 200
     """Episodes to collect for the VAE."""
     collect_policy: str = "brownian"
@@ -219,6 +223,7 @@ def collect_config(config: PipelineConfig) -> Any:
         policy=config.collect_policy,
         max_steps=config.collect_max_steps,
         progress=config.progress,
+        backend=config.backend,
         **extra,
     )
 
@@ -264,9 +269,31 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
         checkpoint_freq=config.checkpoint_freq,
         resume=resume,
         progress_bar=config.progress,
+        backend=config.backend,
     )
     frame_skip = resolve(base)[2].env_config().frame_skip
     return dataclasses.replace(base, timesteps=max(1, config.agent_env_frames // frame_skip))
+
+
+def check_inputs(config: PipelineConfig) -> None:
+    """Refuse, before anything is created, what a later stage would: an env that cannot be made, or a
+    collection policy or agent algorithm that cannot act in it (agents: with their preset's env keywords)."""
+    from agents.algorithms import check_action_space
+    from agents.train import resolve
+    from envs.factory import make_env
+    from envs.policies import policy_factory
+
+    def action_space(env_config: Any) -> Any:
+        env = make_env(env_config)
+        env.close()
+        return env.action_space
+
+    collect = collect_config(config)
+    policy_factory(collect.policy)(action_space(collect.env_config))
+    agents = {(s.algo, s.pixels): s for s in plan(config) if s.kind == "train-agent"}
+    for stage in agents.values():
+        spec, _, stack = resolve(agent_config(config, stage))
+        check_action_space(spec, action_space(stack.env_config()), config.env_id)
 
 
 def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
@@ -466,7 +493,7 @@ def peak_rss_mib() -> dict[str, float]:
     return {"self": round(self_mib, 1), "children": round(children_mib, 1)}
 
 
-class StageError(RuntimeError):
+class StageError(UserError, RuntimeError):
     """A stage failed; its outputs so far are kept and running the pipeline again resumes it."""
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import shutil
 import time
@@ -372,6 +373,26 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
     return "\n\n".join(lines)
 
 
+def relative(path: str | Path) -> str:
+    """``path`` relative to the working directory: reports never name a file by an absolute path of the machine.
+
+    >>> relative(Path.cwd() / "runs" / "car"), relative("./runs/car")
+    ('runs/car', 'runs/car')
+    """
+    return os.path.relpath(path)
+
+
+def report_title(env_id: str, runs: list[AgentRun], name: str) -> str:
+    """The report's heading: what its agents observe, e.g. ``CarRacing-v3: agents on latents vs pixels (car)``."""
+    kinds = {
+        "latents": any(not run.pixels and not run.finetune for run in runs),
+        "fine-tuned encoders": any(run.finetune for run in runs),
+        "pixels": any(run.pixels for run in runs),
+    }
+    present = [kind for kind, found in kinds.items() if found]
+    return f"# {env_id}: " + (f"agents on {' vs '.join(present)}" if present else "no trained agent yet") + f" ({name})"
+
+
 def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experiments/reports") -> Path:
     """Write ``report_dir/<name>.md`` (and its PNG folder) for the pipeline output ``out``; returns its path."""
     out, report_dir = Path(out), Path(report_dir)
@@ -384,9 +405,9 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
     runs, stages = find_runs(out), read_stages(out)
     table, modes = returns_table(runs)
     parts = [
-        f"# {config['env_id']}: latents vs pixels ({name})",
-        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m experiments.report {out} --name {name}` "
-        f"from the pipeline output `{out}`.",
+        report_title(config["env_id"], runs, name),
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m experiments.report {relative(out)} --name {name}` "
+        f"from the pipeline output `{relative(out)}`.",
         "## Machine",
         "\n".join(f"- {m}" for m in pipeline.get("machines", [])) or "- not recorded",
         "## Returns",
@@ -428,7 +449,7 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
                 parts.append(f"{title}:\n\n![{title}]({name}/{png})")
     videos = [run.run_dir / VIDEO_FILE for run in runs if (run.run_dir / VIDEO_FILE).is_file()]
     if videos:
-        parts += ["## Videos", "\n".join(f"- `{v}`" for v in videos)]
+        parts += ["## Videos", "\n".join(f"- `{relative(v)}`" for v in videos)]
     commands = "\n".join(pipeline.get("commands", [])) or "(not recorded)"
     stage_commands = "\n".join(cmd for _, cmd in pipeline.get("stage_commands", []))
     parts += [

@@ -24,7 +24,7 @@ from agents.algorithms import ALGORITHMS, get_algorithm
 from agents.bundle import load_bundle
 from agents.encoder_extractor import find_extractor
 from agents.resume import read_state
-from agents.train import AgentConfig, train_agent
+from agents.train import AgentConfig, train_agent, trainer_threads
 from agents.vec_env import find_vec_wrapper
 from envs.vec_latent_observation import VecLatentObservation
 from worldmodel.checkpoint import file_sha256, load_vae, save_vae
@@ -239,3 +239,15 @@ def test_resume_of_an_off_policy_run_without_checkpoints_is_refused(tmp_path, to
     config = quick(tmp_path, algo="sac", env_id="worldmodel/DotTargetContinuous-v0", vae=toy_vae_path, resume=True)
     with pytest.raises(ValueError, match="replay buffer"):
         train_agent(dataclasses.replace(config, timesteps=512))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [({"backend": "envpool"}, 1), ({"subproc": True}, 1), ({"torch_threads": 3}, 3), ({}, "torch's own")],
+)
+def test_trainer_threads_leave_the_cores_to_parallel_envs(monkeypatch, changes, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = AgentConfig("CarRacing-v3", **changes)
+    assert trainer_threads(config) == (torch.get_num_threads() if expected == "torch's own" else expected)
+    with pytest.raises(ValueError, match="--torch-threads must be >= 1"):
+        trainer_threads(AgentConfig("CarRacing-v3", torch_threads=0))

@@ -79,10 +79,10 @@ def test_cli_collects_with_an_agent_and_refuses_mismatches(agent_dir, tmp_path, 
     args = ["collect", TOY, "--out", str(out), "--episodes", "1", "--n-envs", "1", "--max-steps", "5"]
     assert main([*args, "--policy", str(agent_dir), "--no-progress"]) == 0
     assert FrameDataset.open(out).num_episodes == 1
-    assert main([*args, "--policy", "random", "--epsilon", "0.1"]) == 1
+    assert main([*args, "--policy", "random", "--epsilon", "0.1"]) == 2
     assert "--policy RUN_DIR" in capsys.readouterr().err
     other = ["collect", "worldmodel/DotTargetContinuous-v0", "--out", str(tmp_path / "c"), "--policy", str(agent_dir)]
-    assert main(other) == 1
+    assert main(other) == 2
     assert "collect with the agent's settings" in capsys.readouterr().err
     with pytest.raises(ValueError, match="needs Box actions"):
         BundlePolicyFactory(str(agent_dir), noise=0.3)(load_bundle(agent_dir, device="cpu").venv.action_space)

@@ -179,9 +179,9 @@ def test_car_racing_short_episodes(tmp_path):
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    assert main(["collect", TOY, "--out", str(tmp_path), "--policy", "runs/agent"]) == 1
+    assert main(["collect", TOY, "--out", str(tmp_path), "--policy", "runs/agent"]) == 2
     assert "unknown policy 'runs/agent'" in capsys.readouterr().err
-    assert main(["collect", "NoSuchEnv-v0", "--out", str(tmp_path)]) == 1
+    assert main(["collect", "NoSuchEnv-v0", "--out", str(tmp_path)]) == 2
     assert "Hint:" in capsys.readouterr().err
 
 

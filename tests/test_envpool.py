@@ -74,6 +74,16 @@ def test_termination_is_not_marked_truncated():
     assert infos[0]["frames"] == 4  # EnvPool repeats Atari actions itself, 4 frames as ALE v5
 
 
+def test_atari_single_env_keeps_the_gymnasium_preset():
+    env = make_env(env_preset("ALE/Pong-v5").replace(backend="envpool"))
+    obs, info = env.reset(seed=3)
+    assert obs.shape == (210, 160, 3) and obs.dtype == np.uint8 and env.action_space.n == 6
+    _, _, _, _, info = env.step(0)
+    assert info["frames"] == 4  # the preset's frame skip, done inside EnvPool and counted by FrameSkip
+    again, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(obs, again)
+
+
 def test_vec_env_equals_the_single_env_path_with_the_same_wrappers():
     """EnvPoolVecEnv with frame skip 2 matches make_env's FrameSkip/SkipStartFrames stack over EnvPoolEnv."""
     config = car(frame_skip=2, max_episode_steps=70)

@@ -8,7 +8,15 @@ import shutil
 
 import pytest
 
-from experiments.pipeline import STAGES_FILE, PipelineConfig, StageError, plan, run_pipeline, stage_command
+from experiments.pipeline import (
+    STAGES_FILE,
+    PipelineConfig,
+    StageError,
+    evaluate_config,
+    plan,
+    run_pipeline,
+    stage_command,
+)
 
 
 def tiny_config(out, **changes) -> PipelineConfig:
@@ -126,6 +134,15 @@ def test_stage_commands_are_cli_equivalents(tmp_path):
     assert commands["collect"].startswith("worldmodel collect worldmodel/DotTarget-v0 --out")
     assert "--timesteps 256" in commands["train-agent/pixels-ppo/seed0"]  # 512 frames / frame skip 2
     assert "--seed 1" in commands["train-agent/ppo/seed1"] and "--pixels" not in commands["train-agent/ppo/seed1"]
+
+
+def test_backend_reaches_collection_and_training_but_not_the_final_evaluation(tmp_path):
+    config = tiny_config(tmp_path, env_id="CarRacing-v3", backend="envpool")
+    commands = {s.name: stage_command(config, s) for s in plan(config)}
+    assert "--backend envpool" in commands["collect"]
+    assert "--backend envpool" in commands["train-agent/ppo/seed0"]
+    assert "--backend" not in commands["evaluate/ppo/seed0"]  # scores come from Gymnasium's env
+    assert evaluate_config(config, next(s for s in plan(config) if s.kind == "evaluate")).backend == "gymnasium"
 
 
 def test_parallel_jobs_train_and_evaluate_every_seed(tmp_path, pipeline_run):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -172,3 +173,16 @@ def test_an_evaluation_older_than_the_model_is_not_reported_as_its_return(pipeli
     text = write_report(pipeline_dir, name="t", report_dir=tmp_path / "reports").read_text()
     assert "| ppo on latents | 2 | not evaluated at this budget |" in text
     assert "**ppo on latents, 2 seed(s)** | all | **510.0**" in text  # seeds 0 and 1 only
+
+
+def test_report_title_says_what_it_holds_and_paths_are_relative(pipeline_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (pipeline_dir / "agents" / "ppo__seed0" / "eval.mp4").write_bytes(b"")
+    text = write_report(pipeline_dir, name="car", report_dir="reports").read_text()
+    assert text.startswith("# CarRacing-v3: agents on latents vs pixels (car)\n")
+    assert "`python -m experiments.report run --name car` from the pipeline output `run`" in text
+    assert "- `run/agents/ppo__seed0/eval.mp4`" in text
+    assert str(tmp_path) not in text
+    shutil.rmtree(pipeline_dir / "agents" / "pixels-ppo__seed0")
+    text = write_report(pipeline_dir, name="car", report_dir="reports").read_text()
+    assert text.startswith("# CarRacing-v3: agents on latents (car)\n")

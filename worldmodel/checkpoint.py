@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from worldmodel.atomic import atomic_path
+from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec
 from worldmodel.vae import ConvVAE, VAEConfig
 
@@ -37,7 +38,7 @@ STATS_PREFIX = "latent_stats."
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that cannot be loaded as a VAE checkpoint; the message names the file and the problem."""
 
 
@@ -158,7 +159,10 @@ def read_format_header(path: str | os.PathLike, fmt: FileFormat = VAE_FORMAT) ->
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{fmt.kind} {path} does not exist")
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(
+            f"{fmt.kind} {path} {what}; pass a .safetensors file written by {fmt.maker} (e.g. RUN_DIR/best.safetensors)"
+        )
     try:
         with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}

@@ -3,6 +3,13 @@
 Each subcommand lives in the module of its stage, which provides
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them and
 imports a stage when its subcommand runs, so ``worldmodel --help`` stays fast.
+
+Errors are handled here, once for every subcommand. An exception that :func:`is_user_error`
+accepts ends the command with one line ``worldmodel COMMAND: error: MESSAGE`` on stderr and
+exit status 2 (as argparse does for a bad option); any other exception is a bug and keeps
+its traceback. ``--debug`` (or ``WORLDMODEL_DEBUG=1``) shows the traceback of user errors
+too. Exit statuses: 0 done, 1 a bug (traceback), 2 an error the message explains,
+130 interrupted. Stages never call ``sys.exit`` or print their own errors; they raise.
 """
 
 from __future__ import annotations
@@ -10,8 +17,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
+
+from worldmodel.errors import UserError
+
+DEBUG_ENV = "WORLDMODEL_DEBUG"
+"""Set to 1 to see the traceback of every error, as ``--debug`` does."""
 
 # subcommand -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,6 +67,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error the user can fix from its message, rather than a bug.
+
+    That is: the project's own errors (:class:`~worldmodel.errors.UserError`: ``DatasetError``,
+    ``CheckpointError``, ``BundleError``, ``TrainVAEError``, ``CollectError``, ``StageError``, ...);
+    ``ValueError``, which every library function raises for an argument it refuses, with the fix
+    in its message; ``OSError`` (a path that is missing, unreadable or unwritable); and
+    gymnasium's errors (an unknown env id, a missing dependency). Checked against gymnasium only
+    when a stage has imported it: this package never imports gymnasium itself.
+
+    >>> is_user_error(FileNotFoundError("VAE checkpoint v.safetensors does not exist")), is_user_error(KeyError("x"))
+    (True, False)
+    """
+    if isinstance(exc, UserError | ValueError | OSError):
+        return True
+    gym_error = sys.modules.get("gymnasium.error")
+    return gym_error is not None and isinstance(exc, gym_error.Error)
+
+
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only the ``selected`` subcommand's arguments are filled in."""
     parser = argparse.ArgumentParser(
@@ -61,10 +93,13 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         description="Collect frames, train a VAE on them, and train RL agents on its latents.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    debug_help = f"show the traceback of an error (also: {DEBUG_ENV}=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.set_defaults(_module=module_name)
+        cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
         if name == selected:
             importlib.import_module(module_name).add_arguments(cmd)
     return parser
@@ -82,7 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 1
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except Exception as exc:
+        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0") or not is_user_error(exc):
+            raise
+        print(f"worldmodel {args.command}: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

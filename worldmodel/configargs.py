@@ -85,7 +85,9 @@ def add_config_arguments(
 
     Field ``batch_size`` becomes ``--batch-size``; names in ``positional`` become
     positional arguments; ``bool`` fields get ``--x/--no-x``; tuples and lists take
-    several values; ``dict`` fields take JSON; ``Literal`` fields get choices.
+    several values; ``dict`` fields take JSON; ``Literal`` fields get choices. The help
+    text ends with ``(default: VALUE)`` unless the field's docstring states its default
+    itself with ``default:`` (e.g. ``(default: the preset's)`` for a None that a preset fills).
     """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
@@ -100,7 +102,8 @@ def add_config_arguments(
         if has_default:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             kwargs["default"] = default
-            kwargs["help"] += f" (default: {default})"
+            if "default:" not in kwargs["help"]:  # a field whose default a preset decides says so itself
+                kwargs["help"] += f" (default: {default})"
         kwargs["help"] = kwargs["help"].replace("%", "%%")  # argparse %-formats help text
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

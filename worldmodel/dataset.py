@@ -59,6 +59,7 @@ import numpy as np
 
 from worldmodel.atomic import TEMP_SUFFIX, atomic_path
 from worldmodel.checkpoint import file_sha256
+from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec, check_frames
 
 FORMAT_NAME = "worldmodel.dataset"
@@ -75,7 +76,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 Verify = Literal["auto", "full", "none"]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset that cannot be read or written as asked; the message names the file and the fix."""
 
 
@@ -342,9 +343,11 @@ class DatasetWriter:
         self.frame_spec = frame_spec
         self.attrs = dict(attrs or {})
         self.shard_frames = max(1, int(shard_mib * 2**20) // int(np.prod(frame_spec.shape)))
+        if collector_id is not None and not _ID_RE.match(collector_id):
+            raise DatasetError(f"collector id {collector_id!r} must match {_ID_RE.pattern} (a file-name prefix)")
+        self._check_existing()  # both before anything is created
         (self.data_dir / SHARDS).mkdir(parents=True, exist_ok=True)
         (self.data_dir / COLLECTORS).mkdir(exist_ok=True)
-        self._check_existing()
         self.collector_id, self._lock_fd = self._acquire(collector_id)
         self._manifest_path = self.data_dir / COLLECTORS / f"{self.collector_id}.json"
         self._shards: list[dict[str, Any]] = (
@@ -373,8 +376,6 @@ class DatasetWriter:
 
     def _acquire(self, collector_id: str | None) -> tuple[str, int]:
         if collector_id is not None:
-            if not _ID_RE.match(collector_id):
-                raise DatasetError(f"collector id {collector_id!r} must match {_ID_RE.pattern} (a file-name prefix)")
             fd = _lock(self.data_dir / COLLECTORS / f".{collector_id}.lock", blocking=False)
             if fd is None:
                 raise DatasetError(

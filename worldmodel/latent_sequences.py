@@ -46,9 +46,10 @@ from typing import Any, Literal
 import numpy as np
 
 from worldmodel.atomic import TEMP_SUFFIX, atomic_path, write_json_atomic
-from worldmodel.checkpoint import CheckpointError, file_sha256
+from worldmodel.checkpoint import file_sha256
 from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.dataset import DatasetError, FrameDataset, check_frame_spec
+from worldmodel.dataset import FrameDataset, check_frame_spec
+from worldmodel.errors import UserError
 
 FORMAT_NAME = "worldmodel.latents"
 FORMAT_VERSION = 1
@@ -56,7 +57,7 @@ MANIFEST = "latents.json"
 _STEP_KEYS = ("actions", "rewards", "terminated", "truncated")
 
 
-class LatentsError(ValueError):
+class LatentsError(UserError, ValueError):
     """A latents directory that cannot be read or written as asked; the message names both sides and the fix."""
 
 
@@ -354,19 +355,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``worldmodel encode DATA --vae CKPT --out LATENTS``: print a summary as JSON."""
     config: EncodeConfig = config_from_args(EncodeConfig, args)
-    try:
-        latents = encode_dataset(
-            config.data_dir,
-            config.vae,
-            config.out,
-            device=config.device,
-            precision=config.precision,
-            batch_size=config.batch_size,
-            progress=config.progress,
-        )
-    except (LatentsError, DatasetError, CheckpointError, FileNotFoundError) as exc:
-        print(f"worldmodel encode: error: {exc}", file=sys.stderr)
-        return 2
+    latents = encode_dataset(
+        config.data_dir,
+        config.vae,
+        config.out,
+        device=config.device,
+        precision=config.precision,
+        batch_size=config.batch_size,
+        progress=config.progress,
+    )
     summary = {
         "out": str(latents.path),
         "episodes": latents.num_episodes,

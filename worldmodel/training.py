@@ -32,15 +32,16 @@ from safetensors.torch import save_file
 
 from worldmodel.atomic import atomic_path
 from worldmodel.distributed import DistContext, any_rank
+from worldmodel.errors import UserError
 
 RESUME_VERSION = 1
 
 
-class TrainError(ValueError):
+class TrainError(UserError, ValueError):
     """A training request that cannot run (bad data, size mismatch, unusable run directory, ...)."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
 
 
@@ -64,8 +65,18 @@ without updating. The last good checkpoint is run/last.safetensors. Lower --lr o
 
 
 def check_run_dir(out: str | os.PathLike, resume: bool, error: type[TrainError] = TrainError) -> Path:
-    """Create ``out`` and check it: writable, holding no run unless ``resume``, holding one if ``resume``."""
+    """The run directory ``out``, refused unless it holds a run exactly when ``resume``; nothing is created yet."""
     out = Path(out)
+    has_run = (out / "resume.safetensors").exists() or (out / "last.safetensors").exists()
+    if resume and not (out / "resume.safetensors").exists():
+        raise error(f"--resume: {out} holds no resume.safetensors to continue from; drop --resume")
+    if has_run and not resume:
+        raise error(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
+    return out
+
+
+def make_run_dir(out: Path, error: type[TrainError] = TrainError) -> None:
+    """Create the run directory (once the inputs are known good) and check that it is writable."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -73,12 +84,6 @@ def check_run_dir(out: str | os.PathLike, resume: bool, error: type[TrainError] 
         probe.unlink()
     except OSError as exc:
         raise error(f"cannot write to the run directory {out}: {exc}; choose a writable --out") from exc
-    has_run = (out / "resume.safetensors").exists() or (out / "last.safetensors").exists()
-    if resume and not (out / "resume.safetensors").exists():
-        raise error(f"--resume: {out} holds no resume.safetensors to continue from; drop --resume")
-    if has_run and not resume:
-        raise error(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
-    return out
 
 
 def spread(indices: np.ndarray, max_count: int) -> np.ndarray:
