@@ -4,6 +4,7 @@ Layout of ``RUN_DIR``::
 
     model.zip            SB3 model (final; with --encoder finetune it holds the fine-tuned VAE)
     vae.safetensors      copy of the VAE (latent and finetune runs); its SHA-256 is in config.json
+    memory.safetensors   copy of the memory model (--memory runs); its SHA-256 is in config.json
     vec_normalize.npz    VecNormalize statistics, no pickle (when normalising)
     config.json          resolved training config, hyperparameters and the observation stack
     evaluations.npz      EvalCallback curve; learning_curve.png plots it
@@ -48,6 +49,7 @@ from worldmodel.errors import UserError
 
 MODEL_FILE = "model.zip"
 VAE_FILE = "vae.safetensors"
+MEMORY_FILE = "memory.safetensors"
 NORMALIZE_FILE = "vec_normalize.npz"
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -60,11 +62,11 @@ class BundleError(UserError, ValueError):
     """A run directory that cannot be loaded; the message names the file and what to do."""
 
 
-def copy_vae(vae_path: str | Path, run_dir: Path) -> str:
-    """Copy the VAE into ``run_dir`` (atomically) and return its SHA-256."""
-    with atomic_path(run_dir / VAE_FILE) as tmp:
+def copy_vae(vae_path: str | Path, run_dir: Path, name: str = VAE_FILE) -> str:
+    """Copy the VAE (or the memory model, ``name=MEMORY_FILE``) into ``run_dir`` atomically; return its SHA-256."""
+    with atomic_path(run_dir / name) as tmp:
         shutil.copyfile(vae_path, tmp)
-    return file_sha256(run_dir / VAE_FILE)
+    return file_sha256(run_dir / name)
 
 
 def save_model(model: BaseAlgorithm, path: Path) -> None:
@@ -201,22 +203,32 @@ def check_bundle(run_dir: str | Path, model_file: str | Path = MODEL_FILE) -> di
             f"{run_dir} is missing {NORMALIZE_FILE} (VecNormalize statistics); the agent cannot see the "
             "observations it was trained on without them. Restore the file from the original run directory"
         )
-    if not stack["pixels"]:
-        vae_path = run_dir / VAE_FILE
-        if not vae_path.is_file():
-            raise BundleError(
-                f"{run_dir} is missing {VAE_FILE}, the VAE the agent was trained with; restore it from the "
-                "original run directory"
-            )
-        expected = config["vae_sha256"]
-        actual = file_sha256(vae_path)
-        if actual != expected:
-            raise BundleError(
-                f"{vae_path} was modified since training (SHA-256 {actual[:12]}..., recorded {expected[:12]}...); "
-                "the agent only works with the exact VAE it was trained on. Restore the original file, or train "
-                "a new agent on the new VAE with `worldmodel train-agent`"
-            )
+    check_copies(run_dir, config)
     return config
+
+
+def check_copies(run_dir: Path, config: dict[str, Any]) -> None:
+    """Raise :class:`BundleError` unless the run's copies of its VAE and memory model are there, unmodified."""
+    if not config["stack"]["pixels"]:
+        _check_copy(run_dir / VAE_FILE, config["vae_sha256"], "the VAE")
+    if config["stack"].get("memory"):
+        _check_copy(run_dir / MEMORY_FILE, config["memory_sha256"], "the memory model")
+
+
+def _check_copy(path: Path, expected: str, what: str) -> None:
+    """Raise :class:`BundleError` unless ``path``, the run's copy of ``what``, exists with SHA-256 ``expected``."""
+    if not path.is_file():
+        raise BundleError(
+            f"{path.parent} is missing {path.name}, {what} the agent was trained with; restore it from the "
+            "original run directory"
+        )
+    actual = file_sha256(path)
+    if actual != expected:
+        raise BundleError(
+            f"{path} was modified since training (SHA-256 {actual[:12]}..., recorded {expected[:12]}...); "
+            f"the agent only works with the exact {what.removeprefix('the ')} it was trained on. Restore the original "
+            "file, or train a new agent with `worldmodel train-agent`"
+        )
 
 
 @dataclass
@@ -263,6 +275,7 @@ def load_bundle(
         training=False,
         subproc=subproc,
         frame_tap=frame_tap,
+        memory=run_dir / MEMORY_FILE if stack.memory else None,
     )
     normalizer = find_vec_normalize(venv)
     if normalizer is not None:

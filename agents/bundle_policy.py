@@ -5,7 +5,8 @@
 (:func:`agents.bundle.load_bundle`, on the CPU) and gets a :class:`BundlePolicy`, which
 turns the raw frames of one env into exactly the observations the agent was trained on:
 the VAE's frame spec, its :class:`~worldmodel.encoder.LatentEncoder`, the latent
-history and previous action (:class:`~envs.latent_history.LatentHistory`) and the frozen
+history and previous action (:class:`~envs.latent_history.LatentHistory`) or the memory
+model's state (:class:`~envs.memory_state.MemoryState`) and the frozen
 ``VecNormalize`` statistics. Exploration on top: ``epsilon`` (a uniform-random action
 with that probability) and ``noise`` (Gaussian, in action units, for ``Box`` actions;
 clipped to the bounds). Each episode's draws are seeded by ``reset(seed)``.
@@ -40,6 +41,7 @@ from envs.collect import CollectConfig
 from envs.factory import EnvConfig
 from envs.latent_history import LatentHistory
 from envs.latent_observation import FrameLatents
+from envs.memory_state import MemoryState
 from envs.vec_latent_observation import VecLatentObservation
 from worldmodel.configargs import config_from_args
 
@@ -79,12 +81,16 @@ class BundlePolicy:
         self.encoder = wrapper.encoder
         self.generator = wrapper.generator
         self.frame_latents: FrameLatents | None = None  # built for the first frame's shape
-        self.history = LatentHistory(
-            1,
-            self.encoder.latent_dim,
-            bundle.stack.latent_history,
-            action_space if bundle.stack.include_action else None,
-        )
+        self.history: LatentHistory | MemoryState
+        if bundle.stack.memory:  # [z, h]: the memory model's state of this one env
+            self.history = MemoryState(wrapper.history.model, 1, action_space, wrapper.history.include_cell)
+        else:
+            self.history = LatentHistory(
+                1,
+                self.encoder.latent_dim,
+                bundle.stack.latent_history,
+                action_space if bundle.stack.include_action else None,
+            )
         self.normalizer: VecNormalize | None = find_vec_normalize(bundle.venv)
         self.rng = np.random.default_rng(0)
         self._state: Any = None

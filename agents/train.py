@@ -37,7 +37,10 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.algorithms import AlgorithmSpec, check_action_space, get_algorithm
 from agents.bundle import (
     CONFIG_FILE,
+    MEMORY_FILE,
+    VAE_FILE,
     BundleError,
+    check_copies,
     copy_vae,
     load_model,
     load_vec_normalize,
@@ -57,9 +60,9 @@ from agents.hyperparams import (
 from agents.resume import CHECKPOINT_DIR, ResumeCallback, read_state, restore_eval_history, state_from_bundle
 from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_normalize, load_stack_vae
 from worldmodel.atomic import write_json_atomic
-from worldmodel.checkpoint import file_sha256
 from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.device import resolve_device
+from worldmodel.memory import load_memory
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class AgentConfig:
     """Gymnasium env id, e.g. CarRacing-v3 or worldmodel/DotTarget-v0."""
     vae: str | None = None
     """VAE checkpoint (.safetensors) whose latents the agent sees; not used with --pixels."""
+    memory: str | None = None
+    """Memory checkpoint of `worldmodel train-memory` on --vae's latents: the agent sees [z, h]."""
     algo: str = "ppo"
     """SB3 algorithm: ppo, a2c, sac, td3, ddpg, dqn; with sb3-contrib also tqc, recurrentppo, qrdqn, trpo, crossq."""
     timesteps: int | None = None
@@ -177,6 +182,7 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
         normalize=normalize,
         encoder=config.encoder,
         backend=config.backend,
+        memory=config.memory is not None,
     )
     return spec, hp, stack
 
@@ -227,12 +233,16 @@ def _versions() -> dict[str, str]:
 def write_run_config(
     run_dir: Path, config: AgentConfig, spec: AlgorithmSpec, hp: Hyperparams, stack: StackConfig
 ) -> None:
-    """Copy the VAE into ``run_dir`` (latent runs) and write ``config.json`` with its SHA-256."""
-    vae_sha = None
+    """Copy the VAE (latent runs) and the memory model (--memory) into ``run_dir``; write ``config.json`` with
+    their SHA-256."""
+    vae_sha = memory_sha = None
     if not config.pixels:
         vae = load_stack_vae(config.vae)
         run_dir.mkdir(parents=True, exist_ok=True)
         vae_sha = copy_vae(vae.path, run_dir)
+    if config.memory is not None:
+        load_memory(config.memory, vae_sha256=vae_sha)  # refuses a missing file or another VAE's memory, naming both
+        memory_sha = copy_vae(config.memory, run_dir, MEMORY_FILE)
     write_json_atomic(
         run_dir / CONFIG_FILE,
         {
@@ -241,22 +251,21 @@ def write_run_config(
             "hyperparams": hp.to_dict(),
             "stack": stack.to_dict(),
             "vae_sha256": vae_sha,
+            "memory_sha256": memory_sha,
             "eval_seed": config.seed + EVAL_SEED_OFFSET,
             "versions": _versions(),
         },
     )
 
 
-def _check_vae_copy(run_dir: Path, config: dict[str, Any]) -> Path | None:
-    if config["stack"]["pixels"]:
-        return None
-    path = run_dir / "vae.safetensors"
-    if not path.is_file() or file_sha256(path) != config["vae_sha256"]:
-        raise BundleError(
-            f"{path} is missing or was modified since the run started; --resume needs the exact VAE. "
-            "Restore it, or start a new run"
-        )
-    return path
+def _check_copies(run_dir: Path, config: dict[str, Any]) -> tuple[Path | None, Path | None]:
+    """The run's VAE and memory-model copies (None where the stack has none), checked against their hashes."""
+    try:
+        check_copies(run_dir, config)
+    except BundleError as exc:
+        raise BundleError(f"{exc}; --resume needs the exact files the run started with") from exc
+    vae = None if config["stack"]["pixels"] else run_dir / VAE_FILE
+    return vae, run_dir / MEMORY_FILE if config["stack"].get("memory") else None
 
 
 def _new_model(
@@ -295,9 +304,10 @@ def train_agent(config: AgentConfig) -> Path:
         check_action_space(spec, action_space, config.env_id)
         write_run_config(run_dir, config, spec, hp, stack)
     stored = read_config(run_dir)
-    vae_path = _check_vae_copy(run_dir, stored)
+    vae_path, memory_path = _check_copies(run_dir, stored)
     device = str(resolve_device(config.device))
-    venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device, subproc=config.subproc)
+    venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device,
+                         subproc=config.subproc, memory=memory_path)  # fmt: skip
     check_replay_memory(hp.algo_kwargs, spec, venv.observation_space, venv.action_space)
     # With worker processes, evaluation episodes run side by side too (SB3 splits them without bias)
     eval_n_envs = min(config.eval_episodes, hp.n_envs) if config.subproc else 1
@@ -309,6 +319,7 @@ def train_agent(config: AgentConfig) -> Path:
         device=device,
         training=False,
         subproc=config.subproc,
+        memory=memory_path,
     )
     eval_callback = None
     if config.eval_freq > 0:

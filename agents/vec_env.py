@@ -4,6 +4,9 @@ Latents: ``make_env -> Monitor -> FrameSpecObservation(vae spec)`` per env, then
 ``VecLatentObservation`` (one batched encoder pass in the main process, latent
 history) and optionally ``VecNormalize``.
 
+Memory (``memory=True``): as latents, with ``VecMemoryObservation`` (observations
+``[z_t, h_t]`` from the run's memory model) in place of ``VecLatentObservation``.
+
 Fine-tuned encoder (``encoder="finetune"``): ``make_env -> Monitor ->
 FrameSpecObservation(vae spec)`` per env, then ``VecFrameStack(latent_history)`` on the
 uint8 frames (channels stacked), an explicit ``VecTransposeImage`` (so SB3 inserts
@@ -50,6 +53,7 @@ from envs.envpool_vec_env import EnvPoolVecEnv
 from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
 from envs.frame_wrapper import FrameSpecObservation
 from envs.vec_latent_observation import VecLatentObservation
+from envs.vec_memory_observation import VecMemoryObservation
 from worldmodel.checkpoint import VAECheckpoint, load_vae
 from worldmodel.frames import FrameSpec
 
@@ -88,28 +92,36 @@ class StackConfig:
     """``frozen``: latents from the VAE in a wrapper; ``finetune``: frames, encoded inside the policy."""
     backend: str = "gymnasium"
     """Env backend: ``gymnasium`` or ``envpool`` (C++ CarRacing-v3 and Atari, batched; see envs.envpool_env)."""
+    memory: bool = False
+    """Observations ``[z_t, h_t]`` with the hidden state of the bundle's memory model (VecMemoryObservation)."""
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_MODES:
             raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {self.encoder!r}")
-        if self.encoder != "finetune":
-            return
-        unsupported = {
-            "--pixels (the CNN baseline; finetune already trains from frames)": self.pixels,
-            "--latent sample (the fine-tuned encoder hands the policy the mean)": self.latent != "mean",
-            "--include-action": self.include_action,
-        }
-        named = [name for name, used in unsupported.items() if used]
-        if named:
-            raise ValueError(
-                f"--encoder finetune cannot be combined with {', '.join(named)}; drop it, or use --encoder frozen"
-            )
+        if self.encoder == "finetune":
+            _refuse("--encoder finetune", "drop it, or use --encoder frozen", {
+                "--pixels (the CNN baseline; finetune already trains from frames)": self.pixels,
+                "--latent sample (the fine-tuned encoder hands the policy the mean)": self.latent != "mean",
+                "--include-action": self.include_action,
+                "--memory": self.memory,
+            })  # fmt: skip
+        if self.memory:
+            _refuse("--memory", "drop it", {
+                "--pixels": self.pixels,
+                "--latent sample (the memory model reads the means)": self.latent != "mean",
+                "--latent-history (the hidden state holds the history)": self.latent_history != 1,
+                "--include-action (the hidden state has read the actions)": self.include_action,
+                "--standardize-latents or --drop-inactive (the memory model reads raw latents)":
+                    self.standardize_latents or self.drop_inactive,
+            })  # fmt: skip
 
     @property
     def mode(self) -> str:
-        """``pixels``, ``latents`` (frozen encoder) or ``finetune``: how runs and results are labelled."""
+        """``pixels``, ``latents`` (frozen encoder), ``memory`` or ``finetune``: how runs and results are labelled."""
         if self.pixels:
             return "pixels"
+        if self.memory:
+            return "memory"
         return "finetune" if self.encoder == "finetune" else "latents"
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +141,12 @@ class StackConfig:
 
     def pixel_frame_spec(self) -> FrameSpec:
         return FrameSpec.from_dict(self.frame_spec or {})
+
+
+def _refuse(option: str, fix: str, unsupported: dict[str, bool]) -> None:
+    named = [name for name, used in unsupported.items() if used]
+    if named:
+        raise ValueError(f"{option} cannot be combined with {', '.join(named)}; {fix}")
 
 
 class FrameTap(gym.Wrapper):
@@ -223,8 +241,11 @@ def build_vec_env(
     training: bool = True,
     subproc: bool = False,
     frame_tap: bool = False,
+    memory: str | Path | None = None,
 ) -> VecEnv:
     """Build the stack for ``n_envs`` envs seeded ``seed, seed+1, ...`` at their first reset.
+
+    ``memory``: the memory checkpoint of a ``stack.memory`` stack.
 
     ``training=False`` gives the evaluation form: VecNormalize frozen and rewards left raw.
     ``frame_tap=True`` keeps each env's raw frame in ``last_frame`` (for videos).
@@ -249,6 +270,10 @@ def build_vec_env(
         if stack.latent_history > 1:
             venv = VecFrameStack(venv, n_stack=stack.latent_history, channels_order="last")
         venv = VecTransposeImage(venv)
+    elif stack.memory:
+        if memory is None:
+            raise ValueError("a memory stack needs the memory checkpoint (`worldmodel train-agent --memory CKPT`)")
+        venv = VecMemoryObservation(venv, checkpoint, memory, device=device)
     else:
         venv = VecLatentObservation(
             venv,

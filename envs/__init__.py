@@ -8,9 +8,11 @@ from envs.envpool_env import EnvPoolEnv
 from envs.envpool_vec_env import EnvPoolVecEnv
 from envs.frame_wrapper import FrameSpecObservation
 from envs.latent_observation import LatentObservation
+from envs.memory_observation import MemoryObservation
 from envs.pixels import PixelObservation, is_image_space
 from envs.toy import DotTargetEnv, register_toy_envs
 from envs.vec_latent_observation import VecLatentObservation
+from envs.vec_memory_observation import VecMemoryObservation
 from envs.vector_latent_observation import VectorLatentObservation
 
 register_toy_envs()
@@ -21,8 +23,10 @@ __all__ = [
     "EnvPoolVecEnv",
     "FrameSpecObservation",
     "LatentObservation",
+    "MemoryObservation",
     "PixelObservation",
     "VecLatentObservation",
+    "VecMemoryObservation",
     "VectorLatentObservation",
     "is_image_space",
     "register_toy_envs",

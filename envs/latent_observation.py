@@ -178,10 +178,7 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
             precision=precision,
             compile=compile,
         )
-        if not is_image_space(env.observation_space):
-            env = PixelObservation(env)
-        gym.ObservationWrapper.__init__(self, env)
-        self.encoder = latent_encoder(
+        encoder = latent_encoder(
             vae,
             device=device,
             latent=latent,
@@ -190,13 +187,23 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
             precision=precision,
             compile=compile,
         )
+        action_space = env.action_space if include_action else None
+        self._setup(env, encoder, LatentHistory(1, encoder.latent_dim, history, action_space))
+
+    def _setup(self, env: gym.Env, encoder: LatentEncoder, history: Any) -> None:
+        """Wrap ``env`` (its frames from ``render()`` unless they are observations); ``history`` builds the
+        observations from latents: ``reset(latents, mask)``, ``push(latents, actions)``, ``observation_space``."""
+        if not is_image_space(env.observation_space):
+            env = PixelObservation(env)
+        gym.ObservationWrapper.__init__(self, env)
+        self.encoder = encoder
         declared = env.get_wrapper_attr("frame_spec") if env.has_wrapper_attr("frame_spec") else None
         self.frame_latents = FrameLatents(
-            self.encoder, frame_shape_of(env.observation_space), declared, source=env_name(env)
+            encoder, frame_shape_of(env.observation_space), declared, source=env_name(env)
         )
-        self.history = LatentHistory(1, self.encoder.latent_dim, history, env.action_space if include_action else None)
-        self.observation_space = self.history.observation_space
-        self.generator = self.encoder.make_generator()
+        self.history = history
+        self.observation_space = history.observation_space
+        self.generator = encoder.make_generator()
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """The latent ``(latent_dim,)`` of one frame (``reset``/``step`` add the history)."""

@@ -23,6 +23,7 @@ Put ``VecNormalize`` after this wrapper (see :mod:`envs.latent_observation`).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
@@ -78,13 +79,7 @@ class VecLatentObservation(VecEnvWrapper):
         precision: str = "fp32",
         compile: bool = False,
     ) -> None:
-        if not is_image_space(venv.observation_space):
-            raise ValueError(
-                f"VecLatentObservation needs uint8 HWC image observations from the sub-envs, got "
-                f"{venv.observation_space}; wrap each sub-env in envs.PixelObservation (frames from render()) "
-                "and optionally envs.FrameSpecObservation, and put VecLatentObservation before any VecTransposeImage"
-            )
-        self.encoder = latent_encoder(
+        encoder = latent_encoder(
             vae,
             device=device,
             latent=latent,
@@ -93,18 +88,30 @@ class VecLatentObservation(VecEnvWrapper):
             precision=precision,
             compile=compile,
         )
+        action_space = venv.action_space if include_action else None
+        self._setup(venv, encoder, LatentHistory(venv.num_envs, encoder.latent_dim, history, action_space))
+
+    def _setup(self, venv: VecEnv, encoder: LatentEncoder, history: Any) -> None:
+        """Check the sub-envs' frames and wrap ``venv``; ``history`` builds the observations from latents:
+        ``reset(latents, mask)``, ``push(latents, actions)``, ``observation_space``."""
+        name = type(self).__name__
+        if not is_image_space(venv.observation_space):
+            raise ValueError(
+                f"{name} needs uint8 HWC image observations from the sub-envs, got "
+                f"{venv.observation_space}; wrap each sub-env in envs.PixelObservation (frames from render()) "
+                f"and optionally envs.FrameSpecObservation, and put {name} before any VecTransposeImage"
+            )
+        self.encoder = encoder
         declared = set(venv.get_attr("frame_spec")) if venv.has_attr("frame_spec") else {None}
         if len(declared) > 1:
             raise ValueError(f"the VecEnv's sub-envs apply different frame specs {declared}; use one for all")
         self.frame_latents = FrameLatents(
-            self.encoder, frame_shape_of(venv.observation_space), declared.pop(), source="the VecEnv's sub-envs"
+            encoder, frame_shape_of(venv.observation_space), declared.pop(), source="the VecEnv's sub-envs"
         )
-        self.history = LatentHistory(
-            venv.num_envs, self.encoder.latent_dim, history, venv.action_space if include_action else None
-        )
-        self.generator = self.encoder.make_generator()
+        self.history = history
+        self.generator = encoder.make_generator()
         self._actions: np.ndarray | None = None
-        super().__init__(venv, observation_space=self.history.observation_space)
+        VecEnvWrapper.__init__(self, venv, observation_space=history.observation_space)
 
     def seed(self, seed: int | None = None):
         if seed is not None:

@@ -72,6 +72,19 @@ def toy_vae_path(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def toy_memory_path(toy_vae_path, tmp_path_factory) -> str:
+    """An untrained memory model (hidden 16) for the toy VAE's latents and DotTarget's 5 actions."""
+    from worldmodel.checkpoint import file_sha256
+    from worldmodel.memory import MDNRNN, MemoryConfig, save_memory
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("memory") / "memory.safetensors"
+    model = MDNRNN(MemoryConfig(6, 5, discrete_actions=True, hidden=16))
+    save_memory(path, model, vae_sha256=file_sha256(toy_vae_path))
+    return str(path)
+
+
 def _greedy_dot_action(state) -> int:
     """DotTarget action moving the agent along the axis where the target is furthest."""
     dx, dy = (state[2:] - state[:2]) * 56.0
@@ -84,18 +97,19 @@ def _greedy_dot_action(state) -> int:
 def latent_reference(toy_vae_path):
     """Runs of the single-env LatentObservation, one per env, for equivalence tests of the vector wrappers.
 
-    ``latent_reference(make_env, num_envs, steps, seed, **wrapper_kwargs)`` returns, per env
+    ``latent_reference(make_env, num_envs, steps, seed, wrap=None, **wrapper_kwargs)`` returns, per env
     ``i`` (reset with ``seed + i``), ``{"reset": first obs, "steps": [...]}`` where each step is
     ``{"action", "obs", "terminated", "truncated", "next_reset"}`` (``next_reset``: the
     observation after the automatic reset, or None). Actions are greedy moves towards the
-    target, so episodes end both by termination and by truncation.
+    target, so episodes end both by termination and by truncation. ``wrap(env)`` replaces the
+    LatentObservation (then ``wrapper_kwargs`` are unused).
     """
     from envs.latent_observation import LatentObservation
 
-    def run(make_env, num_envs: int, steps: int, seed: int, **kwargs):
+    def run(make_env, num_envs: int, steps: int, seed: int, wrap=None, **kwargs):
         runs = []
         for i in range(num_envs):
-            env = LatentObservation(make_env(), toy_vae_path, device="cpu", **kwargs)
+            env = wrap(make_env()) if wrap else LatentObservation(make_env(), toy_vae_path, device="cpu", **kwargs)
             obs, info = env.reset(seed=seed + i)
             run_i = {"reset": obs, "steps": []}
             for _ in range(steps):
@@ -151,3 +165,57 @@ def write_blob_dataset(data_dir, *, episodes: int = 4, steps: int = 23, size: in
 def blob_dataset(tmp_path_factory) -> str:
     """A 16x16 RGB dataset of 4 episodes x 24 frames with 2-d true states (see ``write_blob_dataset``)."""
     return str(write_blob_dataset(tmp_path_factory.mktemp("blob") / "data"))
+
+
+def interrupt_call(monkeypatch, module, name: str, call: int, *, after: bool = False) -> None:
+    """Make ``module.name`` raise KeyboardInterrupt (standing in for ``kill -9``) at its ``call``-th call,
+    before running it, or right after it with ``after`` (e.g. just after an epoch's state is committed)."""
+    real = getattr(module, name)
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call and not after:
+            raise KeyboardInterrupt
+        result = real(*args, **kwargs)
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(module, name, wrapper)
+
+
+def assert_same_runs(a, b) -> None:
+    """Two run directories hold identical checkpoints and resume states, and the same metrics but for timings."""
+    import json
+
+    from safetensors import safe_open
+
+    for name in ("last.safetensors", "best.safetensors", "resume.safetensors"):
+        with safe_open(str(a / name), framework="pt") as fa, safe_open(str(b / name), framework="pt") as fb:
+            assert set(fa.keys()) == set(fb.keys()), name
+            for key in fa.keys():
+                assert torch.equal(fa.get_tensor(key), fb.get_tensor(key)), f"{name}: {key} differs"
+
+    def records(run):
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        timing = lambda k: "per_s" in k or "wait" in k or k == "wall_s"  # noqa: E731
+        return [{k: v for k, v in json.loads(line).items() if not timing(k)} for line in lines]
+
+    assert records(a) == records(b)
+
+
+def nan_loss_at_call(monkeypatch, module, name: str, call: int, *terms: str) -> None:
+    """Make the loss function ``module.name`` return NaN in ``terms`` (fields of its NamedTuple) at its
+    ``call``-th call."""
+    real = getattr(module, name)
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == call:
+            return loss._replace(**{term: getattr(loss, term) * float("nan") for term in terms})
+        return loss
+
+    monkeypatch.setattr(module, name, wrapper)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,14 +58,13 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def test_agent_on_latents_beats_random(tmp_path, one_torch_thread):
-    timings = {}
-    start = time.monotonic()
+def collect_and_train_vae(tmp_path: Path, max_steps: int = 20) -> tuple[Path, Path]:
+    """The toy dataset (300 random episodes of at most ``max_steps`` steps) and the best VAE trained on it."""
     data = tmp_path / "data"
     # one worker: the dataset's episode order, and so the whole run, does not depend on process timing
-    config = CollectConfig(TOY, data, episodes=300, max_steps=20, size=(16, 16), seed=SEED, n_envs=1, progress=False)
+    config = CollectConfig(TOY, data, episodes=300, max_steps=max_steps, size=(16, 16), seed=SEED, n_envs=1,
+                           progress=False)  # fmt: skip
     collect_rollouts(config)
-    timings["collect"] = time.monotonic() - start
     vae = train_vae(
         TrainVAEConfig(
             str(data),
@@ -88,7 +88,14 @@ def test_agent_on_latents_beats_random(tmp_path, one_torch_thread):
             progress=False,
         )
     )
-    timings["vae"] = time.monotonic() - start - timings["collect"]
+    return data, vae
+
+
+def test_agent_on_latents_beats_random(tmp_path, one_torch_thread):
+    timings = {}
+    start = time.monotonic()
+    _, vae = collect_and_train_vae(tmp_path)
+    timings["collect+vae"] = time.monotonic() - start
     summary = json.loads((tmp_path / "vae" / "summary.json").read_text())
     r2 = summary["linear_probe_r2"]  # agent x, agent y, target x, target y
     run_dir = train_agent(
@@ -104,7 +111,7 @@ def test_agent_on_latents_beats_random(tmp_path, one_torch_thread):
             tensorboard=False,
         )
     )
-    timings["agent"] = time.monotonic() - start - timings["collect"] - timings["vae"]
+    timings["agent"] = time.monotonic() - start - timings["collect+vae"]
     results = evaluate_agent(EvaluateConfig(str(run_dir), episodes=EVAL_EPISODES, random_baseline=True, device="cpu"))
     timings["total"] = time.monotonic() - start
     agent, rand = results["returns"], results["random"]["returns"]

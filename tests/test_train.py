@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_blob_dataset
+from conftest import assert_same_runs, interrupt_call, nan_loss_at_call, write_blob_dataset
 from safetensors import safe_open
 
 from worldmodel import train as train_mod
@@ -105,53 +105,23 @@ def test_resume_after_kills_equals_uninterrupted_run(blob_dataset, tmp_path, mon
     train_vae(tiny(blob_dataset, straight))
 
     resumed = tmp_path / "resumed"
-    real_save, real_loss = train_mod.save_train_state, train_mod.vae_loss
-
-    def save_then_die(*args, **kwargs):  # killed right after epoch 1 committed its state
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_mod, "save_train_state", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train_vae(tiny(blob_dataset, resumed))
-    monkeypatch.setattr(train_mod, "save_train_state", real_save)
-
-    calls = {"n": 0}
-
-    def loss_then_die(*args, **kwargs):  # calls 1-4: epoch 2's steps, 5: its validation, 7: in epoch 3
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "vae_loss", loss_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train_vae(tiny(blob_dataset, resumed, resume=True))
+    with monkeypatch.context() as patch:  # killed right after epoch 1 committed its state
+        interrupt_call(patch, train_mod, "save_train_state", 1, after=True)
+        with pytest.raises(KeyboardInterrupt):
+            train_vae(tiny(blob_dataset, resumed))
+    with monkeypatch.context() as patch:  # calls 1-4: epoch 2's steps, 5: its validation, 7: in epoch 3
+        interrupt_call(patch, train_mod, "vae_loss", 7)
+        with pytest.raises(KeyboardInterrupt):
+            train_vae(tiny(blob_dataset, resumed, resume=True))
     assert metrics(resumed)[-1]["epoch"] == 2
-    monkeypatch.setattr(train_mod, "vae_loss", real_loss)
 
     train_vae(tiny(blob_dataset, resumed, resume=True))
-    for name in ("last.safetensors", "best.safetensors", "resume.safetensors"):
-        a, b = tensors(straight / name), tensors(resumed / name)
-        assert a.keys() == b.keys()
-        for key in a:
-            assert torch.equal(a[key], b[key]), f"{name}: {key} differs"
-    drop_timing = lambda r: {k: v for k, v in r.items() if "per_s" not in k and "wait" not in k and k != "wall_s"}  # noqa: E731
-    assert [drop_timing(r) for r in metrics(straight)] == [drop_timing(r) for r in metrics(resumed)]
+    assert_same_runs(straight, resumed)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(blob_dataset, tmp_path, monkeypatch):
-    real_loss = train_mod.vae_loss
-    calls = {"n": 0}
-
-    def nan_in_epoch_two(*args, **kwargs):
-        loss = real_loss(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 6:  # calls 1-4: the steps of epoch 1, 5: its validation, 6: step 4 (epoch 2)
-            return loss._replace(total=loss.total * float("nan"), recon=loss.recon * float("nan"))
-        return loss
-
-    monkeypatch.setattr(train_mod, "vae_loss", nan_in_epoch_two)
+    # calls 1-4: the steps of epoch 1, 5: its validation, 6: step 4 (epoch 2)
+    nan_loss_at_call(monkeypatch, train_mod, "vae_loss", 6, "total", "recon")
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match=r"non-finite at step 4 \(epoch 2\).*last good checkpoint"):
         train_vae(tiny(blob_dataset, out))

@@ -1,27 +1,35 @@
 """worldmodel: a convolutional VAE that turns environment frames into small latent vectors.
 
-This package is torch + numpy only: the VAE, frame preprocessing, datasets, training
-and checkpoints. Gymnasium and Stable-Baselines3 adapters live in ``envs`` and ``agents``.
+This package is torch + numpy only: the VAE, the memory model over its latents (MDN-RNN),
+frame preprocessing, datasets, training and checkpoints. Gymnasium and Stable-Baselines3
+adapters live in ``envs`` and ``agents``.
 """
 
 from worldmodel.checkpoint import CheckpointError, LatentStats, VAECheckpoint, load_vae, save_vae
 from worldmodel.frames import FrameSpec, frames_to_tensor, preprocess_frame, preprocess_frames, tensor_to_frames
+from worldmodel.memory import MDNRNN, MemoryCheckpoint, MemoryConfig, load_memory, memory_loss, save_memory
 from worldmodel.vae import ConvVAE, VAEConfig, VAELoss, vae_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MDNRNN",
     "CheckpointError",
     "ConvVAE",
     "FrameSpec",
     "LatentStats",
+    "MemoryCheckpoint",
+    "MemoryConfig",
     "VAECheckpoint",
     "VAEConfig",
     "VAELoss",
     "frames_to_tensor",
+    "load_memory",
     "load_vae",
+    "memory_loss",
     "preprocess_frame",
     "preprocess_frames",
+    "save_memory",
     "save_vae",
     "tensor_to_frames",
     "vae_loss",

@@ -119,15 +119,40 @@ def save_vae(
         save_file(tensors, str(tmp), metadata=header)
 
 
-def _unreadable(path: Path, exc: Exception) -> str:
+@dataclass(frozen=True)
+class FileFormat:
+    """What a self-describing safetensors file declares in its header, and how to make one (for errors)."""
+
+    name: str
+    """The header's ``format`` value."""
+    version: int
+    """The header's ``format_version`` this worldmodel reads."""
+    kind: str
+    """What the file is, in words: ``"VAE checkpoint"``."""
+    maker: str
+    """What writes such files, in words."""
+    resume_hint: str
+    """How to get a good file back after a truncated one."""
+
+
+VAE_FORMAT = FileFormat(
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    "VAE checkpoint",
+    "`worldmodel train-vae` or worldmodel.save_vae",
+    "`worldmodel train-vae --resume` continues from the last good checkpoint",
+)
+
+
+def _unreadable(path: Path, exc: Exception, fmt: FileFormat) -> str:
     return (
         f"{path} is not a readable safetensors file (truncated or corrupt?): {exc}. "
-        "Re-copy it or retrain; `worldmodel train-vae --resume` continues from the last good checkpoint."
+        f"Re-copy it or retrain; {fmt.resume_hint}."
     )
 
 
-def read_header(path: str | os.PathLike) -> dict[str, str]:
-    """The JSON-string metadata of a VAE checkpoint, checked for format and version; loads no weights.
+def read_format_header(path: str | os.PathLike, fmt: FileFormat = VAE_FORMAT) -> dict[str, str]:
+    """The JSON-string metadata of a safetensors file, checked for ``fmt``'s format and version; loads no weights.
 
     Cheap and free of torch computation, so worker processes can learn a checkpoint's
     frame spec without touching torch's thread pool.
@@ -136,25 +161,38 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise FileNotFoundError(
-            f"VAE checkpoint {path} {what}; pass a .safetensors file written by `worldmodel train-vae` "
-            "(e.g. RUN_DIR/best.safetensors)"
+            f"{fmt.kind} {path} {what}; pass a .safetensors file written by {fmt.maker} (e.g. RUN_DIR/best.safetensors)"
         )
     try:
         with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(_unreadable(path, exc)) from exc
-    if header.get("format") != FORMAT_NAME:
+        raise CheckpointError(_unreadable(path, exc, fmt)) from exc
+    if header.get("format") != fmt.name:
         raise CheckpointError(
-            f"{path} is a safetensors file but not a worldmodel VAE checkpoint (format={header.get('format')!r}); "
-            "VAE checkpoints are written by `worldmodel train-vae` or worldmodel.save_vae"
+            f"{path} is a safetensors file but not a worldmodel {fmt.kind} (format={header.get('format')!r}); "
+            f"{fmt.kind}s are written by {fmt.maker}"
         )
-    if header.get("format_version") != str(FORMAT_VERSION):
+    if header.get("format_version") != str(fmt.version):
         raise CheckpointError(
             f"{path} has checkpoint format version {header.get('format_version')!r}; this worldmodel reads "
-            f"version {FORMAT_VERSION}. Upgrade worldmodel or re-save the checkpoint."
+            f"version {fmt.version}. Upgrade worldmodel or re-save the checkpoint."
         )
     return header
+
+
+def read_tensors(path: str | os.PathLike, fmt: FileFormat = VAE_FORMAT) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, on the CPU; a truncated file raises :class:`CheckpointError`."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(_unreadable(Path(path), exc, fmt)) from exc
+
+
+def read_header(path: str | os.PathLike) -> dict[str, str]:
+    """The JSON-string metadata of a VAE checkpoint, checked for format and version; loads no weights."""
+    return read_format_header(path, VAE_FORMAT)
 
 
 def read_frame_spec(path: str | os.PathLike) -> FrameSpec:
@@ -174,11 +212,7 @@ def load_vae(path: str | os.PathLike, device: torch.device | str = "cpu") -> VAE
     """
     path = Path(path)
     header = read_header(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(_unreadable(path, exc)) from exc
+    tensors = read_tensors(path)
     try:
         config = VAEConfig.from_dict(json.loads(header["vae_config"]))
         frame_spec = FrameSpec.from_dict(json.loads(header["frame_spec"]))

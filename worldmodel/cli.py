@@ -30,6 +30,8 @@ DEBUG_ENV = "WORLDMODEL_DEBUG"
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("worldmodel.cli", "describe a VAE checkpoint (config, frame spec, metadata)"),
     "train-vae": ("worldmodel.train", "train the VAE on a collected dataset (also under torchrun for DDP)"),
+    "encode": ("worldmodel.latent_sequences", "encode a dataset's episodes with a VAE into latent sequences"),
+    "train-memory": ("worldmodel.train_memory", "train the memory model (MDN-RNN) on a dataset's VAE latents"),
     "collect": (
         "agents.bundle_policy",
         "collect rollouts from any Gymnasium env (random, brownian or a trained agent) into a dataset (resumable)",

@@ -132,15 +132,25 @@ class LatentEncoder:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
-    def _raw_latents(self, frames: np.ndarray | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Latents before normalisation ``(N, z)`` float32 on the device, one forward pass."""
+    def _raw_posterior(self, frames: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)``, each ``(N, z)`` float32 on the device, one forward pass."""
         x = frames_to_tensor(frames, self.frame_spec, self.device, channels_last=True)  # (N, c, h, w)
         with self._autocast():
             mu, logvar = self._posterior(x)  # (N, z) each
-        mu = mu.float()
+        return mu.float(), logvar.float()
+
+    def _raw_latents(self, frames: np.ndarray | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Latents before normalisation ``(N, z)`` float32 on the device, one forward pass."""
+        mu, logvar = self._raw_posterior(frames)
         if self.latent == "sample":
-            return ConvVAE.reparameterize(mu, logvar.float(), generator)
+            return ConvVAE.reparameterize(mu, logvar, generator)
         return mu
+
+    @torch.inference_mode()
+    def posterior(self, frames: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The VAE's ``(mu, logvar)`` of uint8 frames, each float32 ``(N, z)``: all dimensions, not normalised."""
+        mu, logvar = self._raw_posterior(frames)
+        return mu.cpu().numpy(), logvar.cpu().numpy()
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray | torch.Tensor, generator: torch.Generator | None = None) -> np.ndarray:

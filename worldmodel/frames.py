@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import torch
 
+from worldmodel.dictconfig import check_known_fields
+
 INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
     "linear": cv2.INTER_LINEAR,
@@ -108,10 +110,7 @@ class FrameSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrameSpec:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown FrameSpec fields {sorted(unknown)}; known fields are {sorted(known)}")
+        check_known_fields(cls, data)
         data = dict(data)
         if data.get("crop") is not None:
             data["crop"] = tuple(data["crop"])

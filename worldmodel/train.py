@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from worldmodel.atomic import atomic_path, write_json_atomic
+from worldmodel.atomic import write_json_atomic
 from worldmodel.checkpoint import LatentStats, load_vae, save_vae
 from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.dataset import FrameDataset
@@ -69,14 +69,25 @@ from worldmodel.diagnostics import (
     write_png,
 )
 from worldmodel.distributed import DistContext, all_reduce_sum, any_rank, barrier, init_distributed
-from worldmodel.errors import UserError
 from worldmodel.frames import FrameSpec, frames_to_tensor
 from worldmodel.latent_stats import ACTIVE_THRESHOLD, LatentMoments, accumulate_latents
 from worldmodel.mixture import FrameMixture, mixed_order
+from worldmodel.training import (
+    MetricsLog,
+    RunCounters,
+    TrainError,
+    adamw_with_schedule,
+    autocast,
+    check_finite,
+    check_run_dir,
+    load_resume_state,
+    make_run_dir,
+    save_resume_state,
+    spread,
+)
 from worldmodel.vae import ConvVAE, VAEConfig, vae_loss
 
 RESUME_FORMAT = "worldmodel.train_state"
-RESUME_VERSION = 1
 COLLAPSE_FRACTION = 0.5
 """Warn of posterior collapse when more than this share of dimensions is inactive."""
 FIGURE_FRAMES = 8
@@ -84,12 +95,8 @@ PROBE_MAX_FRAMES = 4096
 _ARCH_FIELDS = ("height", "width", "channels", "latent_dim", "width_multiplier")
 
 
-class TrainVAEError(UserError, ValueError):
-    """A training request that cannot run (bad data, size mismatch, unusable run directory, ...)."""
-
-
-class NonFiniteLossError(UserError, RuntimeError):
-    """The loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
+class TrainVAEError(TrainError):
+    """A ``train-vae`` request that cannot run (bad data, size mismatch, unusable run directory, ...)."""
 
 
 class PosteriorCollapseWarning(UserWarning):
@@ -264,17 +271,6 @@ class BatchPrefetcher:
         self.close()
 
 
-def spread(indices: np.ndarray, max_count: int) -> np.ndarray:
-    """At most ``max_count`` of ``indices``, evenly spread (all of them when ``max_count`` is 0).
-
-    >>> spread(np.arange(10), 3).tolist()
-    [0, 4, 9]
-    """
-    if max_count <= 0 or len(indices) <= max_count:
-        return indices
-    return indices[np.linspace(0, len(indices) - 1, max_count).round().astype(np.int64)]
-
-
 def _chunks(indices: np.ndarray, size: int) -> list[np.ndarray]:
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
@@ -309,18 +305,6 @@ def default_batch_size(device: torch.device, precision: str) -> int:
     return 64 if device.type == "cpu" and precision == "fp32" else 128
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: float) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_fraction`` at ``total_steps``.
-
-    >>> [round(lr_factor(s, 10, 2, 0.1), 3) for s in (0, 1, 2, 10)]
-    [0.5, 1.0, 1.0, 0.1]
-    """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_fraction + (1.0 - min_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
@@ -333,44 +317,14 @@ def save_train_state(
     path: Path, vae: ConvVAE, optimizer: torch.optim.Optimizer, state: dict[str, Any], vae_config: VAEConfig
 ) -> None:
     """Write weights, AdamW moments and the JSON ``state`` (counters, scheduler, ...) in one atomic file."""
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
-    opt = optimizer.state_dict()
-    for index, param_state in opt["state"].items():
-        for key, value in param_state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    header = {
-        "format": RESUME_FORMAT,
-        "format_version": str(RESUME_VERSION),
-        "vae_config": json.dumps(vae_config.to_dict()),
-        "param_groups": json.dumps(opt["param_groups"]),
-        "state": json.dumps(state),
-    }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    header = {"vae_config": json.dumps(vae_config.to_dict())}
+    save_resume_state(path, vae, optimizer, state, format_name=RESUME_FORMAT, header=header)
 
 
 def load_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], VAEConfig, dict[str, Any]]:
     """Read a resume file: ``(model state dict, optimizer state dict, VAE config, JSON state)``."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise TrainVAEError(f"cannot read the resume state {path}: {exc}; start a new run in another --out") from exc
-    if header.get("format") != RESUME_FORMAT or header.get("format_version") != str(RESUME_VERSION):
-        raise TrainVAEError(f"{path} is not a v{RESUME_VERSION} {RESUME_FORMAT} file; start a new run instead")
-    model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            opt_state.setdefault(int(index), {})[key] = value
-    optimizer = {"state": opt_state, "param_groups": json.loads(header["param_groups"])}
-    return model, optimizer, VAEConfig.from_dict(json.loads(header["vae_config"])), json.loads(header["state"])
+    model, optimizer, header, state = load_resume_state(path, format_name=RESUME_FORMAT, error=TrainVAEError)
+    return model, optimizer, VAEConfig.from_dict(json.loads(header["vae_config"])), state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,30 +386,6 @@ def _load_init(config: TrainVAEConfig, vae_config: VAEConfig, spec: FrameSpec) -
     return ckpt.vae.state_dict()
 
 
-def _check_run_dir(config: TrainVAEConfig) -> Path:
-    """The run directory, refused when --resume does not match what it holds; nothing is created yet."""
-    out = Path(config.out)
-    has_run = (out / "resume.safetensors").exists() or (out / "last.safetensors").exists()
-    if config.resume and not (out / "resume.safetensors").exists():
-        raise TrainVAEError(f"--resume: {out} holds no resume.safetensors to continue from; drop --resume")
-    if has_run and not config.resume:
-        raise TrainVAEError(
-            f"{out} already holds a training run; pass --resume to continue it, or choose another --out"
-        )
-    return out
-
-
-def _make_run_dir(out: Path) -> None:
-    """Create the run directory (once the inputs are known good) and check that it is writable."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise TrainVAEError(f"cannot write to the run directory {out}: {exc}; choose a writable --out") from exc
-
-
 def _check_resumable(saved: VAEConfig, current: VAEConfig, saved_state: dict[str, Any], dataset_id: str) -> None:
     mismatch = {
         f: (getattr(saved, f), getattr(current, f)) for f in _ARCH_FIELDS if getattr(saved, f) != getattr(current, f)
@@ -499,10 +429,6 @@ class _Eval:
         return _Eval(*terms)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
 @torch.no_grad()
 def _evaluate(vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, run: _Run, ctx: DistContext) -> _Eval:
     """Loss terms with ``z = mu`` (as encoders use it) over ``indices`` (this rank's share), summed over ranks."""
@@ -511,7 +437,7 @@ def _evaluate(vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, r
     with BatchPrefetcher(ds, _chunks(indices, batch), pin_memory=run.pin) as batches:
         for frames in batches:
             x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=run.channels_last)
-            with _autocast(ctx.device, run.amp_dtype):
+            with autocast(ctx.device, run.amp_dtype):
                 mu, logvar = vae.encode(x)  # (B, z) each
                 x_hat = vae.decode(mu)
             loss = vae_loss(x, x_hat, mu, logvar, vae.config)
@@ -539,7 +465,7 @@ def _latent_moments(
     vae.eval()
     with (
         BatchPrefetcher(ds, _chunks(indices, batch), pin_memory=run.pin) as batches,
-        _autocast(ctx.device, run.amp_dtype),
+        autocast(ctx.device, run.amp_dtype),
     ):
         tensors = (frames_to_tensor(f, ds.frame_spec, ctx.device, channels_last=run.channels_last) for f in batches)
         moments = accumulate_latents(vae, tensors, vae.config.latent_dim)
@@ -560,27 +486,19 @@ def _encode_means(vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: in
 # Training
 
 
-@dataclass
-class _Run:
+@dataclass(kw_only=True)
+class _Run(RunCounters):
     """Resolved settings and mutable counters of one training run."""
 
     amp_dtype: torch.dtype | None
     precision: str
     channels_last: bool
     pin: bool
-    epoch: int = 0
-    step: int = 0
-    best_val: float = math.inf
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    wall_s: float = 0.0
-    best_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     init_val: list[dict[str, float]] | None = None
     """Per dataset, the --init checkpoint's held-out metrics before training."""
 
-    def counters(self) -> dict[str, Any]:
-        keys = ("epoch", "step", "best_val", "best_epoch", "bad_epochs", "wall_s", "best_metrics", "init_val")
-        return {k: getattr(self, k) for k in keys}
+    def settings(self) -> tuple[str, ...]:
+        return ("amp_dtype", "precision", "channels_last", "pin")
 
 
 def train_vae(config: TrainVAEConfig) -> Path:
@@ -606,7 +524,7 @@ def train_vae(config: TrainVAEConfig) -> Path:
 def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = _check_run_dir(config)
+    out = check_run_dir(config.out, config.resume, TrainVAEError)
     ds = _open_dataset(config)
     vae_config = _vae_config(config, ds.frame_spec)
     precision = default_precision(ctx.device) if config.precision == "auto" else config.precision
@@ -647,17 +565,12 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
         model_state, optimizer_state, saved_config, saved = load_train_state(out / "resume.safetensors")
         _check_resumable(saved_config, vae_config, saved, ds.dataset_id)
         vae.load_state_dict(model_state)
-        for key, value in saved["counters"].items():
-            setattr(run, key, value)
-    _make_run_dir(out)
+        run.restore(saved["counters"])
+    make_run_dir(out, TrainVAEError)
     vae.to(ctx.device)
     if config.channels_last:
         vae.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    warmup = min(config.warmup_steps, total_steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup, config.min_lr_fraction)
-    )
+    optimizer, scheduler = adamw_with_schedule(vae.parameters(), config, total_steps)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     if config.resume:
         optimizer.load_state_dict(optimizer_state)
@@ -702,19 +615,17 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
         train = _train_epoch(module, vae, optimizer, scheduler, scaler, ds, perm, epoch_steps, config, ctx, run, logger)
         vals = _evaluate_each(vae, ds, val_sels, eval_batch, run, ctx)
         val = _Eval.mixed(vals, val_weights)
-        if any_rank(not math.isfinite(val.total), ctx):
-            raise NonFiniteLossError(
-                f"the validation loss is {val.total} after epoch {epoch + 1}; stopped. The last good checkpoint "
-                f"is {out / 'last.safetensors'}. Lower --lr, or use --precision fp32"
-            )
+        check_finite(
+            {"total": val.total},
+            ctx,
+            what="validation loss",
+            when=f"after epoch {epoch + 1}",
+            last=out / "last.safetensors",
+        )
         train_moments = _latent_moments(vae, ds, stats_sel[ctx.rank :: ctx.world_size], eval_batch, run, ctx)
         stats = train_moments.to_stats()
-        improved = val.total < run.best_val - config.min_delta
-        run.epoch, run.wall_s = epoch + 1, time.perf_counter() - start_time
-        if improved:
-            run.best_val, run.best_epoch, run.bad_epochs = val.total, epoch, 0
-        else:
-            run.bad_epochs += 1
+        run.wall_s = time.perf_counter() - start_time
+        improved = run.end_epoch(val.total, config.min_delta)
         record = {
             "epoch": epoch + 1,
             "step": run.step,
@@ -795,16 +706,17 @@ def _train_epoch(
                 flip = (torch.rand(global_batch, generator=gen) < 0.5)[lo : lo + local_batch].to(ctx.device)
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
                 x = x.contiguous(memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
-            with _autocast(ctx.device, run.amp_dtype):
+            with autocast(ctx.device, run.amp_dtype):
                 x_hat, mu, logvar = module(x, eps.to(ctx.device, non_blocking=True))
             loss = vae_loss(x, x_hat, mu, logvar, vae.config)
             values = torch.stack([loss.recon, loss.kl, loss.total]).detach().double().cpu()  # one sync per step
-            if any_rank(not bool(torch.isfinite(values).all()), ctx):
-                raise NonFiniteLossError(
-                    f"the training loss became non-finite at step {run.step} (epoch {run.epoch + 1}): recon "
-                    f"{values[0]:.4g}, kl {values[1]:.4g}; stopped without updating. The last good checkpoint is "
-                    f"{Path(config.out) / 'last.safetensors'}. Lower --lr or use --precision fp32, then --resume"
-                )
+            check_finite(
+                dict(zip(("recon", "kl", "total"), values.tolist(), strict=True)),
+                ctx,
+                what="training loss",
+                when=f"at step {run.step} (epoch {run.epoch + 1})",
+                last=Path(config.out) / "last.safetensors",
+            )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss.total).backward()
             scaler.step(optimizer)
@@ -837,17 +749,8 @@ def _train_epoch(
 class _Logger:
     def __init__(self, out: Path, config: TrainVAEConfig, ctx: DistContext, run: _Run, *, resumed: bool) -> None:
         self.out, self.config, self.ctx, self.run = out, config, ctx, run
-        self.metrics = out / "metrics.jsonl"
-        if resumed and self.metrics.exists():  # drop records of epochs after the resume point
-            lines = [ln for ln in self.metrics.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= run.epoch]
-            with atomic_path(self.metrics) as tmp:
-                tmp.write_text("".join(ln + "\n" for ln in kept))
-        self.tb = None
-        if config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tb"), purge_step=run.step if resumed else None)
+        self.log = MetricsLog(out, tensorboard=config.tensorboard, resumed_epoch=run.epoch if resumed else None,
+                              resumed_step=run.step)  # fmt: skip
 
     def message(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -877,8 +780,8 @@ class _Logger:
         if improved:
             save_vae(self.out / "best.safetensors", vae, ds.frame_spec, latent_stats=stats, **meta)
         save_vae(self.out / "last.safetensors", vae, ds.frame_spec, latent_stats=stats, **meta)
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        images = self._figures(vae, ds, val_sel, kl_per_dim) if self.config.figures else {}
+        self.log.write(record, images)
         state = {
             "counters": self.run.counters(),
             "scheduler": scheduler.state_dict(),  # plain numbers (lr_lambdas: [None] for a function)
@@ -887,14 +790,6 @@ class _Logger:
         }
         # The commit point of the epoch: a kill before this line resumes from the previous epoch.
         save_train_state(self.out / "resume.safetensors", vae, optimizer, state, vae_config)
-        images = self._figures(vae, ds, val_sel, kl_per_dim) if self.config.figures else {}
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "step"):
-                    self.tb.add_scalar(key, value, record["step"])
-            for name, image in images.items():
-                self.tb.add_image(name, image, record["step"], dataformats="HWC")
-            self.tb.flush()
         self.message(
             f"epoch {record['epoch']}: train {record['train/total']:.2f} val {record['val/total']:.2f} "
             f"(mse/pixel {record['val/mse_per_pixel']:.5f}, {record['latent/active_dims']} active dims) "
@@ -960,8 +855,7 @@ class _Logger:
             "world_size": self.ctx.world_size,
         }
         write_json_atomic(self.out / "summary.json", summary)
-        if self.tb is not None:
-            self.tb.close()
+        self.log.close()
         self.message(
             f"best checkpoint {summary['best_checkpoint']} (epoch {summary['best_epoch']}): held-out MSE per pixel "
             f"{summary['val_mse_per_pixel']:.5f}, PSNR {summary['val_psnr_db']:.1f} dB, "

@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from worldmodel.dictconfig import DictConfig
 
 LOGVAR_MIN = -20.0
 LOGVAR_MAX = 10.0
@@ -23,7 +24,7 @@ REFERENCE_SIZE = 64
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(DictConfig):
     """Architecture and loss settings of :class:`ConvVAE`."""
 
     height: int = 64
@@ -66,17 +67,6 @@ class VAEConfig:
     @property
     def conv_channels(self) -> tuple[int, int, int, int]:
         return tuple(max(1, round(c * self.width_multiplier)) for c in (32, 64, 128, 256))  # type: ignore[return-value]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown VAEConfig fields {sorted(unknown)}; known fields are {sorted(known)}")
-        return cls(**data)
 
 
 class ConvVAE(nn.Module):
