@@ -455,6 +455,8 @@ def train_memory(config: TrainMemoryConfig) -> Path:
         raise TrainMemoryError(f"--vae {config.vae} does not exist; pass the VAE checkpoint the latents come from")
     out = check_run_dir(config.out, config.resume, TrainMemoryError)
     vae_sha256 = file_sha256(config.vae)
+    if config.data_dir is not None:
+        FrameDataset.open(config.data_dir, verify="none")  # a missing or empty dataset is refused before --out exists
     make_run_dir(out, TrainMemoryError)
     latents = _open_latents(config, out, vae_sha256, str(ctx.device))
     train_rows, val_rows = _split(latents.num_episodes, config.val_fraction, config.seed)
