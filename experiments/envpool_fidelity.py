@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "# EnvPool's CarRacing-v3 against Gymnasium's: fidelity",
         f"Made by `python -m experiments.envpool_fidelity --episodes {args.episodes} --vae-epochs {args.vae_epochs}"
         + "".join(f" --agent {run}" for run in args.agent)
+        + (f" --notes {args.notes}" if args.notes else "")
         + "`. Speed: the `envpool` section of `benchmarks.md`.",
         scripted_section(stats, "envpool/scripted.png"),
         vae_section(vaes, held_out),

@@ -61,34 +61,14 @@ BAD_INPUTS = {
         ([DOT, "--out", "data", "--collector-id", "a/b"], ["collector id 'a/b' must match", "a file-name prefix"]),
     ],
     "train-vae": [
-        (["missing", "--out", "run"], ["missing does not exist", "collect one"]),
-        (["empty", "--out", "run"], ["empty holds no dataset", "collect one with `worldmodel collect"]),
+        (["missing", "--out", "run"], ["missing does not exist", "collect one with"]),
+        (["empty", "--out", "run"], ["empty holds no dataset", "collect one with"]),
         (
             ["{data}", "--out", "run", "--image-size", "32"],
             ["does not match the dataset's frames", "drop --image-size"],
         ),
         (["{data}", "--out", "run", "--resume"], ["holds no resume.safetensors", "drop --resume"]),
         (["{data}", "--out", "run", "--batch-size", "16", "--init", "nope.safetensors"], ["does not exist", "pass a"]),
-    ],
-    "encode": [
-        (
-            ["missing", "--vae", "{vae}", "--out", "lat"],
-            ["missing does not exist", "collect one with `worldmodel collect`"],
-        ),
-        (["{data}", "--vae", "missing.safetensors", "--out", "lat"], ["missing.safetensors does not exist", "pass a"]),
-        (
-            ["{data}", "--vae", "{vae}", "--out", "lat"],
-            ["frames were made with", "collect a dataset with the expected"],
-        ),
-    ],
-    "train-memory": [
-        (["{data}", "--vae", "missing.safetensors", "--out", "run"], ["does not exist", "pass the VAE checkpoint"]),
-        (
-            ["{data}", "--vae", "{vae}", "--out", "run"],
-            ["frames were made with", "collect a dataset with the expected"],
-        ),
-        (["--vae", "{vae}", "--out", "run"], ["give a dataset directory DATA, or --latents", "worldmodel encode"]),
-        (["{data}", "--vae", "{vae}", "--out", "run", "--resume"], ["holds no resume.safetensors", "drop --resume"]),
     ],
     "train-agent": [
         ([DOT, "--vae", "missing.safetensors", "--out", "run"], ["does not exist", "fix the --vae path"]),
@@ -104,6 +84,16 @@ BAD_INPUTS = {
     "evaluate": [
         (["empty"], ["empty has no config.json", "pass the RUN_DIR given to `worldmodel train-agent --out`"]),
         (["missing", "--video", "v.mp4"], ["missing has no config.json", "pass the RUN_DIR"]),
+    ],
+    "encode": [
+        (["missing", "--vae", "{vae}", "--out", "lat"], ["missing does not exist", "collect one with"]),
+        (["empty", "--vae", "{vae}", "--out", "lat"], ["empty holds no dataset", "collect one with"]),
+        (["{data}", "--vae", "missing.safetensors", "--out", "lat"], ["missing.safetensors does not exist", "pass a"]),
+    ],
+    "train-memory": [
+        (["missing", "--vae", "{vae}", "--out", "run"], ["missing does not exist", "collect one with `worldmodel"]),
+        (["empty", "--vae", "{vae}", "--out", "run"], ["empty holds no dataset", "collect one with"]),
+        (["{data}", "--vae", "missing.safetensors", "--out", "run"], ["does not exist", "pass the VAE checkpoint"]),
     ],
     "iterate": [
         (["NoSuch-v0", "--out", "it"], ["`NoSuch` doesn't exist", "gymnasium.pprint_registry()"]),

@@ -85,7 +85,7 @@ from worldmodel.training import (
     save_resume_state,
     spread,
 )
-from worldmodel.training import NonFiniteLossError as NonFiniteLossError  # re-exported: train-vae raises it
+from worldmodel.training import NonFiniteLossError as NonFiniteLossError  # train_vae raises it: import it from here
 from worldmodel.vae import ConvVAE, VAEConfig, vae_loss
 
 RESUME_FORMAT = "worldmodel.train_state"

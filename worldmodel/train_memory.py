@@ -62,13 +62,13 @@ import torch
 import torch.nn.functional as F
 
 from worldmodel.atomic import write_json_atomic
-from worldmodel.checkpoint import file_sha256, load_vae
+from worldmodel.checkpoint import CheckpointError, file_sha256, load_vae
 from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.dataset import FrameDataset
+from worldmodel.dataset import DatasetError, FrameDataset
 from worldmodel.diagnostics import image_grid, write_png
 from worldmodel.distributed import DistContext, init_distributed
 from worldmodel.frames import tensor_to_frames
-from worldmodel.latent_sequences import LatentSequences, encode_dataset
+from worldmodel.latent_sequences import LatentSequences, LatentsError, encode_dataset
 from worldmodel.memory import (
     LOG_STD_MIN,
     MDNRNN,
@@ -81,6 +81,7 @@ from worldmodel.memory import (
 )
 from worldmodel.training import (
     MetricsLog,
+    NonFiniteLossError,
     RunCounters,
     TrainError,
     adamw_with_schedule,
@@ -454,8 +455,10 @@ def train_memory(config: TrainMemoryConfig) -> Path:
         raise TrainMemoryError(f"--vae {config.vae} does not exist; pass the VAE checkpoint the latents come from")
     out = check_run_dir(config.out, config.resume, TrainMemoryError)
     vae_sha256 = file_sha256(config.vae)
-    latents = _open_latents(config, out, vae_sha256, str(ctx.device))  # checks the data before writing anything
+    if config.data_dir is not None:
+        FrameDataset.open(config.data_dir, verify="none")  # a missing or empty dataset is refused before --out exists
     make_run_dir(out, TrainMemoryError)
+    latents = _open_latents(config, out, vae_sha256, str(ctx.device))
     train_rows, val_rows = _split(latents.num_episodes, config.val_fraction, config.seed)
     memory_config = _memory_config(config, latents)
     plans = [_epoch_plan(train_rows, config, e) for e in range(config.epochs)]
@@ -644,6 +647,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``worldmodel train-memory DATA --vae CKPT --out RUN [...]``."""
-    path = train_memory(config_from_args(TrainMemoryConfig, args))
+    config = config_from_args(TrainMemoryConfig, args)
+    try:
+        path = train_memory(config)
+    except (TrainError, LatentsError, DatasetError, CheckpointError, NonFiniteLossError) as exc:
+        print(f"worldmodel train-memory: error: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, NonFiniteLossError) else 1
     print(path)
     return 0

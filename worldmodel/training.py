@@ -65,7 +65,8 @@ without updating. The last good checkpoint is run/last.safetensors. Lower --lr o
 
 
 def check_run_dir(out: str | os.PathLike, resume: bool, error: type[TrainError] = TrainError) -> Path:
-    """The run directory ``out``, refused unless it holds a run exactly when ``resume``; nothing is created yet."""
+    """Check ``out``: holding no run unless ``resume``, holding one if ``resume``. Creates nothing (see
+    :func:`make_run_dir`), so a request refused later leaves no directory behind."""
     out = Path(out)
     has_run = (out / "resume.safetensors").exists() or (out / "last.safetensors").exists()
     if resume and not (out / "resume.safetensors").exists():
@@ -76,7 +77,7 @@ def check_run_dir(out: str | os.PathLike, resume: bool, error: type[TrainError] 
 
 
 def make_run_dir(out: Path, error: type[TrainError] = TrainError) -> None:
-    """Create the run directory (once the inputs are known good) and check that it is writable."""
+    """Create the run directory once the inputs are known good, and check that it is writable."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
