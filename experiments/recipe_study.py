@@ -1,0 +1,208 @@
+"""The CarRacing-v3 recipe screening of issue 18: one factor at a time from the fast latent recipe.
+
+Every arm trains on EnvPool for the same number of env frames (agent steps = frames / frame
+skip) over the shipped VAE, then is scored on the same EnvPool tracks twice: with the policy's
+deterministic action and with sampled actions. Screening scores use EnvPool (its fidelity
+report shows no measurable gap to Gymnasium); final claims are always scored on Gymnasium.
+Each stage is skipped when its output exists and training resumes, so rerunning the command
+continues an interrupted study::
+
+    python -m experiments.recipe_study --out runs/recipe --frames 300000 --episodes 20
+    python -m experiments.recipe_study --out runs/recipe --report experiments/reports/carracing-recipe-screen.md
+
+``--arms squash,fs4`` runs a subset; ``--list`` prints the arms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from experiments.report import confidence_interval, write_markdown
+
+ENV_ID = "CarRacing-v3"
+SHIPPED_VAE = "experiments/pretrained/carracing/vae.safetensors"
+PPO_BASE = Path("experiments/envpool/ppo-latent-fast.yaml")
+SAC_BASE = Path("experiments/recipe/sac-latent.yaml")
+EVAL_SEED = 1_000_000
+PPO_POLICY = "dict(log_std_init=-2, ortho_init=False, activation_fn=nn.GELU, net_arch=dict(pi=[256], vf=[256]))"
+SQUASHED_POLICY = PPO_POLICY.replace("ortho_init=False,", "ortho_init=False, squash_output=True,")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One screening run: a change of one factor from the base recipe."""
+
+    name: str
+    factor: str
+    value: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Hyperparameters merged over the base file's CarRacing-v3 entry."""
+    algo: str = "ppo"
+    latent_history: int = 2
+    include_action: bool = False
+    extra_args: tuple[str, ...] = ()
+    """More `worldmodel train-agent` arguments (e.g. --memory)."""
+
+    @property
+    def base(self) -> Path:
+        return SAC_BASE if self.algo in ("sac", "tqc") else PPO_BASE
+
+
+ARMS: tuple[Arm, ...] = (
+    Arm("base", "base", "fast recipe: PPO, frame skip 2, history 2, lr 3e-4, gSDE"),
+    Arm("squash", "actions", "tanh-squashed gSDE actions", {"policy_kwargs": SQUASHED_POLICY}),
+    Arm("fs4", "frame skip", "4", {"frame_skip": 4}),
+    Arm("fs1", "frame skip", "1", {"frame_skip": 1}),
+    Arm("h1", "latent history", "1", latent_history=1),
+    Arm("h4", "latent history", "4", latent_history=4),
+    Arm("action", "previous action", "in the observation", include_action=True),
+    Arm("nosde", "exploration", "no gSDE (state-independent noise)", {"use_sde": False}),
+    Arm("lr-lin", "learning rate", "lin_3e-4", {"learning_rate": "lin_3.0e-4"}),
+    Arm("lr-1e-4", "learning rate", "1e-4", {"learning_rate": 1.0e-4}),
+    Arm("epochs5", "n_epochs", "5", {"n_epochs": 5}),
+    Arm("nsteps512", "n_steps", "512", {"n_steps": 512}),
+    Arm("sac", "algorithm", "SAC (zoo-style AE recipe)", algo="sac"),
+    Arm("tqc", "algorithm", "TQC (zoo-style AE recipe)", algo="tqc"),
+    Arm("recurrentppo", "algorithm", "RecurrentPPO, history 1", {"policy": "MlpLstmPolicy"}, "recurrentppo", 1),
+    Arm(
+        "standardize",
+        "latent scaling",
+        "VAE statistics instead of VecNormalize obs",
+        {"normalize": {"norm_obs": False, "norm_reward": True}},
+        extra_args=("--standardize-latents",),
+    ),
+)
+
+
+def arm_named(name: str) -> Arm:
+    for arm in ARMS:
+        if arm.name == name:
+            return arm
+    raise SystemExit(f"unknown arm {name!r}; known: {', '.join(a.name for a in ARMS)}")
+
+
+def hyperparams(arm: Arm) -> dict[str, Any]:
+    """The arm's full CarRacing-v3 entry: the base file's, with the arm's overrides."""
+    entry = copy.deepcopy(yaml.safe_load(arm.base.read_text())[ENV_ID])
+    entry.update(arm.overrides)
+    return entry
+
+
+def frame_skip(arm: Arm) -> int:
+    return int(hyperparams(arm)["frame_skip"])
+
+
+def _worldmodel(*args: str) -> None:
+    command = [sys.executable, "-m", "worldmodel", *args]
+    print("+ worldmodel " + " ".join(args), flush=True)
+    subprocess.run(command, check=True)
+
+
+def train(arm: Arm, run: Path, frames: int, vae: str, seed: int) -> None:
+    if (run / "summary.json").is_file():
+        return
+    run.parent.mkdir(parents=True, exist_ok=True)
+    params = run.parent / f"{run.name}.yaml"
+    params.write_text(yaml.safe_dump({ENV_ID: hyperparams(arm)}, sort_keys=False))
+    args = [
+        "train-agent", ENV_ID, "--vae", vae, "--algo", arm.algo, "--hyperparams", str(params),
+        "--latent-history", str(arm.latent_history), "--backend", "envpool", "--seed", str(seed),
+        "--timesteps", str(frames // frame_skip(arm)), "--eval-freq", str(max(1, frames // 8 // frame_skip(arm))),
+        "--eval-episodes", "5", "--out", str(run), *arm.extra_args,
+    ]  # fmt: skip
+    if arm.include_action:
+        args.append("--include-action")
+    if (run / "config.json").is_file():
+        args.append("--resume")
+    _worldmodel(*args)
+
+
+def evaluate(run: Path, episodes: int, deterministic: bool) -> dict[str, Any]:
+    path = run / f"screen-{'deterministic' if deterministic else 'sampled'}.json"
+    if not path.is_file():
+        flag = "--deterministic" if deterministic else "--no-deterministic"
+        _worldmodel("evaluate", str(run), "--backend", "envpool", "--episodes", str(episodes),
+                    "--seed", str(EVAL_SEED), flag, "--out", str(path))  # fmt: skip
+    return json.loads(path.read_text())
+
+
+def last_training_return(run: Path) -> float | None:
+    """The last `rollout/ep_rew_mean` (sampled actions, last 100 episodes) SB3 logged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: list[tuple[int, float]] = []
+    for events in sorted((run / "tb").glob("*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        if "rollout/ep_rew_mean" in acc.Tags()["scalars"]:
+            values += [(e.step, e.value) for e in acc.Scalars("rollout/ep_rew_mean")]
+    return max(values)[1] if values else None
+
+
+def _mean_ci(returns: list[float]) -> str:
+    return f"{np.mean(returns):.1f} ± {confidence_interval(returns):.1f}"
+
+
+def row(arm: Arm, run: Path) -> str:
+    summary = json.loads((run / "summary.json").read_text())
+    det = json.loads((run / "screen-deterministic.json").read_text())
+    sampled = json.loads((run / "screen-sampled.json").read_text())
+    training = last_training_return(run)
+    fps = summary["env_frames"] / summary["elapsed_s"]
+    return (
+        f"| {arm.factor} | {arm.value} | `{arm.name}` | {summary['env_frames']:,} | {summary['elapsed_s'] / 60:.1f} | "
+        f"{fps:.0f} | **{_mean_ci(det['returns'])}** | {_mean_ci(sampled['returns'])} | "
+        f"{'-' if training is None else f'{training:.1f}'} |"
+    )
+
+
+def screening_table(out: Path, arms: list[Arm]) -> str:
+    header = (
+        "| factor | value | arm | env frames | minutes | env frames/s | deterministic (95% CI) | sampled (95% CI) "
+        "| last training return |\n|---|---|---|---:|---:|---:|---:|---:|---:|"
+    )
+    done = [arm for arm in arms if (out / arm.name / "screen-sampled.json").is_file()]
+    return "\n".join([header, *(row(arm, out / arm.name) for arm in done)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/recipe"), help="Directory of the arms' runs.")
+    parser.add_argument("--arms", default=None, help="Comma-separated arm names (default: all, in order).")
+    parser.add_argument("--frames", type=int, default=300_000, help="Env frames per arm.")
+    parser.add_argument("--episodes", type=int, default=20, help="EnvPool tracks each arm is scored on.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vae", default=SHIPPED_VAE)
+    parser.add_argument("--report", type=Path, default=None, help="Write the screening table here and stop.")
+    parser.add_argument("--list", action="store_true", help="Print the arms and stop.")
+    args = parser.parse_args(argv)
+    arms = [arm_named(name) for name in args.arms.split(",")] if args.arms else list(ARMS)
+    if args.list:
+        for arm in arms:
+            print(f"{arm.name:14s} {arm.factor}: {arm.value}")
+        return 0
+    if args.report is not None:
+        write_markdown(args.report, [screening_table(args.out, arms)])
+        print(f"wrote {args.report}")
+        return 0
+    for arm in arms:
+        run = args.out / arm.name
+        train(arm, run, args.frames, args.vae, args.seed)
+        for deterministic in (True, False):
+            evaluate(run, args.episodes, deterministic)
+        print(row(arm, run), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
