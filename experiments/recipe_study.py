@@ -33,6 +33,7 @@ ENV_ID = "CarRacing-v3"
 SHIPPED_VAE = "experiments/pretrained/carracing/vae.safetensors"
 PPO_BASE = Path("experiments/envpool/ppo-latent-fast.yaml")
 SAC_BASE = Path("experiments/recipe/sac-latent.yaml")
+SHIPPED_MEMORY = "experiments/pretrained/carracing/memory.safetensors"
 EVAL_SEED = 1_000_000
 PPO_POLICY = "dict(log_std_init=-2, ortho_init=False, activation_fn=nn.GELU, net_arch=dict(pi=[256], vf=[256]))"
 SQUASHED_POLICY = PPO_POLICY.replace("ortho_init=False,", "ortho_init=False, squash_output=True,")
@@ -66,6 +67,13 @@ ARMS: tuple[Arm, ...] = (
     Arm("h1", "latent history", "1", latent_history=1),
     Arm("h4", "latent history", "4", latent_history=4),
     Arm("action", "previous action", "in the observation", include_action=True),
+    Arm(
+        "memory",
+        "memory model",
+        "[z, h]: MDN-RNN hidden state, history 1",
+        latent_history=1,
+        extra_args=("--memory", SHIPPED_MEMORY),
+    ),
     Arm("nosde", "exploration", "no gSDE (state-independent noise)", {"use_sde": False}),
     Arm("lr-lin", "learning rate", "lin_3e-4", {"learning_rate": "lin_3.0e-4"}),
     Arm("lr-1e-4", "learning rate", "1e-4", {"learning_rate": 1.0e-4}),
