@@ -72,14 +72,24 @@ Act = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def policy_act(bundle: Bundle, deterministic: bool) -> Act:
-    """The bundle's policy as ``act(obs, episode_start) -> actions`` (LSTM state kept for recurrent ones)."""
+    """The bundle's policy as ``act(obs, episode_start) -> actions`` (LSTM state kept for recurrent ones).
+
+    Sampled actions of a gSDE policy redraw the exploration noise as training did: at the
+    first step, then every ``sde_sample_freq`` steps. SB3's ``predict`` never redraws it, so
+    without this one noise matrix would bias every action of the whole evaluation.
+    """
+    model = bundle.model
+    redraw_every = int(getattr(model, "sde_sample_freq", -1))
+    redraw = not deterministic and bool(getattr(model, "use_sde", False))
     state: Any = None
+    steps = 0
 
     def act(obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
-        nonlocal state
-        actions, state = bundle.model.predict(
-            obs, state=state, episode_start=episode_start, deterministic=deterministic
-        )
+        nonlocal state, steps
+        if redraw and (steps == 0 or (redraw_every > 0 and steps % redraw_every == 0)):
+            model.policy.reset_noise(len(episode_start))
+        steps += 1
+        actions, state = model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
         return actions
 
     return act

@@ -3,9 +3,9 @@
 A Gaussian PPO policy whose mean gas sits at or below 0 still drives when its actions are
 sampled, because clipping noise to gas's [0, 1] leaves a positive average; act on the mean
 and the car stalls. This script measures that on the states the agent visits with sampled
-actions (EnvPool, a few tracks): per action dimension, the mean of the policy's mode
-(unclipped, in action units), the mean of the executed sampled action (clipped), and the
-share of steps whose mode lies outside the bounds::
+actions (EnvPool, a few tracks): per action dimension, the mean deterministic action and the
+mean sampled action (both as executed: clipped, or unscaled for squashed policies), and the
+share of steps whose deterministic action sits at the lower bound (for gas: no gas at all)::
 
     python -m experiments.action_stats runs/recipe/base runs/recipe/squash --episodes 3
 """
@@ -18,46 +18,48 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from agents.bundle import load_bundle
+from agents.evaluate import policy_act
 
 EVAL_SEED = 1_000_000
 CAR_DIMENSIONS = ("steer", "gas", "brake")
+AT_BOUND = 0.01
+"""A deterministic action within 1% of the range from its lower bound counts as at the bound (gas: none)."""
 
 
 def action_stats(run_dir: str | Path, episodes: int, seed: int = EVAL_SEED, backend: str = "envpool") -> dict[str, Any]:
-    """Sample ``episodes`` episodes on ``backend`` and compare the policy's mode with the executed action."""
-    bundle = load_bundle(run_dir, backend=backend, seed=seed, device="cpu")
-    policy, venv = bundle.model.policy, bundle.venv
-    low, high = venv.action_space.low, venv.action_space.high
-    modes, executed = [], []
-    obs, done_episodes = venv.reset(), 0
-    while done_episodes < episodes:
-        with torch.no_grad():
-            mode = policy.get_distribution(policy.obs_to_tensor(obs)[0]).mode().cpu().numpy()
-        if policy.squash_output:  # tanh-squashed policies act in [-1, 1]
-            mode = policy.unscale_action(mode)
-        action, _ = bundle.model.predict(obs, deterministic=False)  # what `evaluate --no-deterministic` runs
-        modes.append(mode[0])
-        executed.append(action[0])
-        obs, _, dones, _ = venv.step(action)
-        done_episodes += int(dones[0])
-    modes_arr, executed_arr = np.array(modes), np.array(executed)
+    """Sample ``episodes`` episodes on ``backend``; at each visited state, compare both actions.
 
+    Works for every SB3 algorithm with ``Box`` actions; actions are drawn as ``worldmodel evaluate``
+    draws them (:func:`agents.evaluate.policy_act`).
+    """
+    bundle = load_bundle(run_dir, backend=backend, seed=seed, device="cpu")
+    venv = bundle.venv
+    low, high = venv.action_space.low, venv.action_space.high
+    act_deterministic, act_sampled = policy_act(bundle, deterministic=True), policy_act(bundle, deterministic=False)
+    deterministic, sampled = [], []
+    obs, episode_start, done_episodes = venv.reset(), np.ones(1, dtype=bool), 0
+    while done_episodes < episodes:
+        mode, action = act_deterministic(obs, episode_start), act_sampled(obs, episode_start)
+        deterministic.append(mode[0])
+        sampled.append(action[0])
+        obs, _, episode_start, _ = venv.step(action)
+        done_episodes += int(episode_start[0])
+    mode_arr, sampled_arr = np.array(deterministic), np.array(sampled)
     names = CAR_DIMENSIONS if len(low) == len(CAR_DIMENSIONS) else tuple(str(i) for i in range(len(low)))
 
     def per_dimension(values: np.ndarray) -> dict[str, float]:
         return {name: round(float(v), 3) for name, v in zip(names, values, strict=True)}
 
+    at_low = mode_arr <= low + AT_BOUND * (high - low)
     return {
         "run_dir": str(run_dir),
-        "steps": len(modes),
+        "steps": len(mode_arr),
         "episodes": episodes,
-        "mode_mean": per_dimension(modes_arr.mean(0)),
-        "executed_mean": per_dimension(executed_arr.mean(0)),
-        "mode_below_low": per_dimension((modes_arr < low).mean(0)),
-        "mode_above_high": per_dimension((modes_arr > high).mean(0)),
+        "deterministic_mean": per_dimension(mode_arr.mean(0)),
+        "sampled_mean": per_dimension(sampled_arr.mean(0)),
+        "deterministic_at_low": per_dimension(at_low.mean(0)),
     }
 
 

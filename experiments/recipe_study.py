@@ -144,6 +144,16 @@ def evaluate(run: Path, episodes: int, deterministic: bool) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def gas_stats(run: Path, episodes: int = 2) -> dict[str, Any]:
+    """:func:`experiments.action_stats.action_stats` of the arm, cached in the run directory."""
+    from experiments.action_stats import action_stats
+
+    path = run / "action-stats.json"
+    if not path.is_file():
+        path.write_text(json.dumps(action_stats(run, episodes)) + "\n")
+    return json.loads(path.read_text())
+
+
 def last_training_return(run: Path) -> float | None:
     """The last `rollout/ep_rew_mean` (sampled actions, last 100 episodes) SB3 logged."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -167,19 +177,22 @@ def row(arm: Arm, run: Path) -> str:
     sampled = json.loads((run / "screen-sampled.json").read_text())
     training = last_training_return(run)
     fps = summary["env_frames"] / summary["elapsed_s"]
+    gas = json.loads((run / "action-stats.json").read_text())
     return (
         f"| {arm.factor} | {arm.value} | `{arm.name}` | {summary['env_frames']:,} | {summary['elapsed_s'] / 60:.1f} | "
         f"{fps:.0f} | **{_mean_ci(det['returns'])}** | {_mean_ci(sampled['returns'])} | "
-        f"{'-' if training is None else f'{training:.1f}'} |"
+        f"{'-' if training is None else f'{training:.1f}'} | {gas['deterministic_mean']['gas']:.2f} | "
+        f"{gas['deterministic_at_low']['gas']:.0%} | {gas['sampled_mean']['gas']:.2f} |"
     )
 
 
 def screening_table(out: Path, arms: list[Arm]) -> str:
     header = (
         "| factor | value | arm | env frames | minutes | env frames/s | deterministic (95% CI) | sampled (95% CI) "
-        "| last training return |\n|---|---|---|---:|---:|---:|---:|---:|---:|"
+        "| last training return | deterministic gas | no gas (deterministic) | sampled gas |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    done = [arm for arm in arms if (out / arm.name / "screen-sampled.json").is_file()]
+    done = [arm for arm in arms if (out / arm.name / "action-stats.json").is_file()]
     return "\n".join([header, *(row(arm, out / arm.name) for arm in done)])
 
 
@@ -208,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         train(arm, run, args.frames, args.vae, args.seed)
         for deterministic in (True, False):
             evaluate(run, args.episodes, deterministic)
+        gas_stats(run)
         print(row(arm, run), flush=True)
     return 0
 

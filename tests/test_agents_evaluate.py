@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
 
-from agents.evaluate import EvaluateConfig, evaluate_agent
+from agents.evaluate import EvaluateConfig, evaluate_agent, policy_act
 from agents.train import AgentConfig, train_agent
 from agents.video import video_codec
 
@@ -61,3 +65,18 @@ def test_parallel_envs_run_the_same_episodes_as_one_env_per_seed(run_dir, tmp_pa
 def test_more_envs_than_episodes_is_refused_with_the_fix(run_dir):
     with pytest.raises(ValueError, match=r"--n-envs 3 must be between 1 and --episodes \(2\)"):
         evaluate_agent(EvaluateConfig(str(run_dir), episodes=2, n_envs=3, seed=0))
+
+
+@pytest.mark.parametrize(
+    ("use_sde", "deterministic", "redraws"), [(True, False, 3), (True, True, 0), (False, False, 0)]
+)
+def test_sampled_gsde_actions_redraw_the_noise_as_training_does(use_sde, deterministic, redraws, monkeypatch):
+    venv = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    model = PPO("MlpPolicy", venv, n_steps=16, batch_size=16, use_sde=use_sde, sde_sample_freq=4, seed=0, device="cpu")
+    calls = []
+    monkeypatch.setattr(model.policy, "reset_noise", lambda n_envs: calls.append(n_envs))
+    act = policy_act(SimpleNamespace(model=model), deterministic=deterministic)
+    obs, episode_start = venv.reset(), np.ones(2, dtype=bool)
+    for _ in range(9):  # steps 0, 4 and 8 draw the noise, as sde_sample_freq=4 does in training
+        obs, _, episode_start, _ = venv.step(act(obs, episode_start))
+    assert calls == [2] * redraws
