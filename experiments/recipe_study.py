@@ -59,34 +59,45 @@ class Arm:
         return SAC_BASE if self.algo in ("sac", "tqc") else PPO_BASE
 
 
+SQUASHED = {"policy_kwargs": SQUASHED_POLICY}
+"""The first screening step (squashed actions make the deterministic action drive) is kept in every later PPO arm."""
+
 ARMS: tuple[Arm, ...] = (
     Arm("base", "base", "fast recipe: PPO, frame skip 2, history 2, lr 3e-4, gSDE"),
-    Arm("squash", "actions", "tanh-squashed gSDE actions", {"policy_kwargs": SQUASHED_POLICY}),
-    Arm("fs4", "frame skip", "4", {"frame_skip": 4}),
-    Arm("fs1", "frame skip", "1", {"frame_skip": 1}),
-    Arm("h1", "latent history", "1", latent_history=1),
-    Arm("h4", "latent history", "4", latent_history=4),
-    Arm("action", "previous action", "in the observation", include_action=True),
+    Arm("squash", "actions", "tanh-squashed gSDE actions (base of the arms below)", SQUASHED),
+    Arm("fs4", "frame skip", "4", {**SQUASHED, "frame_skip": 4}),
+    Arm("fs1", "frame skip", "1", {**SQUASHED, "frame_skip": 1}),
+    Arm("h1", "latent history", "1", SQUASHED, latent_history=1),
+    Arm("h4", "latent history", "4", SQUASHED, latent_history=4),
+    Arm("action", "previous action", "in the observation", SQUASHED, include_action=True),
     Arm(
         "memory",
         "memory model",
         "[z, h]: MDN-RNN hidden state, history 1",
+        SQUASHED,
         latent_history=1,
         extra_args=("--memory", SHIPPED_MEMORY),
     ),
-    Arm("nosde", "exploration", "no gSDE (state-independent noise)", {"use_sde": False}),
-    Arm("lr-lin", "learning rate", "lin_3e-4", {"learning_rate": "lin_3.0e-4"}),
-    Arm("lr-1e-4", "learning rate", "1e-4", {"learning_rate": 1.0e-4}),
-    Arm("epochs5", "n_epochs", "5", {"n_epochs": 5}),
-    Arm("nsteps512", "n_steps", "512", {"n_steps": 512}),
+    Arm("nosde", "exploration", "no gSDE, so no squashing (state-independent noise)", {"use_sde": False}),
+    Arm("lr-lin", "learning rate", "lin_3e-4", {**SQUASHED, "learning_rate": "lin_3.0e-4"}),
+    Arm("lr-1e-4", "learning rate", "1e-4", {**SQUASHED, "learning_rate": 1.0e-4}),
+    Arm("epochs5", "n_epochs", "5", {**SQUASHED, "n_epochs": 5}),
+    Arm("nsteps512", "n_steps", "512", {**SQUASHED, "n_steps": 512}),
     Arm("sac", "algorithm", "SAC (zoo-style AE recipe)", algo="sac"),
     Arm("tqc", "algorithm", "TQC (zoo-style AE recipe)", algo="tqc"),
-    Arm("recurrentppo", "algorithm", "RecurrentPPO, history 1", {"policy": "MlpLstmPolicy"}, "recurrentppo", 1),
+    Arm(
+        "recurrentppo",
+        "algorithm",
+        "RecurrentPPO, history 1",
+        {**SQUASHED, "policy": "MlpLstmPolicy"},
+        "recurrentppo",
+        1,
+    ),
     Arm(
         "standardize",
         "latent scaling",
         "VAE statistics instead of VecNormalize obs",
-        {"normalize": {"norm_obs": False, "norm_reward": True}},
+        {**SQUASHED, "normalize": {"norm_obs": False, "norm_reward": True}},
         extra_args=("--standardize-latents",),
     ),
 )
