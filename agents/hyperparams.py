@@ -117,7 +117,8 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _entry(data: dict[str, Any], env_id: str) -> dict[str, Any]:
+def env_entry(data: dict[str, Any], env_id: str) -> dict[str, Any]:
+    """The hyperparameters a loaded file gives ``env_id``: its ``default`` entry, then the env's own over it."""
     return _merge(data.get(DEFAULT_KEY, {}), data.get(env_id, {}))
 
 
@@ -147,9 +148,9 @@ def resolve_hyperparams(
     """
     spec = get_algorithm(algo)
     preset_path = PRESETS_DIR / f"{spec.name}.yaml"
-    raw = _entry(load_yaml_file(preset_path), env_id) if preset_path.is_file() else {}
+    raw = env_entry(load_yaml_file(preset_path), env_id) if preset_path.is_file() else {}
     if user_file is not None:
-        raw = _merge(raw, _entry(load_yaml_file(user_file), env_id))
+        raw = _merge(raw, env_entry(load_yaml_file(user_file), env_id))
     pixel_overrides = raw.pop("pixels", {})
     if pixels:
         raw = {**raw, **PIXEL_DEFAULTS, **pixel_overrides}

@@ -31,7 +31,7 @@ import numpy as np
 import stable_baselines3
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.algorithms import AlgorithmSpec, check_action_space, get_algorithm
@@ -300,8 +300,13 @@ def _new_model(
     )
 
 
-def train_agent(config: AgentConfig) -> Path:
-    """Train, evaluate and bundle an agent; returns the run directory."""
+def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) -> Path:
+    """Train, evaluate and bundle an agent; returns the run directory.
+
+    ``after_eval`` runs after each evaluation (SB3's ``callback_after_eval``): it reads the
+    results from its ``parent``, the ``EvalCallback``, and returning False ends training early
+    (the run is still bundled). :mod:`agents.tune` prunes trials with it.
+    """
     run_dir, config = _prepare_run_dir(config)
     spec, hp, stack = resolve(config)
     seed_everything(config.seed)
@@ -337,6 +342,7 @@ def train_agent(config: AgentConfig) -> Path:
             log_path=str(run_dir),
             deterministic=True,
             verbose=config.verbose,
+            callback_after_eval=after_eval,
         )
     state = read_state(run_dir) if config.resume else None
     if config.resume and state is None:  # a finished run whose checkpoints were not kept: its bundle
