@@ -45,7 +45,7 @@ from agents.algorithms import AlgorithmSpec, check_action_space, get_algorithm
 from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.hyperparams import Hyperparams, env_entry, load_yaml_file, resolve_hyperparams
 from agents.resume import CHECKPOINT_DIR
-from agents.search_spaces import SPACES, SearchSpace, search_space
+from agents.search_spaces import SearchSpace, search_space
 from agents.train import AgentConfig, resolve, train_agent
 from agents.vec_env import StackConfig, check_stack
 from worldmodel.atomic import atomic_path
@@ -163,7 +163,7 @@ def fit_budget(
     skip = values.get("frame_skip") or max(space.param("frame_skip").choices)
     steps = budget // skip
     if spec.off_policy:
-        name, fits, unit = "learning_starts", lambda v: v < steps, "learning_starts {} steps before training starts"
+        name, fits, unit = "learning_starts", lambda v: v < steps, "the {} steps of learning_starts"
     else:
         name, fits, unit = "n_steps", lambda v: v * hp.n_envs <= steps, f"one rollout of {{}} steps x {hp.n_envs} envs"
     if name in values or name not in space.names():
@@ -184,8 +184,7 @@ def fit_budget(
 def plan_study(config: TuneConfig) -> Plan:
     """Check every input (algorithm, env, VAE, budget, --fixed, an existing study in OUT); nothing is written."""
     spec = get_algorithm(config.algo)
-    if spec.name not in SPACES:
-        raise TuneError(f"worldmodel tune has search spaces for {', '.join(SPACES)}, not {config.algo!r}")
+    search_space(spec.name, continuous=True)  # an algorithm without a search space is refused first
     if config.n_trials < 1 or config.n_evaluations < 1 or config.eval_episodes < 1:
         raise TuneError("--n-trials, --n-evaluations and --eval-episodes must be at least 1")
     hp = resolve_hyperparams(spec.name, config.env_id, user_file=config.hyperparams)
@@ -251,21 +250,23 @@ def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
 class TrialReporter(BaseCallback):
     """Reports each evaluation's mean return to an Optuna trial; ends training when the trial should be pruned.
 
-    Run as ``train_agent(..., after_eval=TrialReporter(trial))``; its ``parent`` is the
-    ``EvalCallback``. Evaluations are numbered 1, 2, ... so that trials of different frame
-    skips are compared at the same share of their frame budget.
+    Run as ``train_agent(..., after_eval=TrialReporter(trial, n_evaluations))``; its ``parent``
+    is the ``EvalCallback``. Evaluations are numbered 1, 2, ... so that trials of different
+    frame skips are compared at the same share of their frame budget. The last evaluation
+    prunes nothing: training is over by then, and a final score is worth its few episodes.
     """
 
-    def __init__(self, trial: optuna.Trial) -> None:
+    def __init__(self, trial: optuna.Trial, n_evaluations: int) -> None:
         super().__init__()
         self.trial = trial
+        self.n_evaluations = n_evaluations
         self.evaluations = 0
         self.pruned = False
 
     def _on_step(self) -> bool:
         self.evaluations += 1
         self.trial.report(float(self.parent.last_mean_reward), self.evaluations)
-        self.pruned = self.trial.should_prune()
+        self.pruned = self.evaluations < self.n_evaluations and self.trial.should_prune()
         return not self.pruned
 
 
@@ -298,7 +299,7 @@ def _objective(config: TuneConfig, plan: Plan) -> Callable[[optuna.Trial], float
         )
         trial.set_user_attr("recipe", {**recipe, "n_timesteps": steps})
         trial.set_user_attr("agent_steps", steps)
-        reporter = TrialReporter(trial)
+        reporter = TrialReporter(trial, config.n_evaluations)
         train_agent(agent, after_eval=reporter)
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # trials are never resumed; bundles stay
         if reporter.pruned:
