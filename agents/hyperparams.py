@@ -4,8 +4,9 @@ A preset file ``agents/presets/<algo>.yaml`` maps env ids to hyperparameters, as
 rl-baselines3-zoo's ``hyperparams/<algo>.yml`` does; a ``default`` entry applies to
 every env and env entries override it. Special keys: ``policy``, ``n_timesteps``,
 ``n_envs``, ``normalize`` (bool or VecNormalize keywords), ``frame_stack``,
-``frame_skip``, ``env_kwargs``, ``frame_spec`` (pixels only) and ``pixels`` (a
-mapping of overrides used with ``--pixels``). Every other key goes to the algorithm's
+``frame_skip``, ``latent_history``, ``include_action``, ``env_kwargs``, ``frame_spec``
+(pixels only) and ``pixels`` (a mapping of overrides used with ``--pixels``), so a preset
+carries the whole recipe, observation included. Every other key goes to the algorithm's
 constructor; ``lin_<x>`` values become linear schedules and ``policy_kwargs`` may
 be a mapping or the zoo's ``"dict(...)"`` string (parsed without ``eval``).
 
@@ -37,7 +38,18 @@ from agents.algorithms import AlgorithmSpec, get_algorithm
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_KEY = "default"
-SPECIAL_KEYS = {"policy", "n_timesteps", "n_envs", "normalize", "frame_stack", "frame_skip", "env_kwargs", "frame_spec"}
+SPECIAL_KEYS = {
+    "policy",
+    "n_timesteps",
+    "n_envs",
+    "normalize",
+    "frame_stack",
+    "frame_skip",
+    "latent_history",
+    "include_action",
+    "env_kwargs",
+    "frame_spec",
+}
 # The rl-zoo CarRacing pixel recipe: frame skip 2, 64x64 grayscale, 2 stacked frames, CnnPolicy.
 PIXEL_DEFAULTS: dict[str, Any] = {
     "policy": "CnnPolicy",
@@ -66,6 +78,10 @@ class Hyperparams:
     """Frames stacked by VecFrameStack (pixels only)."""
     frame_skip: int | None = None
     """Overrides the env preset's frame skip; None keeps it."""
+    latent_history: int = 1
+    """Latest k latents concatenated into each observation (``--encoder finetune``: k frames stacked)."""
+    include_action: bool = False
+    """Append the previous action to each latent in the history."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``gym.make`` keywords."""
     frame_spec: dict[str, Any] | None = None
@@ -101,7 +117,8 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _entry(data: dict[str, Any], env_id: str) -> dict[str, Any]:
+def env_entry(data: dict[str, Any], env_id: str) -> dict[str, Any]:
+    """The hyperparameters a loaded file gives ``env_id``: its ``default`` entry, then the env's own over it."""
     return _merge(data.get(DEFAULT_KEY, {}), data.get(env_id, {}))
 
 
@@ -131,9 +148,9 @@ def resolve_hyperparams(
     """
     spec = get_algorithm(algo)
     preset_path = PRESETS_DIR / f"{spec.name}.yaml"
-    raw = _entry(load_yaml_file(preset_path), env_id) if preset_path.is_file() else {}
+    raw = env_entry(load_yaml_file(preset_path), env_id) if preset_path.is_file() else {}
     if user_file is not None:
-        raw = _merge(raw, _entry(load_yaml_file(user_file), env_id))
+        raw = _merge(raw, env_entry(load_yaml_file(user_file), env_id))
     pixel_overrides = raw.pop("pixels", {})
     if pixels:
         raw = {**raw, **PIXEL_DEFAULTS, **pixel_overrides}
@@ -150,6 +167,8 @@ def resolve_hyperparams(
         normalize=_normalize_kwargs(raw.get("normalize", False)),
         frame_stack=int(raw.get("frame_stack", 1)),
         frame_skip=None if raw.get("frame_skip") is None else int(raw["frame_skip"]),
+        latent_history=int(raw.get("latent_history", 1)),
+        include_action=bool(raw.get("include_action", False)),
         env_kwargs=dict(raw.get("env_kwargs") or {}),
         frame_spec=raw.get("frame_spec"),
         algo_kwargs=algo_kwargs,

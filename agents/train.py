@@ -12,7 +12,7 @@ bar, and leaves a bundle in the run directory (see :mod:`agents.bundle`).
 
 >>> from worldmodel.configargs import field_docs
 >>> field_docs(AgentConfig)["latent_history"]
-'Concatenate the latest k latents into each observation.'
+"Concatenate the latest k latents into each observation (default: the preset's latent_history, else 1)."
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 import stable_baselines3
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.algorithms import AlgorithmSpec, check_action_space, get_algorithm
@@ -90,10 +90,10 @@ class AgentConfig:
     """rl-zoo-style YAML (env id or 'default' -> hyperparameters) merged over the shipped preset."""
     env_kwargs: dict = field(default_factory=dict)
     """Extra gym.make keywords as JSON, e.g. '{"continuous": false}'."""
-    latent_history: int = 1
-    """Concatenate the latest k latents into each observation."""
-    include_action: bool = False
-    """Append the previous action to the latent history."""
+    latent_history: int | None = None
+    """Concatenate the latest k latents into each observation (default: the preset's latent_history, else 1)."""
+    include_action: bool | None = None
+    """Append the previous action to the latent history (default: the preset's include_action, else off)."""
     latent: Literal["mean", "sample"] = "mean"
     """Hand the policy the posterior mean or a sample."""
     standardize_latents: bool = False
@@ -149,7 +149,12 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
         config.env_id,
         pixels=config.pixels,
         user_file=config.hyperparams,
-        overrides={"n_envs": config.n_envs, "n_timesteps": config.timesteps},
+        overrides={
+            "n_envs": config.n_envs,
+            "n_timesteps": config.timesteps,
+            "latent_history": config.latent_history,
+            "include_action": config.include_action,
+        },
     )
     if config.aux_recon_weight != 0 and (config.encoder != "finetune" or config.aux_recon_weight < 0):
         raise ValueError(
@@ -176,8 +181,8 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
         frame_spec=hp.frame_spec,
         frame_stack=hp.frame_stack,
         latent=config.latent,
-        latent_history=config.latent_history,
-        include_action=config.include_action,
+        latent_history=hp.latent_history,
+        include_action=hp.include_action,
         standardize_latents=config.standardize_latents,
         drop_inactive=config.drop_inactive,
         normalize=normalize,
@@ -279,7 +284,7 @@ def _new_model(
         algo_kwargs["policy_kwargs"] = finetune_policy_kwargs(
             algo_kwargs.get("policy_kwargs", {}),
             vae_path,
-            history=config.latent_history,
+            history=hp.latent_history,
             standardize=config.standardize_latents,
             drop_inactive=config.drop_inactive,
             aux_recon_weight=config.aux_recon_weight,
@@ -295,8 +300,13 @@ def _new_model(
     )
 
 
-def train_agent(config: AgentConfig) -> Path:
-    """Train, evaluate and bundle an agent; returns the run directory."""
+def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) -> Path:
+    """Train, evaluate and bundle an agent; returns the run directory.
+
+    ``after_eval`` runs after each evaluation (SB3's ``callback_after_eval``): it reads the
+    results from its ``parent``, the ``EvalCallback``, and returning False ends training early
+    (the run is still bundled). :mod:`agents.tune` prunes trials with it.
+    """
     run_dir, config = _prepare_run_dir(config)
     spec, hp, stack = resolve(config)
     seed_everything(config.seed)
@@ -332,6 +342,7 @@ def train_agent(config: AgentConfig) -> Path:
             log_path=str(run_dir),
             deterministic=True,
             verbose=config.verbose,
+            callback_after_eval=after_eval,
         )
     state = read_state(run_dir) if config.resume else None
     if config.resume and state is None:  # a finished run whose checkpoints were not kept: its bundle

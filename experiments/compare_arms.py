@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from experiments.iterate import ITERATE_FILE, STAGES_FILE
-from experiments.pipeline import EVALUATION_FILE, read_json
+from experiments.pipeline_records import EVALUATION_FILE, read_json
 from experiments.report import (
     AgentRun,
     cell,

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.pipeline import VIDEO_FILE, PipelineConfig, StageError, plan, run_pipeline
+from experiments.pipeline import PipelineConfig, StageError, plan, run_pipeline
+from experiments.pipeline_records import VIDEO_FILE
 from experiments.report import relative
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained" / "carracing"

@@ -59,11 +59,11 @@ from experiments.pipeline import (
     command_line,
     is_done,
     peak_rss_mib,
-    read_stages,
     run_stage,
     stage_command,
     vae_config,
 )
+from experiments.pipeline_records import read_stages
 from worldmodel.atomic import write_json_atomic
 from worldmodel.configargs import add_config_arguments, config_from_args
 

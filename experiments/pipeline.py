@@ -47,13 +47,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from experiments.bench.machine import describe_machine
+from experiments.pipeline_records import (
+    EVALUATION_FILE,
+    PIPELINE_FILE,
+    STAGES_FILE,
+    VIDEO_FILE,
+    evaluation_predates_model,
+    read_json,
+    read_stages,
+)
 from worldmodel.atomic import write_json_atomic
 from worldmodel.errors import UserError
 
-STAGES_FILE = "stages.json"
-PIPELINE_FILE = "pipeline.json"
-EVALUATION_FILE = "evaluation.json"
-VIDEO_FILE = "eval.mp4"
 PARALLEL_KINDS = ("train-agent", "evaluate")
 
 
@@ -312,12 +317,6 @@ def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
     )
 
 
-def evaluation_predates_model(run_dir: Path, evaluation_file: str = EVALUATION_FILE) -> bool:
-    """Whether the run's evaluation was made before its agent was trained further (so it is stale)."""
-    path, model = run_dir / evaluation_file, run_dir / "model.zip"
-    return model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime
-
-
 def _first_eval(config: PipelineConfig) -> Stage:
     return next(s for s in plan(config) if s.kind == "evaluate")
 
@@ -375,14 +374,6 @@ def stage_command(config: PipelineConfig, stage: Stage) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Completion markers and running
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it is missing or unreadable (not written yet, or cut short)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def is_done(config: PipelineConfig, stage: Stage) -> bool:
@@ -537,11 +528,6 @@ def run_stage(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     if "env_frames" in record and "frames_per_s" not in record:
         record["frames_per_s"] = round(record["env_frames"] / max(wall, 1e-9), 1)
     return record
-
-
-def read_stages(out: str | Path) -> dict[str, Any]:
-    """``OUT/stages.json`` as a dict (empty when missing)."""
-    return read_json(Path(out) / STAGES_FILE) or {}
 
 
 @contextlib.contextmanager

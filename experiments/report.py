@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from agents.bundle import EVALUATIONS_FILE
-from experiments.pipeline import (
+from experiments.pipeline_records import (
     EVALUATION_FILE,
     PIPELINE_FILE,
     VIDEO_FILE,

@@ -10,8 +10,10 @@ from torch import nn
 
 from agents.algorithms import ALGORITHMS, get_algorithm
 from agents.hyperparams import (
+    PRESETS_DIR,
     algo_kwargs_for_sb3,
     check_replay_memory,
+    load_yaml_file,
     parse_policy_kwargs,
     resolve_hyperparams,
 )
@@ -27,6 +29,30 @@ def test_every_preset_resolves_for_every_env_and_mode(algo):
             hp = resolve_hyperparams(algo, env_id, pixels=pixels)
             algo_kwargs_for_sb3(hp.algo_kwargs)
             assert hp.n_envs >= 1 and hp.n_timesteps > 0
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+def test_every_carracing_preset_entry_resolves_for_latents_and_pixels(preset):
+    pytest.importorskip("sb3_contrib") if get_algorithm(preset).contrib else None
+    if "CarRacing-v3" not in load_yaml_file(PRESETS_DIR / f"{preset}.yaml"):
+        pytest.skip(f"{preset}.yaml has no CarRacing-v3 entry")
+    for pixels in (False, True):
+        hp = resolve_hyperparams(preset, "CarRacing-v3", pixels=pixels)
+        algo_kwargs_for_sb3(hp.algo_kwargs)
+        assert hp.policy.startswith("Cnn" if pixels else "Mlp") and hp.n_timesteps > 0
+
+
+def test_presets_carry_the_observation_recipe_and_the_command_line_overrides_it(tmp_path):
+    default = resolve_hyperparams("ppo", "worldmodel/DotTarget-v0")
+    assert (default.latent_history, default.include_action) == (1, False)
+    path = tmp_path / "ppo.yml"
+    path.write_text("worldmodel/DotTarget-v0:\n  latent_history: 4\n  include_action: true\n  frame_skip: 2\n")
+    hp = resolve_hyperparams("ppo", "worldmodel/DotTarget-v0", user_file=path)
+    assert (hp.latent_history, hp.include_action, hp.frame_skip) == (4, True, 2)
+    assert "latent_history" not in hp.algo_kwargs and "include_action" not in hp.algo_kwargs
+    overrides = {"latent_history": 2, "include_action": False}
+    hp = resolve_hyperparams("ppo", "worldmodel/DotTarget-v0", user_file=path, overrides=overrides)
+    assert (hp.latent_history, hp.include_action) == (2, False)
 
 
 def test_carracing_and_toy_presets_exist_and_differ_from_the_default():

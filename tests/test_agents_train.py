@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import json
@@ -24,7 +25,7 @@ from agents.algorithms import ALGORITHMS, get_algorithm
 from agents.bundle import load_bundle
 from agents.encoder_extractor import find_extractor
 from agents.resume import read_state
-from agents.train import AgentConfig, train_agent, trainer_threads
+from agents.train import AgentConfig, add_arguments, resolve, train_agent, trainer_threads
 from agents.vec_env import find_vec_wrapper
 from envs.vec_latent_observation import VecLatentObservation
 from worldmodel.checkpoint import file_sha256, load_vae, save_vae
@@ -88,6 +89,22 @@ def test_pixels_mode_trains_the_cnn_baseline_with_the_same_layout(tmp_path):
     assert bundle.stack.env_config().frame_skip == 2
     assert json.loads((run_dir / "summary.json").read_text())["mode"] == "pixels"
     bundle.venv.close()
+
+
+def test_latent_history_and_include_action_come_from_the_preset_unless_given_on_the_command_line(tmp_path):
+    path = tmp_path / "recipe.yml"
+    path.write_text(yaml.safe_dump({"worldmodel/DotTarget-v0": {"latent_history": 3, "include_action": True}}))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["worldmodel/DotTarget-v0", "--hyperparams", str(path)])
+    assert (args.latent_history, args.include_action) == (None, None)
+    stack = resolve(AgentConfig("worldmodel/DotTarget-v0", hyperparams=str(path)))[2]
+    assert (stack.latent_history, stack.include_action) == (3, True)
+    given = AgentConfig("worldmodel/DotTarget-v0", hyperparams=str(path), latent_history=1, include_action=False)
+    stack = resolve(given)[2]
+    assert (stack.latent_history, stack.include_action) == (1, False)
+    stack = resolve(AgentConfig("worldmodel/DotTarget-v0"))[2]
+    assert (stack.latent_history, stack.include_action) == (1, False)
 
 
 def test_eval_seeds_are_disjoint_from_training_seeds(tmp_path, toy_vae_path):

@@ -81,6 +81,12 @@ BAD_INPUTS = {
             ["run has no config.json", "worldmodel train-agent --out"],
         ),
     ],
+    "tune": [
+        ([DOT, "--vae", "{vae}", "--algo", "a2c", "--out", "st"], ["search spaces for ppo, recurrentppo", "not 'a2c'"]),
+        ([DOT, "--vae", "{vae}", "--out", "st", "--budget-frames", "100"], ["less than one rollout", "raise --budget"]),
+        ([DOT, "--vae", "{vae}", "--out", "st", "--fixed", "nope=1"], ["--fixed nope=1", "NAME=VALUE with NAME a"]),
+        ([DOT, "--out", "st"], ["training on latents needs --vae", "written by `worldmodel train-vae`"]),
+    ],
     "evaluate": [
         (["empty"], ["empty has no config.json", "pass the RUN_DIR given to `worldmodel train-agent --out`"]),
         (["missing", "--video", "v.mp4"], ["missing has no config.json", "pass the RUN_DIR"]),

@@ -9,7 +9,6 @@ import shutil
 import pytest
 
 from experiments.pipeline import (
-    STAGES_FILE,
     PipelineConfig,
     StageError,
     evaluate_config,
@@ -17,6 +16,7 @@ from experiments.pipeline import (
     run_pipeline,
     stage_command,
 )
+from experiments.pipeline_records import STAGES_FILE
 
 
 def tiny_config(out, **changes) -> PipelineConfig:

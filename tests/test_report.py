@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from experiments import report
 from experiments.report import confidence_interval, milestone_statement, write_report
 from worldmodel.diagnostics import write_png
 
@@ -186,3 +189,10 @@ def test_report_title_says_what_it_holds_and_paths_are_relative(pipeline_dir, tm
     shutil.rmtree(pipeline_dir / "agents" / "pixels-ppo__seed0")
     text = write_report(pipeline_dir, name="car", report_dir="reports").read_text()
     assert text.startswith("# CarRacing-v3: agents on latents (car)\n")
+
+
+def test_the_report_reads_pipeline_records_without_importing_the_pipeline():
+    tree = ast.parse(Path(report.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "experiments.pipeline_records" in imported
+    assert "experiments.pipeline" not in imported  # the pipeline imports the report, never the other way round

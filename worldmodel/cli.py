@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "collect rollouts from any Gymnasium env (random, brownian or a trained agent) into a dataset (resumable)",
     ),
     "train-agent": ("agents.train", "train an SB3 agent on VAE latents (or --pixels) into a run directory"),
+    "tune": (
+        "agents.tune",
+        "search an algorithm's hyperparameters and wrapper factors with Optuna into OUT/best.yaml (resumable)",
+    ),
     "evaluate": ("agents.evaluate", "evaluate a train-agent run: returns, episode lengths, --video"),
     "iterate": ("experiments.iterate", "collect -> train VAE -> train agent, in R resumable rounds"),
 }
