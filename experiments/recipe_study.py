@@ -139,8 +139,7 @@ def train(arm: Arm, run: Path, frames: int, vae: str, seed: int) -> None:
         "--timesteps", str(frames // frame_skip(arm)), "--eval-freq", str(max(1, frames // 8 // frame_skip(arm))),
         "--eval-episodes", "5", "--out", str(run), *arm.extra_args,
     ]  # fmt: skip
-    if arm.include_action:
-        args.append("--include-action")
+    args.append("--include-action" if arm.include_action else "--no-include-action")  # never the preset's
     if (run / "config.json").is_file():
         args.append("--resume")
     _worldmodel(*args)
