@@ -226,14 +226,20 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(args.report, [screening_table(args.out, arms)])
         print(f"wrote {args.report}")
         return 0
+    failed = []
     for arm in arms:
         run = args.out / arm.name
-        train(arm, run, args.frames, args.vae, args.seed)
-        for deterministic in (True, False):
-            evaluate(run, args.episodes, deterministic)
+        try:
+            train(arm, run, args.frames, args.vae, args.seed)
+            for deterministic in (True, False):
+                evaluate(run, args.episodes, deterministic)
+        except subprocess.CalledProcessError as exc:  # its error is printed above; the next arm goes on
+            print(f"arm {arm.name} failed ({exc}); rerun the study to retry it", file=sys.stderr, flush=True)
+            failed.append(arm.name)
+            continue
         gas_stats(run)
         print(row(arm, run), flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
