@@ -144,6 +144,12 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
     """The algorithm, merged hyperparameters and observation stack a config asks for."""
     spec = get_algorithm(config.algo)
     spec.load_class()
+    if config.memory is not None:  # the hidden state holds the history and has read the actions: not the preset's
+        config = dataclasses.replace(
+            config,
+            latent_history=1 if config.latent_history is None else config.latent_history,
+            include_action=False if config.include_action is None else config.include_action,
+        )
     hp = resolve_hyperparams(
         spec.name,
         config.env_id,

@@ -99,8 +99,8 @@ class PipelineConfig:
     """Training seeds of the latent agents."""
     hyperparams: str | None = None
     """rl-zoo-style YAML merged over the shipped presets (all agent runs)."""
-    latent_history: int = 1
-    """Latest k latents in each latent observation."""
+    latent_history: int | None = None
+    """Latest k latents in each latent observation (default: the preset's)."""
     standardize_latents: bool = False
     """Standardise latents with the VAE's statistics."""
     agent_n_envs: int | None = None

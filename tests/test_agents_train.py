@@ -107,6 +107,37 @@ def test_latent_history_and_include_action_come_from_the_preset_unless_given_on_
     assert (stack.latent_history, stack.include_action) == (1, False)
 
 
+def test_the_carracing_preset_trains_a_rollout_with_its_whole_recipe(tmp_path):
+    """The shipped CarRacing-v3 latent recipe (squashed gSDE, history 2 with the action) loads and trains."""
+    import importlib.util
+
+    backend = "envpool" if importlib.util.find_spec("envpool") else "gymnasium"
+    config = AgentConfig(
+        "CarRacing-v3", vae="experiments/pretrained/carracing/vae.safetensors", n_envs=2, timesteps=512,
+        out=str(tmp_path / "run"), eval_freq=0, device="cpu", progress_bar=False, tensorboard=False, backend=backend,
+    )  # fmt: skip
+    run_dir = train_agent(config)
+    stored = json.loads((run_dir / "config.json").read_text())
+    assert (stored["stack"]["frame_skip"], stored["stack"]["latent_history"], stored["stack"]["include_action"]) == (
+        2,
+        2,
+        True,
+    )
+    bundle = load_bundle(run_dir, device="cpu")
+    assert bundle.model.policy.squash_output and bundle.model.num_timesteps == 512
+    assert bundle.venv.observation_space.shape == (2 * 32 + 3,)  # two latents and the previous action
+    bundle.venv.close()
+
+
+def test_a_memory_stack_keeps_one_latent_whatever_the_preset_says(tmp_path):
+    path = tmp_path / "recipe.yml"
+    path.write_text(yaml.safe_dump({"worldmodel/DotTarget-v0": {"latent_history": 3, "include_action": True}}))
+    stack = resolve(AgentConfig("worldmodel/DotTarget-v0", hyperparams=str(path), memory="memory.safetensors"))[2]
+    assert (stack.memory, stack.latent_history, stack.include_action) == (True, 1, False)
+    with pytest.raises(ValueError, match="latent-history"):  # asked for on the command line: refused, not dropped
+        resolve(AgentConfig("worldmodel/DotTarget-v0", hyperparams=str(path), memory="m", latent_history=3))
+
+
 def test_eval_seeds_are_disjoint_from_training_seeds(tmp_path, toy_vae_path):
     run_dir = train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=64, eval_freq=0))
     config = json.loads((run_dir / "config.json").read_text())
