@@ -196,6 +196,17 @@ def row(arm: Arm, run: Path) -> str:
     )
 
 
+SCREENING_NOTE = (
+    "Each arm: seed 0, ~303k env frames on EnvPool over the shipped VAE, scored on the same 20 EnvPool tracks "
+    "(episode seeds from 1,000,000) with deterministic and with sampled actions (gSDE noise redrawn as in "
+    "training); mean and 95% CI over the 20 tracks. *Last training return*: SB3's `rollout/ep_rew_mean` "
+    "(sampled actions, last 100 episodes). *Gas* columns (`experiments.action_stats`, 2 tracks): the mean "
+    "deterministic and sampled gas at the states the agent visits, and the share of steps whose deterministic "
+    "action gives no gas. Minutes and env frames/s were measured on a shared 2-core machine (other jobs ran "
+    "beside every arm), so compare them only roughly."
+)
+
+
 def screening_table(out: Path, arms: list[Arm]) -> str:
     header = (
         "| factor | value | arm | env frames | minutes | env frames/s | deterministic (95% CI) | sampled (95% CI) "
@@ -215,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae", default=SHIPPED_VAE)
     parser.add_argument("--report", type=Path, default=None, help="Write the screening table here and stop.")
+    parser.add_argument("--notes", type=Path, default=None, help="Markdown put before the table in --report.")
     parser.add_argument("--list", action="store_true", help="Print the arms and stop.")
     args = parser.parse_args(argv)
     arms = [arm_named(name) for name in args.arms.split(",")] if args.arms else list(ARMS)
@@ -223,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{arm.name:14s} {arm.factor}: {arm.value}")
         return 0
     if args.report is not None:
-        write_markdown(args.report, [screening_table(args.out, arms)])
+        notes = [args.notes.read_text().strip()] if args.notes else []
+        write_markdown(args.report, [*notes, "## The screening table", SCREENING_NOTE, screening_table(args.out, arms)])
         print(f"wrote {args.report}")
         return 0
     failed = []
