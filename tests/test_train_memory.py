@@ -155,6 +155,11 @@ def test_train_memory_command_encodes_the_dataset_first(blob_dataset, tmp_path, 
     assert strip.shape == (3 * 16 + 2 * 2, 13 * 16 + 12 * 2, 3)
     assert main(argv) == 2
     assert "already holds a training run" in capsys.readouterr().err
+    save_vae(tmp_path / "vae32.safetensors", ConvVAE(VAEConfig(32, 32, latent_dim=4, width_multiplier=0.25)),
+             FrameSpec(32, 32))  # fmt: skip
+    argv[2:6] = ["--vae", str(tmp_path / "vae32.safetensors"), "--out", str(tmp_path / "run32")]
+    assert main(argv) == 2
+    assert "but the VAE" in capsys.readouterr().err and not (tmp_path / "run32").exists()
 
 
 def test_ddp_steps_equal_single_process_steps(toy, tmp_path):

@@ -67,9 +67,9 @@ import torch
 import torch.nn.functional as F
 
 from worldmodel.atomic import write_json_atomic
-from worldmodel.checkpoint import CheckpointError, file_sha256, load_vae
+from worldmodel.checkpoint import CheckpointError, file_sha256, load_vae, read_frame_spec
 from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.dataset import DatasetError, FrameDataset
+from worldmodel.dataset import DatasetError, FrameDataset, check_frame_spec
 from worldmodel.diagnostics import image_grid, write_png
 from worldmodel.distributed import (
     DistContext,
@@ -493,8 +493,9 @@ def _train(config: TrainMemoryConfig, ctx: DistContext) -> Path:
         raise TrainMemoryError(f"--vae {config.vae} does not exist; pass the VAE checkpoint the latents come from")
     out = check_run_dir(config.out, config.resume, TrainMemoryError)
     vae_sha256 = file_sha256(config.vae)
-    if config.data_dir is not None:
-        FrameDataset.open(config.data_dir, verify="none")  # a missing or empty dataset is refused before --out exists
+    if config.data_dir is not None:  # a missing or empty dataset, or another frame spec: refused before --out exists
+        ds = FrameDataset.open(config.data_dir, verify="none")
+        check_frame_spec(ds.frame_spec, read_frame_spec(config.vae), consumer=f"the VAE {config.vae}")
     if ctx.is_main:
         make_run_dir(out, TrainMemoryError)
         latents = _open_latents(config, out, vae_sha256, str(ctx.device))
