@@ -219,3 +219,45 @@ def nan_loss_at_call(monkeypatch, module, name: str, call: int, *terms: str) -> 
         return loss
 
     monkeypatch.setattr(module, name, wrapper)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_rank(rank: int, port: int, train, config, report_dir: str) -> None:
+    """Rank ``rank`` of 2 on the CPU (gloo): check the collectives, then ``train(config)``; report as JSON."""
+    import json
+    from pathlib import Path
+
+    from worldmodel.distributed import all_reduce_sum, all_reduce_values, any_rank, init_distributed
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    ctx = init_distributed("cpu")
+    report = {
+        "rank": ctx.rank,
+        "sum": float(all_reduce_sum(torch.tensor(float(rank + 1)), ctx)),
+        "values": all_reduce_values({"a": 1.0, "b": float(rank)}, ctx),
+        "any_when_rank1": any_rank(rank == 1, ctx),
+        "any_when_none": any_rank(False, ctx),
+    }
+    report["returned"] = str(train(config))  # joins the group made above, leaves it at the end
+    Path(report_dir, f"rank{rank}.json").write_text(json.dumps(report))
+
+
+def spawn_ddp(train, config, root) -> list[dict]:
+    """Run ``train(config)`` (``train_vae``, ``train_memory``) as a 2-process DDP job on the CPU; the ranks' reports."""
+    import json
+    from pathlib import Path
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_rank, args=(_free_port(), train, config, str(root)), nprocs=2, join=True)
+    return [json.loads((Path(root) / f"rank{r}.json").read_text()) for r in range(2)]

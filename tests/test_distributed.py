@@ -4,30 +4,22 @@ import dataclasses
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from conftest import needs_bf16
+from conftest import needs_bf16, spawn_ddp
 from safetensors import safe_open
 
 from worldmodel.checkpoint import load_vae
-from worldmodel.distributed import all_reduce_sum, any_rank, init_distributed
+from worldmodel.distributed import any_rank, init_distributed
 from worldmodel.train import TrainVAEConfig, train_vae
 from worldmodel.vae import ConvVAE
 
 # Tiny VAEs after one step carry little KL; test_train.py::test_posterior_collapse_warns checks the warning.
 pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.train.PosteriorCollapseWarning")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(data_dir: str, out: Path, **overrides) -> TrainVAEConfig:
@@ -40,42 +32,22 @@ def _config(data_dir: str, out: Path, **overrides) -> TrainVAEConfig:
     return TrainVAEConfig(data_dir, out=str(out), **kwargs)
 
 
-def _rank_main(rank: int, port: int, config: TrainVAEConfig, report_dir: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
-    )
-    torch.set_num_threads(1)
-    ctx = init_distributed("cpu")
-    report = {
-        "rank": ctx.rank,
-        "sum": float(all_reduce_sum(torch.tensor(float(rank + 1)), ctx)),
-        "any_when_rank1": any_rank(rank == 1, ctx),
-        "any_when_none": any_rank(False, ctx),
-    }
-    report["returned"] = str(train_vae(config))  # joins the group made above, leaves it at the end
-    Path(report_dir, f"rank{rank}.json").write_text(json.dumps(report))
-
-
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
     with safe_open(str(path), framework="pt") as f:
         return {k: f.get_tensor(k) for k in f.keys() if not k.startswith("latent_stats.")}
-
-
-def _spawn_ddp(config: TrainVAEConfig, root: Path) -> list[dict]:
-    mp.spawn(_rank_main, args=(_free_port(), config, str(root)), nprocs=2, join=True)
-    return [json.loads((root / f"rank{r}.json").read_text()) for r in range(2)]
 
 
 @pytest.fixture(scope="module")
 def ddp_run(blob_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     config = _config(blob_dataset, root / "ddp")
-    return config, _spawn_ddp(config, root)
+    return config, spawn_ddp(train_vae, config, root)
 
 
 def test_collectives_agree_on_every_rank(ddp_run):
     _, reports = ddp_run
     assert [r["sum"] for r in reports] == [3.0, 3.0]
+    assert [r["values"] for r in reports] == [{"a": 2.0, "b": 1.0}] * 2
     assert [r["any_when_rank1"] for r in reports] == [True, True]
     assert [r["any_when_none"] for r in reports] == [False, False]
 
@@ -105,7 +77,7 @@ def test_ddp_step_equals_single_process_step(ddp_run, blob_dataset, tmp_path):
 def test_ddp_steps_agree_with_single_process_in_bf16(blob_dataset, tmp_path):
     """Under bf16 autocast DDP and single process differ by rounding only; the loss stays finite and falls."""
     config = _config(blob_dataset, tmp_path / "ddp", steps=None, epochs=3, warmup_steps=2, lr=3e-3, precision="bf16")
-    _spawn_ddp(config, tmp_path)
+    spawn_ddp(train_vae, config, tmp_path)
     train_vae(dataclasses.replace(config, out=str(tmp_path / "single")))
     ddp_w = _tensors(tmp_path / "ddp" / "last.safetensors")
     single_w = _tensors(tmp_path / "single" / "last.safetensors")

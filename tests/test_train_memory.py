@@ -1,10 +1,13 @@
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_runs, interrupt_call, nan_loss_at_call
+from conftest import assert_same_runs, interrupt_call, nan_loss_at_call, spawn_ddp
 from safetensors import safe_open
 
 from worldmodel import train_memory as train_mod
@@ -152,3 +155,46 @@ def test_train_memory_command_encodes_the_dataset_first(blob_dataset, tmp_path, 
     assert strip.shape == (3 * 16 + 2 * 2, 13 * 16 + 12 * 2, 3)
     assert main(argv) == 2
     assert "already holds a training run" in capsys.readouterr().err
+    save_vae(tmp_path / "vae32.safetensors", ConvVAE(VAEConfig(32, 32, latent_dim=4, width_multiplier=0.25)),
+             FrameSpec(32, 32))  # fmt: skip
+    argv[2:6] = ["--vae", str(tmp_path / "vae32.safetensors"), "--out", str(tmp_path / "run32")]
+    assert main(argv) == 2
+    assert "but the VAE" in capsys.readouterr().err and not (tmp_path / "run32").exists()
+
+
+def test_ddp_steps_equal_single_process_steps(toy, tmp_path):
+    """2 ranks (gloo): 32 training episodes in batches of 31 and 1 split 16/15 and 1/none (a rank of masked
+    padding), sampled latents drawn once per batch; the weights and metrics equal a single process's."""
+    cfg = config(toy, tmp_path / "ddp", epochs=1, batch_size=31, patience=0)
+    reports = spawn_ddp(train_memory, cfg, tmp_path)
+    assert {r["returned"] for r in reports} == {str(tmp_path / "ddp" / "best.safetensors")}
+    single = tmp_path / "single"
+    train_memory(config(toy, single, epochs=1, batch_size=31, patience=0))
+    ddp_w, single_w = tensors(tmp_path / "ddp" / "last.safetensors"), tensors(single / "last.safetensors")
+    assert ddp_w.keys() == single_w.keys()
+    for key, value in single_w.items():
+        torch.testing.assert_close(ddp_w[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    (ddp_m,), (single_m,) = metrics(tmp_path / "ddp"), metrics(single)
+    assert ddp_m["step"] == single_m["step"] == 3  # windows of 16 steps: 2 in the first batch, 1 in the second
+    for key, value in single_m.items():
+        if key.startswith(("train/", "val/")) and not key.endswith("per_s") and value is not None:
+            assert ddp_m[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and load_memory(tmp_path / "ddp" / "best.safetensors").metadata["step"] == 3
+
+
+@pytest.mark.slow
+def test_torchrun_command_encodes_on_rank_0(blob_dataset, tmp_path):
+    vae = tmp_path / "vae.safetensors"
+    save_vae(vae, ConvVAE(VAEConfig(16, 16, latent_dim=4, width_multiplier=0.25)), FrameSpec(16, 16))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "worldmodel",
+           "train-memory", blob_dataset, "--vae", str(vae), "--out", str(out), "--hidden", "8", "--epochs", "2",
+           "--batch-size", "2", "--device", "cpu", "--no-progress"]  # fmt: skip
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == str(out / "best.safetensors")
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 2
+    assert len(metrics(out)) == 2 and (out / "rollout.png").exists()

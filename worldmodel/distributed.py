@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from worldmodel.device import resolve_device
+
+T = TypeVar("T")
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,39 @@ def init_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> Dist
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), device=resolved)
 
 
-def shutdown_distributed(ctx: DistContext) -> None:
-    """Leave the process group (after a barrier, so no rank exits while others still talk)."""
-    if ctx.distributed and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+def is_main_process() -> bool:
+    """True unless ``torchrun`` started this process as a rank other than 0 (for what only one rank prints)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_on_ranks(train: Callable[[DistContext], T], device: str = "auto") -> T:
+    """``train(ctx)`` in this process's place of a (possibly one-process) job; the group is left afterwards.
+
+    Under ``torchrun`` every rank calls this; each returns once every rank has finished. A rank
+    that raises leaves without the final barrier, so the others fail at their next collective
+    instead of waiting for it.
+
+    >>> run_on_ranks(lambda ctx: ctx.world_size, "cpu")
+    1
+    """
+    ctx = init_distributed(device)
+    ok = False
+    try:
+        result = train(ctx)
+        ok = True
+        return result
+    finally:
+        if ctx.distributed:
+            if ok:
+                dist.barrier()
+            dist.destroy_process_group()
+
+
+def wrap_ddp(module: nn.Module, ctx: DistContext) -> nn.Module:
+    """``module`` in :class:`~torch.nn.parallel.DistributedDataParallel` under DDP; itself in one process."""
+    if not ctx.distributed:
+        return module
+    return nn.parallel.DistributedDataParallel(module, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
 
 
 def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
@@ -80,6 +114,18 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
+
+
+def all_reduce_values(values: dict[K, float], ctx: DistContext) -> dict[K, float]:
+    """Each of ``values`` summed over all ranks (in float64, one all-reduce).
+
+    >>> all_reduce_values({"steps": 3.0, "hits": 1.0}, init_distributed("cpu"))
+    {'steps': 3.0, 'hits': 1.0}
+    """
+    if not ctx.distributed:
+        return values
+    sums = all_reduce_sum(torch.tensor(list(values.values()), dtype=torch.float64, device=ctx.device), ctx)
+    return dict(zip(values, sums.tolist(), strict=True))
 
 
 def any_rank(flag: bool, ctx: DistContext) -> bool:

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
-import os
 import queue
 import sys
 import threading
@@ -68,7 +68,15 @@ from worldmodel.diagnostics import (
     reconstruction_grid,
     write_png,
 )
-from worldmodel.distributed import DistContext, all_reduce_sum, any_rank, barrier, init_distributed
+from worldmodel.distributed import (
+    DistContext,
+    all_reduce_sum,
+    any_rank,
+    barrier,
+    is_main_process,
+    run_on_ranks,
+    wrap_ddp,
+)
 from worldmodel.frames import FrameSpec, frames_to_tensor
 from worldmodel.latent_stats import ACTIVE_THRESHOLD, LatentMoments, accumulate_latents
 from worldmodel.mixture import FrameMixture, mixed_order
@@ -509,17 +517,7 @@ def train_vae(config: TrainVAEConfig) -> Path:
     written it. Raises :class:`TrainVAEError` for unusable inputs before training starts,
     and :class:`NonFiniteLossError` if the loss becomes NaN/Inf (the last good checkpoint stays).
     """
-    ctx = init_distributed(config.device)
-    ok = False
-    try:
-        path = _train(config, ctx)
-        ok = True
-        return path
-    finally:
-        if ctx.distributed:
-            if ok:
-                barrier(ctx)
-            torch.distributed.destroy_process_group()
+    return run_on_ranks(functools.partial(_train, config), config.device)
 
 
 def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
@@ -578,11 +576,7 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
         scheduler.load_state_dict(saved["scheduler"])
         if saved["scaler"]:
             scaler.load_state_dict(saved["scaler"])
-    module: nn.Module = _SampledVAE(vae)
-    if ctx.distributed:
-        module = nn.parallel.DistributedDataParallel(
-            module, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
-        )
+    module = wrap_ddp(_SampledVAE(vae), ctx)
     if config.compile:
         module = torch.compile(module)
 
@@ -880,6 +874,6 @@ def run(args: argparse.Namespace) -> int:
     first, *more = args.data_dirs
     config = config_from_args(TrainVAEConfig, args, data_dir=first, more_data_dirs=tuple(more))
     path = train_vae(config)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         print(path)
     return 0

@@ -24,7 +24,11 @@ VAE's SHA-256), ``resume.safetensors``, ``config.json``, ``metrics.jsonl``, ``su
 VAE decodings and the decodings of an open-loop rollout from the same start and actions).
 It keeps the guarantees of ``train-vae`` (:mod:`worldmodel.training`): a run killed at any
 point resumes with ``--resume`` from its last completed epoch and ends exactly as an
-uninterrupted run. One process, on the CPU or a GPU (no DDP), always in fp32.
+uninterrupted run. Always in fp32, on the CPU or a GPU, and under ``torchrun --standalone
+--nproc_per_node N`` with DistributedDataParallel: each rank reads every N-th episode of each
+batch, padded to the batch's longest, and weights its loss by its share of the batch's steps,
+so one DDP step equals a single-process step; held-out metrics are summed over all ranks, and
+rank 0 encodes the latents and writes checkpoints, logs and figures.
 
 >>> import tempfile
 >>> from worldmodel.checkpoint import file_sha256, save_vae
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -62,11 +67,20 @@ import torch
 import torch.nn.functional as F
 
 from worldmodel.atomic import write_json_atomic
-from worldmodel.checkpoint import CheckpointError, file_sha256, load_vae
+from worldmodel.checkpoint import CheckpointError, file_sha256, load_vae, read_frame_spec
 from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.dataset import DatasetError, FrameDataset
+from worldmodel.dataset import DatasetError, FrameDataset, check_frame_spec
 from worldmodel.diagnostics import image_grid, write_png
-from worldmodel.distributed import DistContext, init_distributed
+from worldmodel.distributed import (
+    DistContext,
+    all_reduce_sum,
+    all_reduce_values,
+    any_rank,
+    barrier,
+    is_main_process,
+    run_on_ranks,
+    wrap_ddp,
+)
 from worldmodel.frames import tensor_to_frames
 from worldmodel.latent_sequences import LatentSequences, LatentsError, encode_dataset
 from worldmodel.memory import (
@@ -135,7 +149,7 @@ class TrainMemoryConfig:
     seq_len: int = 32
     """Steps per truncated-BPTT window (one optimiser step each; the LSTM state carries across windows)."""
     batch_size: int = 16
-    """Episodes per batch."""
+    """Episodes per batch (over all DDP ranks together)."""
     epochs: int = 20
     """Passes over the training episodes (an upper bound when early stopping triggers)."""
     lr: float = 1e-3
@@ -197,10 +211,13 @@ class _Batch:
     """``(B,)`` steps per episode."""
 
 
-def _load_batch(latents: LatentSequences, rows: np.ndarray, model: MDNRNN, device: torch.device) -> _Batch:
+def _load_batch(
+    latents: LatentSequences, rows: np.ndarray, model: MDNRNN, device: torch.device, steps: int | None = None
+) -> _Batch:
+    """Episodes ``rows`` padded to ``steps`` steps (default: the longest of them)."""
     episodes = [latents.episode(int(r)) for r in rows]
     lengths = np.array([len(ep.rewards) for ep in episodes], np.int64)
-    b, t, z = len(rows), int(lengths.max()), latents.latent_dim
+    b, t, z = len(rows), steps or int(lengths.max()), latents.latent_dim
     mu, logvar = np.zeros((b, t + 1, z), np.float32), np.zeros((b, t + 1, z), np.float32)
     actions = np.zeros((b, t, *latents.action_shape), latents.action_dtype)
     rewards, ends = np.zeros((b, t), np.float32), np.zeros((b, t), np.float32)
@@ -274,6 +291,16 @@ def _windows(batch_rows: np.ndarray, lengths: np.ndarray, seq_len: int) -> int:
     return math.ceil(int(lengths[batch_rows].max()) / seq_len)
 
 
+def _shard(rows: np.ndarray, ctx: DistContext) -> tuple[np.ndarray, bool]:
+    """This rank's positions in the batch ``rows`` (every ``world_size``-th) and whether it has any.
+
+    A rank left without one (a batch smaller than the world) reads the first episode masked out,
+    so that it still takes part in every DDP step.
+    """
+    picks = np.arange(len(rows))[ctx.rank :: ctx.world_size]
+    return (picks, True) if len(picks) else (np.zeros(1, np.int64), False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Baselines and evaluation
 
@@ -322,9 +349,13 @@ def _gaussian_nll(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
 
 @torch.no_grad()
 def _evaluate(
-    model: MDNRNN, latents: LatentSequences, rows: np.ndarray, base: _Baselines, batch_size: int, device: torch.device
+    model: MDNRNN, latents: LatentSequences, rows: np.ndarray, base: _Baselines, batch_size: int, ctx: DistContext
 ) -> dict[str, Any]:
-    """Held-out metrics on the posterior means (see the module docstring); per-dimension NLLs as lists."""
+    """Held-out metrics on the posterior means (see the module docstring); per-dimension NLLs as lists.
+
+    Each rank evaluates every ``world_size``-th episode of ``rows``; the sums are added over all ranks.
+    """
+    device, rows = ctx.device, rows[ctx.rank :: ctx.world_size]
     model.eval()
     z = latents.latent_dim
     step_rms, mean, std = (torch.as_tensor(v, dtype=torch.float32, device=device) for v in
@@ -357,6 +388,8 @@ def _evaluate(
         sums["alarms"] += float(((end_prob > 0.5) * (1 - batch.ends.double()) * m).sum())
         _open_loop(model, batch, sq_err, counts)
     model.train()
+    nll, nll_copy, nll_gauss = (all_reduce_sum(v.to(device), ctx).cpu() for v in (nll, nll_copy, nll_gauss))
+    sums, sq_err, counts = (all_reduce_values(d, ctx) for d in (sums, sq_err, counts))
     n = sums["steps"]
     result: dict[str, Any] = {
         "nll": float(nll.sum() / (n * z)),
@@ -426,8 +459,12 @@ class _Run(RunCounters):
     """Counters of one run (see :class:`~worldmodel.training.RunCounters`)."""
 
 
+def _latents_dir(config: TrainMemoryConfig, out: Path) -> Path:
+    return Path(config.latents) if config.latents else out / "latents"
+
+
 def _open_latents(config: TrainMemoryConfig, out: Path, vae_sha256: str, device: str) -> LatentSequences:
-    latents_dir = Path(config.latents) if config.latents else out / "latents"
+    latents_dir = _latents_dir(config, out)
     if config.data_dir is None:
         if config.latents is None:
             raise TrainMemoryError(
@@ -444,21 +481,27 @@ def train_memory(config: TrainMemoryConfig) -> Path:
     :class:`~worldmodel.training.NonFiniteLossError` if the loss becomes NaN/Inf (the last
     good checkpoint stays).
     """
+    return run_on_ranks(functools.partial(_train, config), config.device)
+
+
+def _train(config: TrainMemoryConfig, ctx: DistContext) -> Path:
     from tqdm import tqdm
 
-    ctx = init_distributed(config.device)
-    if ctx.distributed:
-        raise TrainMemoryError("train-memory runs in one process; start it without torchrun")
     if config.threads:
         torch.set_num_threads(config.threads)
     if not Path(config.vae).is_file():
         raise TrainMemoryError(f"--vae {config.vae} does not exist; pass the VAE checkpoint the latents come from")
     out = check_run_dir(config.out, config.resume, TrainMemoryError)
     vae_sha256 = file_sha256(config.vae)
-    if config.data_dir is not None:
-        FrameDataset.open(config.data_dir, verify="none")  # a missing or empty dataset is refused before --out exists
-    make_run_dir(out, TrainMemoryError)
-    latents = _open_latents(config, out, vae_sha256, str(ctx.device))
+    if config.data_dir is not None:  # a missing or empty dataset, or another frame spec: refused before --out exists
+        ds = FrameDataset.open(config.data_dir, verify="none")
+        check_frame_spec(ds.frame_spec, read_frame_spec(config.vae), consumer=f"the VAE {config.vae}")
+    if ctx.is_main:
+        make_run_dir(out, TrainMemoryError)
+        latents = _open_latents(config, out, vae_sha256, str(ctx.device))
+    barrier(ctx)
+    if not ctx.is_main:
+        latents = LatentSequences.open(_latents_dir(config, out), vae_sha256=vae_sha256)
     train_rows, val_rows = _split(latents.num_episodes, config.val_fraction, config.seed)
     memory_config = _memory_config(config, latents)
     plans = [_epoch_plan(train_rows, config, e) for e in range(config.epochs)]
@@ -476,6 +519,7 @@ def train_memory(config: TrainMemoryConfig) -> Path:
         model.load_state_dict(model_state)
         run.restore(saved["counters"])
     model.to(ctx.device)
+    module = wrap_ddp(model, ctx)
     optimizer, scheduler = adamw_with_schedule(model.parameters(), config, total_steps)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -483,18 +527,21 @@ def train_memory(config: TrainMemoryConfig) -> Path:
     base = _fit_baselines(latents, train_rows)
     resolved = {"device": str(ctx.device), "total_steps": total_steps, "dataset_id": latents.dataset_id,
                 "vae_sha256": vae_sha256, "memory_config": memory_config.to_dict(),
-                "train_episodes": len(train_rows), "val_episodes": len(val_rows)}  # fmt: skip
-    write_json_atomic(out / "config.json", {**config.to_dict(), "resolved": resolved})
-    log = MetricsLog(out, tensorboard=config.tensorboard, resumed_epoch=run.epoch if config.resume else None,
-                     resumed_step=run.step)  # fmt: skip
+                "train_episodes": len(train_rows), "val_episodes": len(val_rows),
+                "world_size": ctx.world_size}  # fmt: skip
+    log = None
+    if ctx.is_main:
+        write_json_atomic(out / "config.json", {**config.to_dict(), "resolved": resolved})
+        log = MetricsLog(out, tensorboard=config.tensorboard, resumed_epoch=run.epoch if config.resume else None,
+                         resumed_step=run.step)  # fmt: skip
     start_time = time.perf_counter() - run.wall_s
     while run.epoch < config.epochs:
         bar = tqdm(total=sum(_windows(r, latents.lengths, config.seq_len) for r in plans[run.epoch]),
-                   desc=f"epoch {run.epoch + 1}", unit="step", leave=False, disable=not config.progress,
-                   file=sys.stderr)  # fmt: skip
-        train = _train_epoch(model, optimizer, scheduler, latents, plans[run.epoch], config, ctx, run, bar)
+                   desc=f"epoch {run.epoch + 1}", unit="step", leave=False,
+                   disable=not (config.progress and ctx.is_main), file=sys.stderr)  # fmt: skip
+        train = _train_epoch(module, model, optimizer, scheduler, latents, plans[run.epoch], config, ctx, run, bar)
         bar.close()
-        val = _evaluate(model, latents, val_rows, base, config.batch_size, ctx.device)
+        val = _evaluate(model, latents, val_rows, base, config.batch_size, ctx)
         val_total = val["nll"] + config.reward_weight * val["reward_mse"] + config.end_weight * val["end_bce"]
         check_finite({"total": val_total}, ctx, what="held-out loss", when=f"after epoch {run.epoch + 1}",
                      last=out / "last.safetensors")  # fmt: skip
@@ -512,26 +559,31 @@ def train_memory(config: TrainMemoryConfig) -> Path:
         }
         if improved:
             run.best_metrics = {**record, **{f"val/{k}": v for k, v in val.items() if k.endswith("per_dim")}}
-        meta = {"step": run.step, "epoch": run.epoch, "dataset_id": latents.dataset_id, "val_nll": val["nll"],
-                "val_loss": val_total}  # fmt: skip
-        if improved:
-            save_memory(out / "best.safetensors", model, vae_sha256=vae_sha256, **meta)
-        save_memory(out / "last.safetensors", model, vae_sha256=vae_sha256, **meta)
-        log.write(record)
-        state = {"counters": run.counters(), "scheduler": scheduler.state_dict(), "dataset_id": latents.dataset_id,
-                 "vae_sha256": vae_sha256, "memory_config": memory_config.to_dict()}  # fmt: skip
-        # The commit point of the epoch: a kill before this line resumes from the previous epoch.
-        save_resume_state(out / "resume.safetensors", model, optimizer, state, format_name=RESUME_FORMAT, header={})
-        print(f"epoch {run.epoch}: train nll {train['nll']:.3f}, held-out nll {val['nll']:.3f} (copy "
-              f"{val['nll_copy']:.3f}, gaussian {val['nll_gaussian']:.3f}) nats/dim" + (" *best*" if improved else ""),
-              file=sys.stderr, flush=True)  # fmt: skip
-        if config.patience and run.bad_epochs >= config.patience:
-            print(f"early stopping: no held-out improvement for {run.bad_epochs} epochs", file=sys.stderr)
+        if log is not None:
+            meta = {"step": run.step, "epoch": run.epoch, "dataset_id": latents.dataset_id, "val_nll": val["nll"],
+                    "val_loss": val_total}  # fmt: skip
+            if improved:
+                save_memory(out / "best.safetensors", model, vae_sha256=vae_sha256, **meta)
+            save_memory(out / "last.safetensors", model, vae_sha256=vae_sha256, **meta)
+            log.write(record)
+            state = {"counters": run.counters(), "scheduler": scheduler.state_dict(), "dataset_id": latents.dataset_id,
+                     "vae_sha256": vae_sha256, "memory_config": memory_config.to_dict()}  # fmt: skip
+            # The commit point of the epoch: a kill before this line resumes from the previous epoch.
+            save_resume_state(out / "resume.safetensors", model, optimizer, state, format_name=RESUME_FORMAT,
+                              header={})  # fmt: skip
+            print(f"epoch {run.epoch}: train nll {train['nll']:.3f}, held-out nll {val['nll']:.3f} (copy "
+                  f"{val['nll_copy']:.3f}, gaussian {val['nll_gaussian']:.3f}) nats/dim"
+                  + (" *best*" if improved else ""), file=sys.stderr, flush=True)  # fmt: skip
+        barrier(ctx)
+        if config.patience and any_rank(run.bad_epochs >= config.patience, ctx):
+            if ctx.is_main:
+                print(f"early stopping: no held-out improvement for {run.bad_epochs} epochs", file=sys.stderr)
             break
-    log.close()
-    if config.data_dir is not None:
-        _write_rollout_png(out, config, latents, val_rows, ctx.device)
-    _write_summary(out, run, latents, vae_sha256, ctx)
+    if log is not None:
+        log.close()
+        if config.data_dir is not None:
+            _write_rollout_png(out, config, latents, val_rows, ctx.device)
+        _write_summary(out, run, latents, vae_sha256, ctx)
     return out / "best.safetensors"
 
 
@@ -550,6 +602,7 @@ def _check_resumable(saved: dict[str, Any], memory_config: MemoryConfig, latents
 
 
 def _train_epoch(
+    module: torch.nn.Module,
     model: MDNRNN,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -560,38 +613,50 @@ def _train_epoch(
     run: _Run,
     bar: Any,
 ) -> dict[str, float]:
-    """One pass over the batches of ``plan``, a truncated-BPTT window per optimiser step; mean train metrics."""
-    sums, weight = torch.zeros(4, dtype=torch.float64), 0.0  # total, nll, reward, end (weighted by steps)
+    """One pass over the batches of ``plan``, a truncated-BPTT window per optimiser step; mean train metrics.
+
+    ``module`` is ``model``, or ``model`` in DDP; each rank reads its :func:`_shard` of every batch.
+    """
+    sums = torch.zeros(5, dtype=torch.float64)  # total, nll, reward, end (weighted by steps), steps
     start = time.perf_counter()
     for rows in plan:
-        batch = _load_batch(latents, rows, model, ctx.device)
+        picks, has_rows = _shard(rows, ctx)
+        lengths = latents.lengths[rows]
+        t = int(lengths.max())
+        batch = _load_batch(latents, rows[picks], model, ctx.device, t)
+        mask = batch.mask if has_rows else torch.zeros_like(batch.mask)  # (b, T)
         z = batch.mu
-        if config.sample_latents:
+        if config.sample_latents:  # one draw for the whole batch, as in a single process
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + run.step)
-            z = z + torch.randn(z.shape, generator=gen).to(ctx.device) * torch.exp(0.5 * batch.logvar)  # (B, T+1, z)
+            noise = torch.randn((len(rows), t + 1, z.shape[-1]), generator=gen)[picks]  # (b, T+1, z)
+            z = z + noise.to(ctx.device) * torch.exp(0.5 * batch.logvar)
         state = None
-        for s in range(0, batch.mask.shape[1], config.seq_len):
-            e = min(s + config.seq_len, batch.mask.shape[1])
-            out = model(z[:, s:e], batch.actions[:, s:e], state)
+        for s in range(0, t, config.seq_len):
+            e = min(s + config.seq_len, t)
+            out = module(z[:, s:e], batch.actions[:, s:e], state)
             loss = memory_loss(out, z[:, s + 1 : e + 1], batch.rewards[:, s:e], batch.ends[:, s:e], model.config,
-                               batch.mask[:, s:e])  # fmt: skip
+                               mask[:, s:e])  # fmt: skip
+            steps = float(mask[:, s:e].sum())
+            # DDP averages the ranks' gradients: weighting each rank's mean by its share of the window's steps
+            # makes that average the gradient of the whole batch's mean (a factor of exactly 1 in one process).
+            share = steps * ctx.world_size / float(np.clip(lengths - s, 0, e - s).sum())
             values = torch.stack([loss.total, loss.nll, loss.reward, loss.end]).detach().double().cpu()
             check_finite(dict(zip(("total", "nll", "reward", "end"), values.tolist(), strict=True)), ctx,
                          what="training loss", when=f"at step {run.step} (epoch {run.epoch + 1})",
                          last=Path(config.out) / "last.safetensors")  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
+            (loss.total * share).backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
             run.step += 1
-            steps = float(batch.mask[:, s:e].sum())
-            sums += values * steps
-            weight += steps
+            sums += torch.cat([values * steps, torch.tensor([steps], dtype=torch.float64)])
             state = (out.state[0].detach(), out.state[1].detach())
             bar.update()
     elapsed = time.perf_counter() - start
+    sums = all_reduce_sum(sums.to(ctx.device), ctx).cpu()
+    weight = float(sums[4])
     sums /= max(weight, 1.0)
     return {"total": float(sums[0]), "nll": float(sums[1]), "reward": float(sums[2]), "end": float(sums[3]),
             "env_steps_per_s": weight / elapsed}  # fmt: skip
@@ -626,6 +691,7 @@ def _write_summary(out: Path, run: _Run, latents: LatentSequences, vae_sha256: s
         "dataset_id": latents.dataset_id,
         "vae_sha256": vae_sha256,
         "device": str(ctx.device),
+        "world_size": ctx.world_size,
     }
     write_json_atomic(out / "summary.json", summary)
     print(
@@ -646,12 +712,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``worldmodel train-memory DATA --vae CKPT --out RUN [...]``."""
+    """``worldmodel train-memory DATA --vae CKPT --out RUN [...]`` (also under ``torchrun``)."""
     config = config_from_args(TrainMemoryConfig, args)
     try:
         path = train_memory(config)
     except (TrainError, LatentsError, DatasetError, CheckpointError, NonFiniteLossError) as exc:
         print(f"worldmodel train-memory: error: {exc}", file=sys.stderr)
         return 2 if not isinstance(exc, NonFiniteLossError) else 1
-    print(path)
+    if is_main_process():
+        print(path)
     return 0
