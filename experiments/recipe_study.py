@@ -217,6 +217,33 @@ def screening_table(out: Path, arms: list[Arm]) -> str:
     return "\n".join([header, *(row(arm, out / arm.name) for arm in done)])
 
 
+def plot_curves(out: Path, arms: list[Arm], path: Path) -> Path:
+    """Each finished arm's evaluations during training (5 tracks each) against env frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for arm in arms:
+        run = out / arm.name
+        if not (run / "action-stats.json").is_file():
+            continue
+        evaluations = np.load(run / "evaluations.npz", allow_pickle=False)
+        frames = evaluations["timesteps"] * frame_skip(arm)
+        ax.plot(frames, evaluations["results"].mean(axis=1), marker="o", label=arm.name)
+    ax.set_xlabel("env frames")
+    ax.set_ylabel("mean return, deterministic (5 EnvPool tracks)")
+    ax.set_title("CarRacing-v3 screening arms during training")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/recipe"), help="Directory of the arms' runs.")
@@ -236,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.report is not None:
         notes = [args.notes.read_text().strip()] if args.notes else []
-        write_markdown(args.report, [*notes, "## The screening table", SCREENING_NOTE, screening_table(args.out, arms)])
+        figure = plot_curves(args.out, arms, args.report.with_suffix("") / "screening_curves.png")
+        curves = f"![screening curves]({figure.parent.name}/{figure.name})"
+        table = screening_table(args.out, arms)
+        write_markdown(args.report, [*notes, "## The screening table", SCREENING_NOTE, table, curves])
         print(f"wrote {args.report}")
         return 0
     failed = []
