@@ -202,3 +202,14 @@ def test_end_to_end_exit_status_and_stderr(args, workdir, toy_vae_path):
     assert "Traceback" not in result.stderr and result.stderr.startswith(f"worldmodel {args[0]}: error: ")
     assert result.stderr.count("\n") == 1 and result.stdout == ""
     assert _files(workdir) == before
+
+
+def test_a_command_whose_optional_package_is_missing_names_the_extra(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now fails as if not installed
+    monkeypatch.delitem(sys.modules, "agents.tune", raising=False)
+    out = tmp_path / "study"
+    assert main(["tune", "worldmodel/DotTarget-v0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and err.startswith("worldmodel tune: error: it needs optuna")
+    assert "pip install 'worldmodel[tune]'" in err
+    assert not out.exists()

@@ -26,6 +26,9 @@ from worldmodel.errors import UserError
 DEBUG_ENV = "WORLDMODEL_DEBUG"
 """Set to 1 to see the traceback of every error, as ``--debug`` does."""
 
+OPTIONAL_EXTRAS = {"optuna": "tune", "sb3_contrib": "contrib", "envpool": "envpool", "ale_py": "atari"}
+"""Optional packages a subcommand's module may import, and the extra that installs each."""
+
 # subcommand -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("worldmodel.cli", "describe a VAE checkpoint (config, frame spec, metadata)"),
@@ -111,7 +114,16 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(selected=next((a for a in argv if not a.startswith("-")), None))
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        parser = build_parser(selected=selected)
+    except ModuleNotFoundError as exc:  # a subcommand whose optional package is not installed
+        extra = OPTIONAL_EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"worldmodel {selected}: error: it needs {exc.name}, which is not installed: "
+              f"pip install 'worldmodel[{extra}]' (make install installs it)", file=sys.stderr)  # fmt: skip
+        return 2
     args = parser.parse_args(argv)
     if args.version:
         from worldmodel import __version__
