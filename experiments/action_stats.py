@@ -21,8 +21,10 @@ import numpy as np
 
 from agents.bundle import load_bundle
 from agents.evaluate import policy_act
+from agents.hyperparams import EVAL_SEED_OFFSET
 
-EVAL_SEED = 1_000_000
+EVAL_SEED = EVAL_SEED_OFFSET
+"""Episode seeds of evaluation start here: the tracks no agent trains on (seed 0 + the offset)."""
 CAR_DIMENSIONS = ("steer", "gas", "brake")
 AT_BOUND = 0.01
 """A deterministic action within 1% of the range from its lower bound counts as at the bound (gas: none)."""

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from agents.hyperparams import EVAL_SEED_OFFSET
 from experiments.report import confidence_interval, write_markdown
 
 ENV_ID = "CarRacing-v3"
@@ -34,7 +35,8 @@ SHIPPED_VAE = "experiments/pretrained/carracing/vae.safetensors"
 PPO_BASE = Path("experiments/envpool/ppo-latent-fast.yaml")
 SAC_BASE = Path("experiments/recipe/sac-latent.yaml")
 SHIPPED_MEMORY = "experiments/pretrained/carracing/memory.safetensors"
-EVAL_SEED = 1_000_000
+EVAL_SEED = EVAL_SEED_OFFSET
+"""Episode seeds of evaluation start here: the tracks no agent trains on (seed 0 + the offset)."""
 PPO_POLICY = "dict(log_std_init=-2, ortho_init=False, activation_fn=nn.GELU, net_arch=dict(pi=[256], vf=[256]))"
 SQUASHED_POLICY = PPO_POLICY.replace("ortho_init=False,", "ortho_init=False, squash_output=True,")
 
