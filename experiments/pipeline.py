@@ -7,7 +7,8 @@ the stages it implies into one output directory::
     OUT/pipeline.json        the config and every command that ran it
     OUT/stages.json          per stage: status, wall-clock, env frames, agent steps, steps/s, peak memory
     OUT/data/                the collected dataset (``worldmodel collect``)
-    OUT/vae/                 the VAE run (``worldmodel train-vae``)
+    OUT/vae/                 the VAE run (``worldmodel train-vae``); neither exists when ``vae`` names
+                             an existing checkpoint, which every latent agent then reads
     OUT/agents/<mode>__seed<k>/   one ``worldmodel train-agent`` run per algorithm and seed
                                  (``<mode>`` is the algorithm, or ``pixels-<algo>`` for the baseline),
                                  with its ``evaluation.json`` from ``worldmodel evaluate``
@@ -81,6 +82,9 @@ class PipelineConfig:
     """Cap on agent steps per collected episode (None: the env's own limit)."""
     collect_n_envs: int | None = None
     """Collection worker processes (None: one per CPU core)."""
+    vae: str | None = None
+    """An existing VAE checkpoint for the latent agents; when set, nothing is collected and no VAE is trained
+    (e.g. experiments/pretrained/carracing/vae.safetensors, to compare agent recipes over one VAE)."""
     vae_epochs: int = 10
     """VAE training epochs (an upper bound under early stopping)."""
     vae_steps: int | None = None
@@ -167,6 +171,11 @@ class PipelineConfig:
     def vae_dir(self) -> Path:
         return Path(self.out) / "vae"
 
+    @property
+    def vae_checkpoint(self) -> Path:
+        """The VAE the latent agents read: ``vae``, or the best checkpoint of the pipeline's own VAE run."""
+        return Path(self.vae) if self.vae else self.vae_dir / "best.safetensors"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -201,7 +210,7 @@ def plan(config: PipelineConfig) -> list[Stage]:
     runs += [Stage("", "train-agent", config.algos[0], seed, finetune=True) for seed in config.finetune_seeds]
     if config.pixels:
         runs += [Stage("", "train-agent", config.pixel_algo, seed, pixels=True) for seed in config.pixel_seeds]
-    stages = [Stage("collect", "collect"), Stage("train-vae", "train-vae")]
+    stages = [] if config.vae else [Stage("collect", "collect"), Stage("train-vae", "train-vae")]
     stages += [dataclasses.replace(run, name=f"train-agent/{run.mode}/seed{run.seed}") for run in runs]
     modes = [run.mode for run in runs]
     for i, run in enumerate(runs):
@@ -256,7 +265,7 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
 
     base = AgentConfig(
         config.env_id,
-        vae=None if stage.pixels else str(config.vae_dir / "best.safetensors"),
+        vae=None if stage.pixels else str(config.vae_checkpoint),
         algo=stage.algo or "ppo",
         out=str(stage.run_dir(config)),
         n_envs=config.agent_n_envs,
@@ -293,8 +302,9 @@ def check_inputs(config: PipelineConfig) -> None:
         env.close()
         return env.action_space
 
-    collect = collect_config(config)
-    policy_factory(collect.policy)(action_space(collect.env_config))
+    if config.vae is None:
+        collect = collect_config(config)
+        policy_factory(collect.policy)(action_space(collect.env_config))
     agents = {(s.algo, s.pixels): s for s in plan(config) if s.kind == "train-agent"}
     for stage in agents.values():
         spec, _, stack = resolve(agent_config(config, stage))
@@ -578,6 +588,11 @@ def run_pipeline(
     ``only`` restricts the run to stages whose kind or name is listed (e.g. ``("collect",
     "train-vae")``); ``command`` is recorded in ``pipeline.json`` for the report.
     """
+    if config.vae and not config.vae_checkpoint.is_file():
+        raise UserError(
+            f"no VAE checkpoint at {config.vae}: give an existing .safetensors file (e.g. a train-vae run's "
+            "best.safetensors), or leave vae unset to collect data and train one"
+        )
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _record_run(config, command)

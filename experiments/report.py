@@ -447,6 +447,9 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
             if (out / "vae" / png).is_file():
                 shutil.copyfile(out / "vae" / png, assets / png)
                 parts.append(f"{title}:\n\n![{title}]({name}/{png})")
+    elif config.get("vae"):
+        reused = f"Every latent agent read the existing checkpoint `{config['vae']}`: this run trained no VAE."
+        parts += ["## VAE", reused]
     videos = [run.run_dir / VIDEO_FILE for run in runs if (run.run_dir / VIDEO_FILE).is_file()]
     if videos:
         parts += ["## Videos", "\n".join(f"- `{relative(v)}`" for v in videos)]

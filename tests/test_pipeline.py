@@ -17,6 +17,7 @@ from experiments.pipeline import (
     stage_command,
 )
 from experiments.pipeline_records import STAGES_FILE
+from worldmodel.errors import UserError
 
 
 def tiny_config(out, **changes) -> PipelineConfig:
@@ -126,6 +127,27 @@ def test_isolated_stage_failure_names_the_stage(tmp_path):
     config = tiny_config(tmp_path, env_id="worldmodel/NoSuchEnv-v0", isolate=True)
     with pytest.raises(StageError, match="stage collect failed"):
         run_pipeline(config, only=("collect",), log=lambda msg: None)
+
+
+def test_an_existing_vae_replaces_collection_and_vae_training(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    vae = tmp_path / "shipped.safetensors"
+    shutil.copyfile(config.vae_dir / "best.safetensors", vae)
+    reuse = tiny_config(tmp_path / "reuse", vae=str(vae), seeds=(0,), video=False, random_baseline=False)
+    stages = run_pipeline(reuse, log=lambda msg: None)
+    assert list(stages) == ["train-agent/ppo/seed0", "evaluate/ppo/seed0", "report"]
+    assert not (tmp_path / "reuse" / "data").exists() and not (tmp_path / "reuse" / "vae").exists()
+    run_config = json.loads((tmp_path / "reuse" / "agents" / "ppo__seed0" / "config.json").read_text())
+    assert run_config["agent"]["vae"] == str(vae)
+    assert stages["train-agent/ppo/seed0"]["env_frames"] >= 512
+    assert f"read the existing checkpoint `{vae}`" in (tmp_path / "reuse" / "reports" / "tiny.md").read_text()
+
+
+def test_a_missing_vae_is_refused_before_anything_is_made(tmp_path):
+    config = tiny_config(tmp_path / "out", vae=str(tmp_path / "nothing.safetensors"))
+    with pytest.raises(UserError, match="no VAE checkpoint at .*nothing.safetensors: give an existing"):
+        run_pipeline(config, log=lambda msg: None)
+    assert not (tmp_path / "out").exists()
 
 
 def test_stage_commands_are_cli_equivalents(tmp_path):

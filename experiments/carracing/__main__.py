@@ -12,7 +12,8 @@ import shlex
 import sys
 
 from experiments.carracing.config import PRESETS
-from experiments.pipeline import RUNNERS, StageError, run_pipeline
+from experiments.pipeline import RUNNERS, run_pipeline
+from worldmodel.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "experiments.carracing", *(sys.argv[1:] if argv is None else argv)])
     try:
         run_pipeline(config, only=tuple(args.stage), command=command)
-    except StageError as exc:
+    except UserError as exc:
         print(f"experiments.carracing: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

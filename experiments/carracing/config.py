@@ -7,7 +7,9 @@ step), the rl-zoo pixel recipe every 2 frames.
 >>> FULL.agent_env_frames >= 300_000, len(FULL.seeds), FULL.pixels
 (True, 3, True)
 >>> sorted(PRESETS)
-['compare', 'finetune', 'full', 'full-sac', 'smoke']
+['compare', 'finetune', 'full', 'full-sac', 'recipe', 'smoke']
+>>> RECIPE.vae, RECIPE.backend, RECIPE.agent_env_frames
+('experiments/pretrained/carracing/vae.safetensors', 'envpool', 1000000)
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ FULL = PipelineConfig(
     report_name="carracing",
 )
 """The reference run: PPO on latents (3 seeds) vs rl-zoo PPO on pixels (3 seeds), 1M env frames each."""
+
+RECIPE = dataclasses.replace(
+    FULL,
+    out="runs/carracing-recipe-1m",
+    vae="experiments/pretrained/carracing/vae.safetensors",
+    backend="envpool",
+    report_name="carracing-recipe-1m",
+)
+"""Issue 18's final comparison: the tuned latent recipe (``agents/presets/ppo.yaml``) over the shipped VAE against
+rl-zoo's pixel recipe, 3 seeds each, 1M env frames each, trained on EnvPool, scored on Gymnasium's 100 tracks."""
 
 FULL_SAC = dataclasses.replace(
     FULL, out="runs/carracing-sac", algos=("sac",), pixels=False, agent_env_frames=300_000, report_name="carracing-sac"
@@ -96,6 +108,7 @@ SMOKE = dataclasses.replace(
 PRESETS: dict[str, PipelineConfig] = {
     "full": FULL,
     "full-sac": FULL_SAC,
+    "recipe": RECIPE,
     "compare": COMPARE,
     "finetune": FINETUNE,
     "smoke": SMOKE,
