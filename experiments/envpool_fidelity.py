@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from experiments.compare_arms import reconstruction_mse
-from experiments.report import confidence_interval, write_markdown
+from experiments.report import mean_ci, write_markdown
 
 BACKENDS = ("gymnasium", "envpool")
 COLLECT_SEED = 2_000_000
@@ -93,19 +93,14 @@ def evaluate(run_dir: Path, backend: str) -> dict[str, Any]:
     return evaluate_agent(config)
 
 
-def _mean_ci(values: Any) -> str:
-    values = list(values)
-    return f"{np.mean(values):.2f} ± {confidence_interval(values):.2f}"
-
-
 def scripted_section(stats: dict[str, dict[str, Any]], figure: str) -> str:
     rows = []
     for backend, s in stats.items():
         r = s["rewards"]
         rows.append(
             f"| {backend} | {s['episodes']} | {s['steps']} | {r.mean():.4f} | {100 * (r > 0).mean():.1f}% | "
-            f"{r[r > 0].mean() if (r > 0).any() else float('nan'):.2f} | {_mean_ci(s['lengths'])} | "
-            f"{s['terminated']} | {_mean_ci(s['returns'])} |"
+            f"{r[r > 0].mean() if (r > 0).any() else float('nan'):.2f} | {mean_ci(s['lengths'], 2)} | "
+            f"{s['terminated']} | {mean_ci(s['returns'], 2)} |"
         )
     return "\n".join(
         [
@@ -172,7 +167,7 @@ def vae_section(vaes: dict[str, Path], held_out: dict[str, np.ndarray]) -> str:
 def agents_section(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     rows = []
     for run, by_backend in results.items():
-        cells = [f"{np.mean(r['returns']):.1f} ± {confidence_interval(r['returns']):.1f}" for r in by_backend.values()]
+        cells = [mean_ci(r["returns"]) for r in by_backend.values()]
         gap = np.mean(by_backend["envpool"]["returns"]) - np.mean(by_backend["gymnasium"]["returns"])
         trained = by_backend["gymnasium"].get("trained_on_backend", "gymnasium")
         rows.append(f"| `{run}` | {trained} | " + " | ".join(cells) + f" | {gap:+.1f} |")

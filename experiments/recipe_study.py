@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from agents.hyperparams import EVAL_SEED_OFFSET
-from experiments.report import confidence_interval, write_markdown
+from experiments.report import mean_ci, write_markdown
 
 ENV_ID = "CarRacing-v3"
 SHIPPED_VAE = "experiments/pretrained/carracing/vae.safetensors"
@@ -179,10 +179,6 @@ def last_training_return(run: Path) -> float | None:
     return max(values)[1] if values else None
 
 
-def _mean_ci(returns: list[float]) -> str:
-    return f"{np.mean(returns):.1f} ± {confidence_interval(returns):.1f}"
-
-
 def row(arm: Arm, run: Path) -> str:
     summary = json.loads((run / "summary.json").read_text())
     det = json.loads((run / "screen-deterministic.json").read_text())
@@ -192,7 +188,7 @@ def row(arm: Arm, run: Path) -> str:
     gas = json.loads((run / "action-stats.json").read_text())
     return (
         f"| {arm.factor} | {arm.value} | `{arm.name}` | {summary['env_frames']:,} | {summary['elapsed_s'] / 60:.1f} | "
-        f"{fps:.0f} | **{_mean_ci(det['returns'])}** | {_mean_ci(sampled['returns'])} | "
+        f"{fps:.0f} | **{mean_ci(det['returns'])}** | {mean_ci(sampled['returns'])} | "
         f"{'-' if training is None else f'{training:.1f}'} | {gas['deterministic_mean']['gas']:.2f} | "
         f"{gas['deterministic_at_low']['gas']:.0%} | {gas['sampled_mean']['gas']:.2f} |"
     )

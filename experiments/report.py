@@ -128,6 +128,15 @@ def find_runs(out: Path) -> list[AgentRun]:
     return [run for d in sorted((out / "agents").glob("*__seed*")) if (run := read_run(d)) is not None]
 
 
+def mean_ci(values: Any, digits: int = 1) -> str:
+    """``mean ± half-width of its 95% confidence interval`` of ``values``, to ``digits`` decimals.
+
+    >>> mean_ci([1.0, 2.0, 3.0])
+    '2.0 ± 2.5'
+    """
+    return f"{np.mean(values):.{digits}f} ± {confidence_interval(values):.{digits}f}"
+
+
 def cell(value: Any, digits: int = 1) -> str:
     """A markdown table cell: thousands separators, ``digits`` decimals for floats, an en dash for missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -145,7 +145,7 @@ def test_an_existing_vae_replaces_collection_and_vae_training(tmp_path, pipeline
 
 def test_a_missing_vae_is_refused_before_anything_is_made(tmp_path):
     config = tiny_config(tmp_path / "out", vae=str(tmp_path / "nothing.safetensors"))
-    with pytest.raises(UserError, match="no VAE checkpoint at .*nothing.safetensors: give an existing"):
+    with pytest.raises(UserError, match=r"no VAE checkpoint at .*nothing\.safetensors: give an existing"):
         run_pipeline(config, log=lambda msg: None)
     assert not (tmp_path / "out").exists()
 

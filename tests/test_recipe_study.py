@@ -1,14 +1,16 @@
-"""The recipe study's arms are valid recipes: each resolves for its algorithm and changes one factor."""
+"""The recipe study's arms are valid recipes (each resolves for its algorithm and changes one factor); its report."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from agents.hyperparams import parse_policy_kwargs, resolve_hyperparams
-from experiments.recipe_study import ARMS, ENV_ID, arm_named, frame_skip, hyperparams
+from experiments.recipe_study import ARMS, ENV_ID, arm_named, frame_skip, hyperparams, main
 
 
 @pytest.mark.parametrize("arm", ARMS, ids=lambda arm: arm.name)
@@ -37,3 +39,34 @@ def test_arms_differ_from_the_squashed_recipe_in_one_place() -> None:
 def test_squashed_arm_squashes() -> None:
     kwargs = parse_policy_kwargs(hyperparams(arm_named("squash"))["policy_kwargs"])
     assert kwargs["squash_output"] is True and kwargs["log_std_init"] == -2
+
+
+def _finished_arm(run: Path, det: list[float], sampled: list[float]) -> None:
+    """The files a finished arm leaves behind (no TensorBoard log: its training return reads '-')."""
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"env_frames": 300_000, "elapsed_s": 600.0}))
+    for name, returns in (("deterministic", det), ("sampled", sampled)):
+        (run / f"screen-{name}.json").write_text(json.dumps({"returns": returns}))
+    gas = {"deterministic_mean": {"gas": 0.5}, "deterministic_at_low": {"gas": 0.04}, "sampled_mean": {"gas": 0.6}}
+    (run / "action-stats.json").write_text(json.dumps(gas))
+    np.savez(run / "evaluations.npz", timesteps=np.array([100, 200]), results=np.array([[1.0, 3.0], [5.0, 7.0]]))
+
+
+def test_report_tables_finished_arms_only_and_plots_their_curves(tmp_path: Path) -> None:
+    _finished_arm(tmp_path / "runs" / "squash", det=[1.0, 2.0, 3.0], sampled=[10.0, 10.0, 10.0])
+    (tmp_path / "runs" / "fs4").mkdir()  # started, not finished: no row
+    notes, report = tmp_path / "notes.md", tmp_path / "reports" / "recipe.md"
+    notes.write_text("# Notes first")
+    assert (
+        main(["--out", str(tmp_path / "runs"), "--arms", "squash,fs4", "--notes", str(notes), "--report", str(report)])
+        == 0
+    )
+    text = report.read_text()
+    assert text.startswith("# Notes first")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
+    assert rows == [
+        "| actions | tanh-squashed gSDE actions (base of the arms below) | `squash` | 300,000 | 10.0 | 500 | "
+        "**2.0 ± 2.5** | 10.0 ± 0.0 | - | 0.50 | 4% | 0.60 |"
+    ]
+    assert (tmp_path / "reports" / "recipe" / "screening_curves.png").stat().st_size > 1000
+    assert "![screening curves](recipe/screening_curves.png)" in text
