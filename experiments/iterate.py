@@ -241,7 +241,7 @@ def refit_config(config: IterateConfig, r: int, *, resume: bool = False) -> Any:
         data_dir=data[0],
         more_data_dirs=tuple(data[1:]),
         mix=mix(config, r),
-        init=str(config.pipeline(r - 1).vae_dir / "best.safetensors"),
+        init=str(config.pipeline(r - 1).vae_checkpoint),
     )
 
 
