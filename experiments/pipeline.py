@@ -37,6 +37,7 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,10 @@ class PipelineConfig:
     """Algorithms trained on latents (each with every seed)."""
     agent_env_frames: int = 300_000
     """Training budget per agent run, in env frames (agent steps = frames / the mode's frame skip)."""
+    continue_from: str | None = None
+    """An earlier pipeline's out directory, same recipe at a smaller budget: each agent run starts as a copy of
+    that pipeline's finished run and trains on to this budget (a 4M-frame run whose first 1M frames are the 1M
+    run). Only for constant learning-rate and clip-range schedules, which a longer budget leaves unchanged."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Training seeds of the latent agents."""
     hyperparams: str | None = None
@@ -289,6 +294,43 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
     return dataclasses.replace(base, timesteps=max(1, config.agent_env_frames // frame_skip))
 
 
+def continued_run(config: PipelineConfig, stage: Stage) -> Path:
+    """The finished run of ``config.continue_from`` that ``stage`` continues, checked: a longer run of the same
+    recipe must be able to start from it."""
+    assert config.continue_from is not None
+    source = Path(config.continue_from) / "agents" / stage.run_dir(config).name
+    summary, stored = read_json(source / "summary.json"), read_json(source / "config.json")
+    if summary is None or stored is None:
+        raise UserError(
+            f"{source} holds no finished agent run to continue; finish it first (run its pipeline again), "
+            "or unset continue_from to train from scratch"
+        )
+    timesteps = agent_config(config, stage).timesteps
+    if summary["agent_steps"] > timesteps:
+        raise UserError(
+            f"{source} already trained {summary['agent_steps']:,} agent steps, more than this budget's {timesteps:,}; "
+            "raise agent_env_frames or unset continue_from"
+        )
+    kwargs = stored["hyperparams"]["algo_kwargs"]
+    scheduled = {k: v for k in ("learning_rate", "clip_range", "clip_range_vf") if isinstance(v := kwargs.get(k), str)}
+    if scheduled:
+        raise UserError(
+            f"{source} trained with schedules {scheduled}: a longer run would anneal them differently from its "
+            "first part, so it cannot be continued; unset continue_from to train from scratch"
+        )
+    return source
+
+
+def copy_continued_run(config: PipelineConfig, stage: Stage) -> None:
+    """Copy the run ``stage`` continues into ``stage.run_dir`` (whole or not at all), without its final
+    evaluation and video, which belong to the shorter run."""
+    source, target = continued_run(config, stage), stage.run_dir(config)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(EVALUATION_FILE, VIDEO_FILE))
+    os.replace(partial, target)
+
+
 def check_inputs(config: PipelineConfig) -> None:
     """Refuse, before anything is created, what a later stage would: an env that cannot be made, or a
     collection policy or agent algorithm that cannot act in it (agents: with their preset's env keywords)."""
@@ -375,6 +417,10 @@ def stage_command(config: PipelineConfig, stage: Stage) -> str:
         return command_line("worldmodel collect", collect_config(config), ("env_id",))
     if stage.kind == "train-vae":
         return command_line("worldmodel train-vae", vae_config(config), ("data_dir",))
+    if stage.kind == "train-agent" and config.continue_from:
+        source = Path(config.continue_from) / "agents" / stage.run_dir(config).name
+        train = command_line("worldmodel train-agent", agent_config(config, stage, resume=True), ("env_id",))
+        return f"cp -r {shlex.quote(str(source))} {shlex.quote(str(stage.run_dir(config)))} && {train}"
     if stage.kind == "train-agent":
         return command_line("worldmodel train-agent", agent_config(config, stage), ("env_id",))
     if stage.kind == "evaluate":
@@ -445,6 +491,8 @@ def _run_agent(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     from agents.train import train_agent
 
     run_dir = stage.run_dir(config)
+    if config.continue_from and not (run_dir / "config.json").is_file():
+        copy_continued_run(config, stage)
     run_dir = train_agent(agent_config(config, stage, resume=(run_dir / "config.json").is_file()))
     summary = json.loads((run_dir / "summary.json").read_text())
     elapsed = max(summary["elapsed_s"], 1e-9)
@@ -592,6 +640,11 @@ def run_pipeline(
         raise UserError(
             f"no VAE checkpoint at {config.vae}: give an existing .safetensors file (e.g. a train-vae run's "
             "best.safetensors), or leave vae unset to collect data and train one"
+        )
+    if config.continue_from and not (Path(config.continue_from) / "agents").is_dir():
+        raise UserError(
+            f"continue_from={config.continue_from} has no agents/ directory: give the out directory of the "
+            "pipeline whose agent runs this one trains on"
         )
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

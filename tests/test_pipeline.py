@@ -150,6 +150,50 @@ def test_a_missing_vae_is_refused_before_anything_is_made(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def continuing(tmp_path, config: PipelineConfig, source, **changes) -> PipelineConfig:
+    """A pipeline over ``config``'s VAE whose one agent run continues ``source``'s to twice the budget."""
+    return tiny_config(
+        tmp_path / "long", vae=str(config.vae_checkpoint), continue_from=str(source), agent_env_frames=1024,
+        seeds=(0,), video=False, random_baseline=False, **changes,
+    )  # fmt: skip
+
+
+def test_a_longer_pipeline_trains_the_shorter_ones_agents_on(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    source = config.data_dir.parent
+    long = continuing(tmp_path, config, source)
+    assert stage_command(long, plan(long)[0]).startswith(f"cp -r {source}/agents/ppo__seed0 {tmp_path}/long/agents/")
+    messages: list[str] = []
+    run_pipeline(long, log=messages.append)
+    assert any(m.startswith("[pipeline] evaluate/ppo/seed0: running") for m in messages)  # not the short run's
+    run = tmp_path / "long" / "agents" / "ppo__seed0"
+    summary = json.loads((run / "summary.json").read_text())
+    short = json.loads((source / "agents" / "ppo__seed0" / "summary.json").read_text())
+    assert summary["resumed_from_step"] == short["agent_steps"] < 1024 <= summary["agent_steps"]
+    assert summary["elapsed_s"] > short["elapsed_s"]  # the wall-clock counts the shorter run's part too
+    assert summary["curve"][: len(short["curve"])] == short["curve"]  # the learning curve starts as the short run's
+    assert short == json.loads((source / "agents" / "ppo__seed0" / "summary.json").read_text())  # left as it was
+
+
+def test_continuing_refuses_runs_it_cannot_extend(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    with pytest.raises(UserError, match="has no agents/ directory"):
+        run_pipeline(continuing(tmp_path, config, tmp_path / "nowhere"), log=lambda msg: None)
+    assert not (tmp_path / "long").exists()
+    source = tmp_path / "short"
+    shutil.copytree(config.data_dir.parent / "agents", source / "agents")
+    run_config = source / "agents" / "ppo__seed0" / "config.json"
+    stored = json.loads(run_config.read_text())
+    stored["hyperparams"]["algo_kwargs"]["learning_rate"] = "lin_1e-3"
+    run_config.write_text(json.dumps(stored))
+    with pytest.raises(UserError, match=r"schedules \{'learning_rate': 'lin_1e-3'\}.*cannot be continued"):
+        run_pipeline(continuing(tmp_path, config, source), log=lambda msg: None)
+    (source / "agents" / "ppo__seed0" / "summary.json").unlink()  # killed before it finished
+    with pytest.raises(UserError, match="holds no finished agent run to continue"):
+        run_pipeline(continuing(tmp_path, config, source), log=lambda msg: None)
+    assert not (tmp_path / "long" / "agents" / "ppo__seed0").exists()  # nothing half-copied
+
+
 def test_stage_commands_are_cli_equivalents(tmp_path):
     config = tiny_config(tmp_path, pixels=True)
     commands = {s.name: stage_command(config, s) for s in plan(config)}
