@@ -33,6 +33,7 @@ def test_arms_differ_from_the_squashed_recipe_in_one_place() -> None:
         changed |= {"latent_history"} if arm.latent_history != base.latent_history else set()
         changed |= {"include_action"} if arm.include_action else set()
         changed |= {"extra_args"} if arm.extra_args else set()
+        changed |= {"vae"} if arm.vae else set()
         assert 1 <= len(changed) <= 2, (arm.name, changed)  # e.g. standardize: normalize + its flag
 
 
@@ -70,3 +71,10 @@ def test_report_tables_finished_arms_only_and_plots_their_curves(tmp_path: Path)
     ]
     assert (tmp_path / "reports" / "recipe" / "screening_curves.png").stat().st_size > 1000
     assert "![screening curves](recipe/screening_curves.png)" in text
+
+
+def test_an_arm_whose_vae_is_missing_is_skipped_with_the_reason(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # the arm's VAE path is relative: nothing there
+    assert main(["--out", "runs", "--arms", "vae-agent"]) == 1
+    assert f"arm vae-agent: its VAE {arm_named('vae-agent').vae} does not exist yet" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
