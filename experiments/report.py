@@ -346,7 +346,7 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
     label, best = max(latent.items(), key=lambda kv: kv[1]["mean"])
     frames = int(np.mean(best["env_frames"]))
     reached = [text for threshold, text in MILESTONES if best["mean"] > threshold]
-    if reached and frames > FIRST_MILESTONE_FRAMES:
+    if reached and frames > FIRST_MILESTONE_FRAMES and not same_budget(frames, FIRST_MILESTONE_FRAMES):
         reached[0] += f" (but with {frames:,} env frames, more than the {FIRST_MILESTONE_FRAMES:,} the goal allows)"
     lines = [
         f"Best latent agent: {label}, mean return {best['mean']:.1f} across {len(best['means'])} seed(s) "

@@ -125,6 +125,9 @@ def test_milestones_need_the_frame_budget_and_name_the_next_goal():
     text = milestone_statement("CarRacing-v3", modes)
     assert "more than the 1,000,000 the goal allows" in text and "(632)" in text and "Next run: to pass 788" in text
     assert "defined for CarRacing-v3" in milestone_statement("worldmodel/DotTarget-v0", modes)
+    rounded = {"ppo on latents": {**modes["ppo on latents"], "env_frames": [1_003_519, 1_003_507]}}  # a rollout over
+    assert "Reached: beats rl-zoo" in milestone_statement("CarRacing-v3", rounded)
+    assert "the goal allows" not in milestone_statement("CarRacing-v3", rounded)
     assert "No latent agent" in milestone_statement("CarRacing-v3", {})
 
 
