@@ -294,11 +294,16 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
     return dataclasses.replace(base, timesteps=max(1, config.agent_env_frames // frame_skip))
 
 
+def continued_source(config: PipelineConfig, stage: Stage) -> Path:
+    """The run directory of ``config.continue_from`` that ``stage`` continues."""
+    assert config.continue_from is not None
+    return Path(config.continue_from) / "agents" / stage.run_dir(config).name
+
+
 def continued_run(config: PipelineConfig, stage: Stage) -> Path:
     """The finished run of ``config.continue_from`` that ``stage`` continues, checked: a longer run of the same
     recipe must be able to start from it."""
-    assert config.continue_from is not None
-    source = Path(config.continue_from) / "agents" / stage.run_dir(config).name
+    source = continued_source(config, stage)
     summary, stored = read_json(source / "summary.json"), read_json(source / "config.json")
     if summary is None or stored is None:
         raise UserError(
@@ -418,7 +423,7 @@ def stage_command(config: PipelineConfig, stage: Stage) -> str:
     if stage.kind == "train-vae":
         return command_line("worldmodel train-vae", vae_config(config), ("data_dir",))
     if stage.kind == "train-agent" and config.continue_from:
-        source = Path(config.continue_from) / "agents" / stage.run_dir(config).name
+        source = continued_source(config, stage)
         train = command_line("worldmodel train-agent", agent_config(config, stage, resume=True), ("env_id",))
         return f"cp -r {shlex.quote(str(source))} {shlex.quote(str(stage.run_dir(config)))} && {train}"
     if stage.kind == "train-agent":
