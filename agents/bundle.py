@@ -9,6 +9,8 @@ Layout of ``RUN_DIR``::
     config.json          resolved training config, hyperparameters and the observation stack
     evaluations.npz      EvalCallback curve; learning_curve.png plots it
     summary.json         final numbers (steps, steps/s, last evaluation)
+    best/                with --keep-best: the policy of the best training evaluation (model and
+                         VecNormalize statistics named by step, best.json naming them; see agents.resume)
     checkpoints/         resume state (see agents.resume); tb/ TensorBoard logs
 
 Bundles are trusted-only: SB3 zips still deserialise a few entries with cloudpickle.
@@ -55,6 +57,10 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 EVALUATIONS_FILE = "evaluations.npz"
 CURVE_FILE = "learning_curve.png"
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+POLICIES = ("final", "best")
+"""Which policy of a run to load: the one training ended with, or the best training evaluation's."""
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 
 
@@ -187,21 +193,50 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def check_bundle(run_dir: str | Path, model_file: str | Path = MODEL_FILE) -> dict[str, Any]:
+def policy_files(run_dir: str | Path, policy: str = "final") -> tuple[Path, Path]:
+    """The model zip and VecNormalize statistics of ``policy`` (``final`` or ``best``) in ``run_dir``.
+
+    >>> policy_files("runs/x")
+    (PosixPath('runs/x/model.zip'), PosixPath('runs/x/vec_normalize.npz'))
+    """
+    run_dir = Path(run_dir)
+    if policy == "final":
+        return run_dir / MODEL_FILE, run_dir / NORMALIZE_FILE
+    if policy != "best":
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    best = read_best(run_dir)
+    if best is None:
+        raise BundleError(
+            f"{run_dir} has no best policy ({BEST_DIR}/{BEST_FILE}): it was trained without --keep-best, or no "
+            "evaluation has run yet. Evaluate the final policy, or train on with `worldmodel train-agent ... "
+            f"--out {run_dir} --resume --keep-best`"
+        )
+    files = best["files"]
+    return run_dir / BEST_DIR / files["model"], run_dir / BEST_DIR / files.get("vec_normalize", NORMALIZE_FILE)
+
+
+def read_best(run_dir: Path) -> dict[str, Any] | None:
+    """``RUN_DIR/best/best.json`` (step, mean and std of the evaluation return, files), or None."""
+    path = run_dir / BEST_DIR / BEST_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def check_bundle(run_dir: str | Path, policy: str = "final") -> dict[str, Any]:
     """Check that ``run_dir`` holds every file its config needs and an unmodified VAE; return the config."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     stack = config["stack"]
-    model_path = run_dir / model_file
+    model_path, normalize_path = policy_files(run_dir, policy)
     if not model_path.is_file():
         raise BundleError(
-            f"{run_dir} is missing {model_file}: training did not finish. Continue it with "
+            f"{run_dir} is missing {model_path.relative_to(run_dir)}: training did not finish. Continue it with "
             f"`worldmodel train-agent ... --out {run_dir} --resume`"
         )
-    if stack["normalize"] is not None and not (run_dir / NORMALIZE_FILE).is_file():
+    if stack["normalize"] is not None and not normalize_path.is_file():
         raise BundleError(
-            f"{run_dir} is missing {NORMALIZE_FILE} (VecNormalize statistics); the agent cannot see the "
-            "observations it was trained on without them. Restore the file from the original run directory"
+            f"{run_dir} is missing {normalize_path.relative_to(run_dir)} (VecNormalize statistics); the agent "
+            "cannot see the observations it was trained on without them. Restore the file from the original run "
+            "directory"
         )
     check_copies(run_dir, config)
     return config
@@ -250,7 +285,7 @@ def load_bundle(
     seed: int = 0,
     device: str = "auto",
     frame_tap: bool = False,
-    model_file: str | Path = MODEL_FILE,
+    policy: str = "final",
     subproc: bool = False,
     backend: str | None = None,
 ) -> Bundle:
@@ -258,9 +293,11 @@ def load_bundle(
 
     ``subproc=True`` steps the envs in worker processes (encoding stays in this process).
     ``backend`` runs the same stack on another env backend (None: the one it trained on).
+    ``policy="best"`` loads the best training evaluation's policy kept by ``--keep-best``.
     """
     run_dir = Path(run_dir)
-    config = check_bundle(run_dir, model_file)
+    config = check_bundle(run_dir, policy)
+    model_path, normalize_path = policy_files(run_dir, policy)
     stack = StackConfig.from_dict(config["stack"])
     if backend is not None:
         stack = dataclasses.replace(stack, backend=backend)
@@ -279,9 +316,9 @@ def load_bundle(
     )
     normalizer = find_vec_normalize(venv)
     if normalizer is not None:
-        load_vec_normalize(normalizer, run_dir / NORMALIZE_FILE)
+        load_vec_normalize(normalizer, normalize_path)
     model = load_model(
-        run_dir / model_file,
+        model_path,
         spec,
         config["hyperparams"]["algo_kwargs"],
         venv,

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.bundle import Bundle, load_bundle, read_config
+from agents.bundle import Bundle, load_bundle, read_best, read_config
 from agents.encoder_extractor import VAEEncoderExtractor, find_extractor
 from agents.vec_env import find_vec_wrapper
 from agents.video import PanelVideoWriter
@@ -34,6 +34,8 @@ from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.encoder import LatentEncoder
 
 EVALUATION_FILE = "evaluation.json"
+BEST_EVALUATION_FILE = "evaluation-best.json"
+"""Where ``--policy best`` writes its results by default."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class EvaluateConfig:
     random_baseline: bool = False
     """Also evaluate a uniform-random policy on the same seeds."""
     out: str | None = None
-    """Where to write the JSON results (default: RUN_DIR/evaluation.json)."""
+    """Where to write the JSON results (default: RUN_DIR/evaluation.json; evaluation-best.json for --policy best)."""
     device: str = "auto"
     """Device of the policy and the encoder."""
     backend: Literal["gymnasium", "envpool"] = "gymnasium"
@@ -66,6 +68,8 @@ class EvaluateConfig:
     """Envs run at once, each in its own worker process when more than 1. Env k starts from seed + k
     and runs episodes // n_envs episodes (one more for the first episodes % n_envs envs), so the
     tracks depend on the seed and n_envs only, never on the policy."""
+    policy: Literal["final", "best"] = "final"
+    """The policy training ended with, or the best training evaluation's (kept by train-agent --keep-best)."""
 
 
 Act = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -191,9 +195,11 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         frame_tap=config.video is not None,
         subproc=config.n_envs > 1,
         backend=config.backend,
+        policy=config.policy,
     )
     results: dict[str, Any] = {
         "run_dir": str(run_dir),
+        "policy": config.policy,
         "algo": bundle.algorithm.name,
         "env_id": bundle.stack.env_id,
         "mode": bundle.stack.mode,
@@ -204,6 +210,9 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         "n_envs": config.n_envs,
         "deterministic": config.deterministic,
     }
+    if config.policy == "best":
+        best = read_best(run_dir)
+        results["policy_step"], results["policy_training_eval"] = best["step"], best["mean_return"]
     act = policy_act(bundle, config.deterministic)
     if config.video is None:
         results.update(_stats(*run_episodes(bundle.venv, act, config.episodes, seed=seed)))
@@ -214,7 +223,8 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         rand = run_episodes(bundle.venv, random_act(bundle.venv, seed), config.episodes, seed=seed)
         results["random"] = _stats(*rand)
     bundle.venv.close()
-    write_json_atomic(Path(config.out) if config.out else run_dir / EVALUATION_FILE, results)
+    default_out = run_dir / (BEST_EVALUATION_FILE if config.policy == "best" else EVALUATION_FILE)
+    write_json_atomic(Path(config.out) if config.out else default_out, results)
     return results
 
 
@@ -246,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
     """``worldmodel evaluate RUN_DIR``: print mean ± std return and episode length, write the JSON."""
     results = evaluate_agent(config_from_args(EvaluateConfig, args))
     print(
-        f"{results['algo']} on {results['env_id']} ({results['mode']}), {results['episodes']} episodes "
+        f"{results['algo']} on {results['env_id']} ({results['mode']}, {results['policy']} policy), "
+        f"{results['episodes']} episodes "
         f"from seed {results['seed']}: return {results['mean_return']:.2f} ± {results['std_return']:.2f}, "
         f"length {results['mean_length']:.1f} ± {results['std_length']:.1f}"
     )

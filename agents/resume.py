@@ -7,6 +7,8 @@ buffer of off-policy algorithms, the VecNormalize statistics (npz), and last
 history, env frames, elapsed time). Every file is written atomically and ``state.json``
 only ever names complete files, so a ``kill -9`` at any point leaves a loadable
 checkpoint. The replay buffer is SB3's pickle: checkpoints are for resuming your own runs.
+:class:`KeepBestCallback` keeps the best training evaluation's policy in ``RUN_DIR/best/`` the
+same way.
 
 >>> import tempfile, pathlib
 >>> read_state(pathlib.Path(tempfile.mkdtemp())) is None
@@ -21,10 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
-from agents.bundle import EVALUATIONS_FILE, MODEL_FILE, NORMALIZE_FILE, SUMMARY_FILE, save_model, save_vec_normalize
+from agents.bundle import (
+    BEST_DIR,
+    BEST_FILE,
+    EVALUATIONS_FILE,
+    MODEL_FILE,
+    NORMALIZE_FILE,
+    SUMMARY_FILE,
+    read_best,
+    save_model,
+    save_vec_normalize,
+)
 from agents.vec_env import find_vec_normalize
 from worldmodel.atomic import atomic_path, write_json_atomic
 
@@ -152,28 +166,78 @@ class ResumeCallback(BaseCallback):
 
     def save(self) -> None:
         """Write model, buffer and statistics for this step, then point ``state.json`` at them."""
-        step = self.num_timesteps
-        self.dir.mkdir(parents=True, exist_ok=True)
-        files = {"model": f"model_{step}.zip"}
-        save_model(self.model, self.dir / files["model"])
-        if isinstance(self.model, OffPolicyAlgorithm):
-            files["replay_buffer"] = f"replay_buffer_{step}.pkl"
-            with atomic_path(self.dir / files["replay_buffer"]) as tmp, open(tmp, "wb") as f:
-                self.model.save_replay_buffer(f)
-        normalizer = find_vec_normalize(self.training_env)
-        if normalizer is not None:
-            files["vec_normalize"] = f"vec_normalize_{step}.npz"
-            save_vec_normalize(normalizer, self.dir / files["vec_normalize"])
         state = {
-            "step": step,
-            "files": files,
+            "step": self.num_timesteps,
             "env_frames": self.env_frames,
             "elapsed_s": self.elapsed_s,
             "curve": self.curve,
             "eval": None if self.eval_callback is None else eval_history(self.eval_callback),
         }
-        write_json_atomic(self.dir / STATE_FILE, state)
-        keep = set(files.values()) | {STATE_FILE}
-        for path in self.dir.iterdir():
-            if path.name not in keep and not path.name.startswith("."):
-                path.unlink(missing_ok=True)
+        replay_buffer = isinstance(self.model, OffPolicyAlgorithm)
+        save_snapshot(self.dir / STATE_FILE, self.model, self.training_env, state, replay_buffer=replay_buffer)
+
+
+def save_snapshot(
+    pointer: Path, model: BaseAlgorithm, env: VecEnv, record: dict[str, Any], *, replay_buffer: bool = False
+) -> None:
+    """Write the model (and its replay buffer if asked) and ``env``'s VecNormalize statistics beside ``pointer``,
+    named by step, then write ``pointer``: ``record`` plus the step and file names. Files of earlier snapshots
+    in that directory are deleted afterwards, so a kill at any point leaves a complete snapshot."""
+    step = model.num_timesteps
+    directory = pointer.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"model": f"model_{step}.zip"}
+    save_model(model, directory / files["model"])
+    if replay_buffer:
+        files["replay_buffer"] = f"replay_buffer_{step}.pkl"
+        with atomic_path(directory / files["replay_buffer"]) as tmp, open(tmp, "wb") as f:
+            model.save_replay_buffer(f)
+    normalizer = find_vec_normalize(env)
+    if normalizer is not None:
+        files["vec_normalize"] = f"vec_normalize_{step}.npz"
+        save_vec_normalize(normalizer, directory / files["vec_normalize"])
+    write_json_atomic(pointer, {**record, "step": step, "files": files})
+    keep = set(files.values()) | {pointer.name}
+    for path in directory.iterdir():
+        if path.name not in keep and not path.name.startswith("."):
+            path.unlink(missing_ok=True)
+
+
+class KeepBestCallback(BaseCallback):
+    """Keeps the policy of the best training evaluation in ``RUN_DIR/best/`` (``train-agent --keep-best``).
+
+    After each evaluation of ``eval_callback`` whose mean return beats the one recorded in
+    ``best/best.json`` (across resumes and continued runs), the model and its VecNormalize
+    statistics are written there as :func:`save_snapshot` does; ``best.json`` holds the
+    step, the env frames and the evaluation's mean and std return. Place it after the
+    ``EvalCallback`` and the :class:`ResumeCallback` (for the env frames) in the callback list.
+    """
+
+    def __init__(self, run_dir: Path, eval_callback: EvalCallback, resume_callback: ResumeCallback) -> None:
+        super().__init__()
+        self.pointer = run_dir / BEST_DIR / BEST_FILE
+        self.eval_callback = eval_callback
+        self.resume_callback = resume_callback
+        self._evals_seen = 0
+        self.best_mean_return = -np.inf
+
+    def _on_training_start(self) -> None:
+        self._evals_seen = len(self.eval_callback.evaluations_timesteps)
+        best = read_best(self.pointer.parent.parent)
+        self.best_mean_return = -np.inf if best is None else float(best["mean_return"])
+
+    def _on_step(self) -> bool:
+        if len(self.eval_callback.evaluations_timesteps) == self._evals_seen:
+            return True
+        self._evals_seen = len(self.eval_callback.evaluations_timesteps)
+        returns = np.asarray(self.eval_callback.evaluations_results[-1], dtype=float)
+        if returns.mean() > self.best_mean_return:
+            self.best_mean_return = float(returns.mean())
+            record = {
+                "env_frames": self.resume_callback.env_frames,
+                "mean_return": self.best_mean_return,
+                "std_return": float(returns.std()),
+                "episodes": len(returns),
+            }
+            save_snapshot(self.pointer, self.model, self.training_env, record)
+        return True

@@ -44,6 +44,7 @@ from agents.bundle import (
     copy_vae,
     load_model,
     load_vec_normalize,
+    read_best,
     read_config,
     save_bundle,
     write_learning_curve,
@@ -57,7 +58,14 @@ from agents.hyperparams import (
     check_replay_memory,
     resolve_hyperparams,
 )
-from agents.resume import CHECKPOINT_DIR, ResumeCallback, read_state, restore_eval_history, state_from_bundle
+from agents.resume import (
+    CHECKPOINT_DIR,
+    KeepBestCallback,
+    ResumeCallback,
+    read_state,
+    restore_eval_history,
+    state_from_bundle,
+)
 from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_normalize, load_stack_vae
 from worldmodel.atomic import write_json_atomic
 from worldmodel.checkpoint import file_sha256
@@ -123,6 +131,9 @@ class AgentConfig:
     """Episodes per evaluation."""
     checkpoint_freq: int = 25_000
     """Write a resume checkpoint every this many agent steps."""
+    keep_best: bool = False
+    """Also keep the policy of the best training evaluation in RUN_DIR/best/ (score it with
+    `worldmodel evaluate RUN_DIR --policy best`): late PPO training can lose what it had learned."""
     resume: bool = False
     """Continue the run in --out from its last checkpoint."""
     progress_bar: bool = True
@@ -230,6 +241,8 @@ def _prepare_run_dir(config: AgentConfig) -> tuple[Path, AgentConfig]:
         changes = {"resume": True, "out": str(run_dir), "progress_bar": config.progress_bar}
         if config.timesteps is not None:
             changes["timesteps"] = config.timesteps
+        if config.keep_best or read_best(run_dir) is not None:  # a run may start keeping it when continued
+            changes["keep_best"] = True
         return run_dir, dataclasses.replace(stored, **changes)
     if (run_dir / CONFIG_FILE).exists():
         raise ValueError(
@@ -314,6 +327,8 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) 
     (the run is still bundled). :mod:`agents.tune` prunes trials with it.
     """
     run_dir, config = _prepare_run_dir(config)
+    if config.keep_best and config.eval_freq <= 0:
+        raise ValueError("--keep-best keeps the best training evaluation's policy: it needs --eval-freq > 0")
     spec, hp, stack = resolve(config)
     seed_everything(config.seed)
     torch.set_num_threads(trainer_threads(config))
@@ -383,7 +398,10 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) 
         model = _new_model(spec, hp, venv, config, run_dir, vae_path)
         resume_callback = ResumeCallback(run_dir, config.checkpoint_freq, eval_callback)
     start_step = int(model.num_timesteps)
-    callbacks = [c for c in (eval_callback, resume_callback) if c is not None]
+    keep_best = None
+    if config.keep_best and eval_callback is not None:
+        keep_best = KeepBestCallback(run_dir, eval_callback, resume_callback)
+    callbacks = [c for c in (eval_callback, resume_callback, keep_best) if c is not None]
     started = time.monotonic()
     model.learn(
         total_timesteps=max(0, hp.n_timesteps - start_step),
@@ -414,6 +432,7 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) 
             "elapsed_s": round(resume_callback.elapsed_s, 2),
             "steps_per_s_this_session": round((model.num_timesteps - start_step) / max(session_s, 1e-9), 1),
             "last_eval": last_eval,
+            "best_eval": _best_eval(run_dir) if config.keep_best else None,
             "curve": resume_callback.curve,
         }
     )
@@ -421,6 +440,11 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) 
     venv.close()
     eval_env.close()
     return run_dir
+
+
+def _best_eval(run_dir: Path) -> dict[str, Any] | None:
+    best = read_best(run_dir)
+    return None if best is None else {k: best[k] for k in ("step", "env_frames", "mean_return", "std_return")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

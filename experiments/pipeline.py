@@ -11,7 +11,8 @@ the stages it implies into one output directory::
                              an existing checkpoint, which every latent agent then reads
     OUT/agents/<mode>__seed<k>/   one ``worldmodel train-agent`` run per algorithm and seed
                                  (``<mode>`` is the algorithm, or ``pixels-<algo>`` for the baseline),
-                                 with its ``evaluation.json`` from ``worldmodel evaluate``
+                                 with its ``evaluation.json`` from ``worldmodel evaluate`` (and, with
+                                 ``keep_best``, ``evaluation-best.json`` of its best training evaluation's policy)
 
 A stage whose outputs are complete is skipped (the dataset holds every episode; the VAE
 run has ``summary.json``; an agent run's ``summary.json`` reports its full budget; the
@@ -50,10 +51,11 @@ from typing import Any, Literal
 
 from experiments.bench.machine import describe_machine
 from experiments.pipeline_records import (
-    EVALUATION_FILE,
     PIPELINE_FILE,
+    POLICIES,
     STAGES_FILE,
     VIDEO_FILE,
+    evaluation_file,
     evaluation_predates_model,
     read_json,
     read_stages,
@@ -122,6 +124,9 @@ class PipelineConfig:
     """Episodes per evaluation during training."""
     checkpoint_freq: int = 25_000
     """Write an agent resume checkpoint every this many agent steps."""
+    keep_best: bool = False
+    """Keep each agent's best training-evaluation policy (``train-agent --keep-best``) and score it on the final
+    evaluation's tracks too (``evaluate-best`` stages, ``evaluation-best.json``, a second table in the report)."""
     pixels: bool = True
     """Also train the pixel baseline (rl-zoo recipe) at the same env-frame budget."""
     pixel_algo: str = "ppo"
@@ -198,6 +203,8 @@ class Stage:
     """The first run of its mode (records the video and the random baseline)."""
     finetune: bool = False
     """A latent agent whose policy fine-tunes a copy of the VAE encoder."""
+    policy: str = "final"
+    """The policy an evaluate stage scores: ``final``, or ``best`` (the best training evaluation's)."""
 
     @property
     def mode(self) -> str:
@@ -222,6 +229,11 @@ def plan(config: PipelineConfig) -> list[Stage]:
         first = modes.index(run.mode) == i
         name = f"evaluate/{run.mode}/seed{run.seed}"
         stages.append(dataclasses.replace(run, name=name, kind="evaluate", first=first))
+    if config.keep_best:
+        stages += [
+            dataclasses.replace(run, name=f"evaluate-best/{run.mode}/seed{run.seed}", kind="evaluate", policy="best")
+            for run in runs
+        ]
     if config.report_name:
         stages.append(Stage("report", "report"))
     return stages
@@ -286,6 +298,7 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
         eval_freq=config.train_eval_freq,
         eval_episodes=config.train_eval_episodes,
         checkpoint_freq=config.checkpoint_freq,
+        keep_best=config.keep_best,
         resume=resume,
         progress_bar=config.progress,
         backend=config.backend,
@@ -332,7 +345,7 @@ def copy_continued_run(config: PipelineConfig, stage: Stage) -> None:
     source, target = continued_run(config, stage), stage.run_dir(config)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(EVALUATION_FILE, VIDEO_FILE))
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(*map(evaluation_file, POLICIES), VIDEO_FILE))
     os.replace(partial, target)
 
 
@@ -362,15 +375,17 @@ def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
     from agents.evaluate import EvaluateConfig
 
     run_dir = stage.run_dir(config)
+    final = stage.policy == "final"
     return EvaluateConfig(
         str(run_dir),
         episodes=config.eval_episodes,
         seed=config.eval_seed,
-        video=str(run_dir / VIDEO_FILE) if config.video and stage.first else None,
+        video=str(run_dir / VIDEO_FILE) if config.video and stage.first and final else None,
         random_baseline=config.random_baseline and stage == _first_eval(config),
-        out=str(run_dir / EVALUATION_FILE),
+        out=str(run_dir / evaluation_file(stage.policy)),
         device=config.device,
         n_envs=config.eval_n_envs,
+        policy=stage.policy,
     )
 
 
@@ -454,11 +469,11 @@ def is_done(config: PipelineConfig, stage: Stage) -> bool:
     if stage.kind == "evaluate":
         wanted = evaluate_config(config, stage)
         run_dir = stage.run_dir(config)
-        result = read_json(run_dir / EVALUATION_FILE)
+        result = read_json(Path(wanted.out))
         return (
             result is not None
             and (run_dir / "model.zip").is_file()
-            and not evaluation_predates_model(run_dir)
+            and not evaluation_predates_model(run_dir, evaluation_file(stage.policy))
             and result["episodes"] == wanted.episodes
             and result["seed"] == wanted.seed
             and result.get("n_envs", 1) == wanted.n_envs

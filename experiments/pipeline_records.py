@@ -22,6 +22,21 @@ PIPELINE_FILE = "pipeline.json"
 """``OUT/pipeline.json``: the config and every command that ran the pipeline."""
 EVALUATION_FILE = "evaluation.json"
 """An agent run's ``worldmodel evaluate`` results."""
+BEST_EVALUATION_FILE = "evaluation-best.json"
+"""Its ``worldmodel evaluate --policy best`` results."""
+POLICIES = ("final", "best")
+"""The policies of a run an evaluation may score (see ``train-agent --keep-best``)."""
+
+
+def evaluation_file(policy: str = "final") -> str:
+    """The name of the evaluation file of ``policy`` in a run directory.
+
+    >>> evaluation_file("best")
+    'evaluation-best.json'
+    """
+    return {"final": EVALUATION_FILE, "best": BEST_EVALUATION_FILE}[policy]
+
+
 VIDEO_FILE = "eval.mp4"
 """An agent run's evaluation video."""
 
@@ -40,6 +55,8 @@ def read_stages(out: str | Path) -> dict[str, Any]:
 
 
 def evaluation_predates_model(run_dir: Path, evaluation_file: str = EVALUATION_FILE) -> bool:
-    """Whether the run's evaluation was made before its agent was trained further (so it is stale)."""
-    path, model = run_dir / evaluation_file, run_dir / "model.zip"
+    """Whether the run's evaluation was made before its agent was trained further (so it is stale); for the best
+    policy's evaluation, before a better policy was kept."""
+    policy = "best/best.json" if evaluation_file == BEST_EVALUATION_FILE else "model.zip"
+    path, model = run_dir / evaluation_file, run_dir / policy
     return model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.bundle import EVALUATIONS_FILE
+from agents.bundle import EVALUATIONS_FILE, read_best
 from experiments.pipeline_records import (
+    BEST_EVALUATION_FILE,
     EVALUATION_FILE,
     PIPELINE_FILE,
     VIDEO_FILE,
@@ -208,6 +209,33 @@ def returns_table(runs: list[AgentRun]) -> tuple[str, dict[str, dict[str, Any]]]
         lines.append(random_row)
     lines += [f"| *published:* {name} | | {score} | | {where} | | |" for name, score, where in ANCHORS]
     return "\n".join(lines), modes
+
+
+def best_policy_table(runs: list[AgentRun]) -> str | None:
+    """Markdown table of the runs' best training-evaluation policies (``train-agent --keep-best``) scored on the
+    final evaluation's tracks, beside their final policies; None when no run has such an evaluation."""
+    lines = [
+        "| agent | seed | kept at env frames | its training evaluation | best policy, final tracks "
+        "| final policy, final tracks |",
+        "|---|---|---|---|---|---|",
+    ]
+    means: dict[str, list[float]] = {}
+    for run in runs:
+        best, ev = read_best(run.run_dir), _current_evaluation(run.run_dir, BEST_EVALUATION_FILE)
+        if best is None or ev is None:
+            continue
+        final = f"{run.evaluation['mean_return']:.1f}" if run.evaluation else "–"
+        lines.append(
+            f"| {run.label} | {run.seed} | {cell(best['env_frames'])} | {best['mean_return']:.1f} "
+            f"({best['episodes']} episodes) | {ev['mean_return']:.1f} ± {ev['std_return']:.1f} | {final} |"
+        )
+        means.setdefault(run.label, []).append(ev["mean_return"])
+    if not means:
+        return None
+    for label, values in means.items():
+        ci = f" (95% CI ± {confidence_interval(values):.1f})" if len(values) >= 2 else " (one seed: no CI)"
+        lines.append(f"| **{label}, {len(values)} seed(s)** | all | | | **{np.mean(values):.1f}**{ci} | |")
+    return "\n".join(lines)
 
 
 def stages_table(stages: dict[str, Any], order: list[str]) -> str:
@@ -413,6 +441,14 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
     assets.mkdir(parents=True, exist_ok=True)
     runs, stages = find_runs(out), read_stages(out)
     table, modes = returns_table(runs)
+    best_table = best_policy_table(runs)
+    best_section = [
+        "### Best training-evaluation policies",
+        "Each run also kept the policy of its best evaluation during training (`--keep-best`: a few episodes "
+        "on the training backend, other tracks); here it is scored on the same final tracks. Choosing by a few "
+        "episodes favours lucky evaluations, so the training evaluation overstates the policy.",
+        best_table,
+    ]
     parts = [
         report_title(config["env_id"], runs, name),
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m experiments.report {relative(out)} --name {name}` "
@@ -424,6 +460,7 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
         f"{config['eval_seed']}), deterministic actions. Published figures are for comparison only: other "
         "budgets, other code.",
         table,
+        *(best_section if best_table else []),
         "## Milestones",
         milestone_statement(config["env_id"], modes),
         "## Throughput",

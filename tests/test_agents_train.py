@@ -22,8 +22,9 @@ import yaml
 from gymnasium import spaces
 
 from agents.algorithms import ALGORITHMS, get_algorithm
-from agents.bundle import load_bundle
+from agents.bundle import BundleError, load_bundle
 from agents.encoder_extractor import find_extractor
+from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.resume import read_state
 from agents.train import AgentConfig, add_arguments, resolve, train_agent, trainer_threads
 from agents.vec_env import find_vec_wrapper
@@ -299,3 +300,44 @@ def test_trainer_threads_leave_the_cores_to_parallel_envs(monkeypatch, changes, 
     assert trainer_threads(config) == (torch.get_num_threads() if expected == "torch's own" else expected)
     with pytest.raises(ValueError, match="--torch-threads must be >= 1"):
         trainer_threads(AgentConfig("CarRacing-v3", torch_threads=0))
+
+
+def _evaluation_means(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(run_dir / "evaluations.npz", allow_pickle=False) as data:
+        return data["timesteps"], data["results"].mean(axis=1)
+
+
+def test_keep_best_keeps_the_best_training_evaluations_policy_across_a_resume(tmp_path, toy_vae_path):
+    config = quick(tmp_path, vae=toy_vae_path, timesteps=512, eval_freq=64, eval_episodes=2, keep_best=True)
+    run_dir = train_agent(config)
+    train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=1024, resume=True))  # keep_best comes from config.json
+    steps, means = _evaluation_means(run_dir)
+    best = json.loads((run_dir / "best" / "best.json").read_text())
+    assert len(steps) >= 12 and best["mean_return"] == pytest.approx(means.max())
+    assert best["step"] == steps[int(np.argmax(means))]  # the first evaluation that scored the maximum
+    assert sorted(p.name for p in (run_dir / "best").iterdir()) == sorted([*best["files"].values(), "best.json"])
+    bundle = load_bundle(run_dir, policy="best", device="cpu")
+    assert bundle.model.num_timesteps == best["step"] != load_bundle(run_dir, device="cpu").model.num_timesteps
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_eval"]["step"] == best["step"] and summary["best_eval"]["env_frames"] > 0
+    evaluate_agent(EvaluateConfig(str(run_dir), episodes=1, device="cpu", policy="best"))
+    scored = json.loads((run_dir / "evaluation-best.json").read_text())
+    assert (scored["policy"], scored["policy_step"]) == ("best", best["step"])
+    assert not (run_dir / "evaluation.json").exists()
+
+
+def test_keep_best_can_start_when_a_run_is_continued_and_needs_evaluations(tmp_path, toy_vae_path):
+    run_dir = train_agent(quick(tmp_path, vae=toy_vae_path))
+    with pytest.raises(BundleError, match="--keep-best"):
+        load_bundle(run_dir, policy="best", device="cpu")
+    train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=512, resume=True, keep_best=True))
+    best = json.loads((run_dir / "best" / "best.json").read_text())
+    steps, means = _evaluation_means(run_dir)
+    assert best["step"] > 256 and best["mean_return"] == pytest.approx(means[steps > 256].max())
+    record = run_dir / "best" / "best.json"
+    record.write_text(json.dumps({**best, "mean_return": 1e9}))  # a record no later evaluation beats
+    train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=768, resume=True))
+    assert json.loads(record.read_text())["step"] == best["step"]
+    with pytest.raises(ValueError, match="--eval-freq"):
+        train_agent(quick(tmp_path, vae=toy_vae_path, out=str(tmp_path / "other"), eval_freq=0, keep_best=True))
+    assert not (tmp_path / "other").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 
 import pytest
@@ -173,6 +174,29 @@ def test_a_longer_pipeline_trains_the_shorter_ones_agents_on(tmp_path, pipeline_
     assert summary["elapsed_s"] > short["elapsed_s"]  # the wall-clock counts the shorter run's part too
     assert summary["curve"][: len(short["curve"])] == short["curve"]  # the learning curve starts as the short run's
     assert short == json.loads((source / "agents" / "ppo__seed0" / "summary.json").read_text())  # left as it was
+
+
+def test_keep_best_scores_each_runs_best_training_policy_too(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    long = continuing(tmp_path, config, config.data_dir.parent, keep_best=True)  # the 1M -> 4M case
+    best_stage = plan(long)[-2]
+    assert best_stage.name == "evaluate-best/ppo/seed0"
+    assert stage_command(long, best_stage).endswith(" --policy best")
+    stages = run_pipeline(long, log=lambda msg: None)
+    run = tmp_path / "long" / "agents" / "ppo__seed0"
+    best = json.loads((run / "best" / "best.json").read_text())
+    scored = json.loads((run / "evaluation-best.json").read_text())
+    assert scored["policy_step"] == best["step"] and scored["episodes"] == long.eval_episodes
+    assert stages["evaluate-best/ppo/seed0"]["mean_return"] == scored["mean_return"]
+    report = (tmp_path / "long" / "reports" / "tiny.md").read_text()
+    assert "### Best training-evaluation policies" in report and f"| {scored['mean_return']:.1f} ± " in report
+    messages: list[str] = []
+    run_pipeline(long, log=messages.append)
+    assert "[pipeline] evaluate-best/ppo/seed0: outputs complete, skipped" in messages
+    os.utime(run / "best" / "best.json")  # as if a better policy was kept since: its evaluation is stale
+    run_pipeline(long, only=("evaluate-best/ppo/seed0",), log=messages.append)
+    assert any(m.startswith("[pipeline] evaluate-best/ppo/seed0: running") for m in messages)
+    assert json.loads((run / "evaluation-best.json").read_text())["returns"] == scored["returns"]  # same policy
 
 
 def test_continuing_refuses_runs_it_cannot_extend(tmp_path, pipeline_run):
