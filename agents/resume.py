@@ -215,6 +215,7 @@ class KeepBestCallback(BaseCallback):
 
     def __init__(self, run_dir: Path, eval_callback: EvalCallback, resume_callback: ResumeCallback) -> None:
         super().__init__()
+        self.run_dir = run_dir
         self.pointer = run_dir / BEST_DIR / BEST_FILE
         self.eval_callback = eval_callback
         self.resume_callback = resume_callback
@@ -223,7 +224,7 @@ class KeepBestCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._evals_seen = len(self.eval_callback.evaluations_timesteps)
-        best = read_best(self.pointer.parent.parent)
+        best = read_best(self.run_dir)
         self.best_mean_return = -np.inf if best is None else float(best["mean_return"])
 
     def _on_step(self) -> bool:
