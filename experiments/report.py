@@ -382,6 +382,7 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
     ]
     lines.append("Reached: " + "; ".join(reached) + "." if reached else "No milestone reached (the first is > 429).")
     pixels = [v for k, v in modes.items() if "on pixels" in k]
+    pixels_ahead = False
     if pixels:  # the baseline nearest in budget, its budget named where it differs
         pix = min(pixels, key=lambda v: (abs(np.mean(v["env_frames"]) - frames), -len(v["means"])))
         pix_frames = int(np.mean(pix["env_frames"]))
@@ -399,8 +400,15 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
             f"({pix['mean']:.1f}, {budget})" + ("" if both_ci else "; a claim needs >= 3 seeds of each mode with CIs")
         )
         lines.append(f"Against pixels: the latent agent {verdict}.")
+        pixels_ahead = same_budget(pix_frames, frames) and pix["mean"] > best["mean"]
     nxt = next((t for t, _ in MILESTONES if best["mean"] <= t), None)
-    if nxt is not None:
+    if nxt is not None and pixels_ahead:
+        lines.append(
+            f"Next run: the pixel recipe scores higher at this budget, so more frames on the same latent recipe "
+            f"are not the first lever. Improve what the latents carry (the VAE's data and training) and the latent "
+            f"recipe (learning-rate schedule, algorithm) at this budget, then train longer to pass {nxt:.0f}."
+        )
+    elif nxt is not None:
         lines.append(
             f"Next run: to pass {nxt:.0f}, train longer (this run: {frames:,} env frames per agent; "
             f"the first milestone allows up to {FIRST_MILESTONE_FRAMES:,}), resume the same run directory with a "

@@ -129,6 +129,13 @@ def test_milestones_need_the_frame_budget_and_name_the_next_goal():
     assert "Reached: beats rl-zoo" in milestone_statement("CarRacing-v3", rounded)
     assert "the goal allows" not in milestone_statement("CarRacing-v3", rounded)
     assert "No latent agent" in milestone_statement("CarRacing-v3", {})
+    behind = {
+        **rounded,
+        "ppo on pixels": {"mean": 780.0, "means": [780.0] * 3, "env_frames": [1_007_600] * 3, "ci95": 60.0},
+    }
+    text = milestone_statement("CarRacing-v3", behind)
+    assert "does not beat the pixel baseline (780.0, at the same budget)" in text
+    assert "Next run: the pixel recipe scores higher at this budget" in text and "train longer (this" not in text
 
 
 def test_learning_curves_use_the_frames_and_wall_clock_recorded_at_each_evaluation(pipeline_dir):
