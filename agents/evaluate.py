@@ -34,8 +34,18 @@ from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.encoder import LatentEncoder
 
 EVALUATION_FILE = "evaluation.json"
+"""Where ``evaluate`` writes its results in the run directory by default."""
 BEST_EVALUATION_FILE = "evaluation-best.json"
 """Where ``--policy best`` writes its results by default."""
+
+
+def evaluation_file(policy: str = "final") -> str:
+    """The default name of the evaluation file of ``policy`` in a run directory.
+
+    >>> evaluation_file("best")
+    'evaluation-best.json'
+    """
+    return {"final": EVALUATION_FILE, "best": BEST_EVALUATION_FILE}[policy]
 
 
 @dataclass(frozen=True)
@@ -223,8 +233,7 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         rand = run_episodes(bundle.venv, random_act(bundle.venv, seed), config.episodes, seed=seed)
         results["random"] = _stats(*rand)
     bundle.venv.close()
-    default_out = run_dir / (BEST_EVALUATION_FILE if config.policy == "best" else EVALUATION_FILE)
-    write_json_atomic(Path(config.out) if config.out else default_out, results)
+    write_json_atomic(Path(config.out) if config.out else run_dir / evaluation_file(config.policy), results)
     return results
 
 

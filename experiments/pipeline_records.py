@@ -16,27 +16,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agents.bundle import POLICIES
+from agents.evaluate import BEST_EVALUATION_FILE, EVALUATION_FILE, evaluation_file
+
+__all__ = [  # the run-directory names the pipeline's readers use, re-exported from the agents layer
+    "BEST_EVALUATION_FILE",
+    "EVALUATION_FILE",
+    "PIPELINE_FILE",
+    "POLICIES",
+    "STAGES_FILE",
+    "VIDEO_FILE",
+    "evaluation_file",
+    "evaluation_predates_model",
+    "read_json",
+    "read_stages",
+]
+
 STAGES_FILE = "stages.json"
 """``OUT/stages.json``: per stage, its status, wall-clock, env frames, agent steps, steps/s and peak memory."""
 PIPELINE_FILE = "pipeline.json"
 """``OUT/pipeline.json``: the config and every command that ran the pipeline."""
-EVALUATION_FILE = "evaluation.json"
-"""An agent run's ``worldmodel evaluate`` results."""
-BEST_EVALUATION_FILE = "evaluation-best.json"
-"""Its ``worldmodel evaluate --policy best`` results."""
-POLICIES = ("final", "best")
-"""The policies of a run an evaluation may score (see ``train-agent --keep-best``)."""
-
-
-def evaluation_file(policy: str = "final") -> str:
-    """The name of the evaluation file of ``policy`` in a run directory.
-
-    >>> evaluation_file("best")
-    'evaluation-best.json'
-    """
-    return {"final": EVALUATION_FILE, "best": BEST_EVALUATION_FILE}[policy]
-
-
 VIDEO_FILE = "eval.mp4"
 """An agent run's evaluation video."""
 
