@@ -162,12 +162,13 @@ class EnvPoolVecEnv(VecEnv):
         return list(self._raw)
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """Attributes every env shares (``render_mode``, ``spec``, the spaces, ``last_frame``...)."""
+        """Attributes every env shares (``render_mode``, ``frame_spec``, ``spec``, the spaces, ``last_frame``...)."""
         ids = list(self._get_indices(indices))
         if attr_name == "last_frame":
             return [self._raw[i] for i in ids]
         shared = {
             "render_mode": "rgb_array",
+            "frame_spec": self.frame_spec,  # frames leave already preprocessed, as FrameSpecObservation declares
             "spec": None,
             "observation_space": self.observation_space,
             "action_space": self.action_space,

@@ -163,6 +163,23 @@ def test_latent_wrapper_equals_encoding_frames_by_hand(toy_vae_path):
     np.testing.assert_allclose(np.stack([i["terminal_observation"] for i in infos]), encoder.encode(terminal), **close)
 
 
+def test_a_vae_that_crops_reads_envpool_frames_preprocessed_once(tmp_path):
+    from envs.vec_latent_observation import VecLatentObservation
+    from worldmodel.checkpoint import save_vae
+    from worldmodel.vae import ConvVAE, VAEConfig
+
+    spec = FrameSpec(height=32, width=32, crop=(0, 0, 84, 96))  # the dashboard cropped off
+    path = tmp_path / "crop.safetensors"
+    save_vae(path, ConvVAE(VAEConfig(32, 32, latent_dim=4, width_multiplier=0.25)), spec)
+    config = car(max_episode_steps=60)
+    venv = EnvPoolVecEnv(config, 2, seed=1, frame_spec=spec)
+    assert venv.get_attr("frame_spec") == [spec, spec]
+    raw = EnvPoolVecEnv(config, 2, seed=1, frame_spec=FrameSpec(height=96, width=96))
+    encoder = LatentEncoder(str(path), device="cpu", precision="fp32")
+    z = VecLatentObservation(venv, str(path), precision="fp32").reset()
+    np.testing.assert_allclose(z, encoder.encode(preprocess_frames(raw.reset(), spec)), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_agents_train_on_envpool_and_evaluate_on_both_backends(tmp_path, toy_vae_path, algo):
     from agents.evaluate import EvaluateConfig, evaluate_agent
