@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.bundle import POLICIES
+from agents.bundle import BEST_DIR, BEST_FILE, MODEL_FILE, POLICIES
 from agents.evaluate import BEST_EVALUATION_FILE, EVALUATION_FILE, evaluation_file
 
 __all__ = [  # the run-directory names the pipeline's readers use, re-exported from the agents layer
@@ -56,6 +56,6 @@ def read_stages(out: str | Path) -> dict[str, Any]:
 def evaluation_predates_model(run_dir: Path, evaluation_file: str = EVALUATION_FILE) -> bool:
     """Whether the run's evaluation was made before its agent was trained further (so it is stale); for the best
     policy's evaluation, before a better policy was kept."""
-    policy = "best/best.json" if evaluation_file == BEST_EVALUATION_FILE else "model.zip"
+    policy = f"{BEST_DIR}/{BEST_FILE}" if evaluation_file == BEST_EVALUATION_FILE else MODEL_FILE
     path, model = run_dir / evaluation_file, run_dir / policy
     return model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime
