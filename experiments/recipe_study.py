@@ -147,6 +147,15 @@ def hyperparams(arm: Arm) -> dict[str, Any]:
     return entry
 
 
+def vae_finished(checkpoint: Path) -> bool:
+    """Whether ``train-vae`` has finished the run that holds ``checkpoint``.
+
+    ``best.safetensors`` appears after the first epoch, so only the run's ``summary.json``, written
+    last, says that the VAE an arm would train on is final.
+    """
+    return checkpoint.is_file() and (checkpoint.parent / "summary.json").is_file()
+
+
 def frame_skip(arm: Arm) -> int:
     return int(hyperparams(arm)["frame_skip"])
 
@@ -298,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for arm in arms:
         run = args.out / arm.name
-        if arm.vae and not Path(arm.vae).is_file():
-            print(f"arm {arm.name}: its VAE {arm.vae} does not exist yet; make it first (the report's commands)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+        if arm.vae and not vae_finished(Path(arm.vae)):
+            print(f"arm {arm.name}: its VAE {arm.vae} is not finished yet (no summary.json beside it); "
+                  "make it first (the report's commands)", file=sys.stderr, flush=True)  # fmt: skip
             failed.append(arm.name)
             continue
         try:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from agents.hyperparams import parse_policy_kwargs, resolve_hyperparams
-from experiments.recipe_study import ARMS, ENV_ID, arm_named, frame_skip, hyperparams, main
+from experiments.recipe_study import ARMS, ENV_ID, arm_named, frame_skip, hyperparams, main, vae_finished
 
 
 @pytest.mark.parametrize("arm", ARMS, ids=lambda arm: arm.name)
@@ -76,5 +76,17 @@ def test_report_tables_finished_arms_only_and_plots_their_curves(tmp_path: Path)
 def test_an_arm_whose_vae_is_missing_is_skipped_with_the_reason(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # the arm's VAE path is relative: nothing there
     assert main(["--out", "runs", "--arms", "vae-agent"]) == 1
-    assert f"arm vae-agent: its VAE {arm_named('vae-agent').vae} does not exist yet" in capsys.readouterr().err
+    assert f"arm vae-agent: its VAE {arm_named('vae-agent').vae} is not finished yet" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_arm_whose_vae_is_still_training_is_skipped(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    checkpoint = Path(arm_named("vae-agent").vae)
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"after epoch 1")  # train-vae writes best.safetensors before it finishes
+    assert main(["--out", "study", "--arms", "vae-agent"]) == 1
+    assert "arm vae-agent: its VAE" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()
+    (checkpoint.parent / "summary.json").write_text("{}")
+    assert vae_finished(checkpoint)
