@@ -14,6 +14,7 @@ collective below is a no-op, so the same code runs alone or scaled out.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,9 @@ def run_on_ranks(train: Callable[[DistContext], T], device: str = "auto") -> T:
         if ctx.distributed:
             if ok:
                 dist.barrier()
+            # DDP's reducer holds the process group; freed only by a late garbage collection, gloo's
+            # worker threads could outlive destroy_process_group and abort the rank at interpreter exit
+            gc.collect()
             dist.destroy_process_group()
 
 
