@@ -255,9 +255,31 @@ def stages_table(stages: dict[str, Any], order: list[str]) -> str:
     return "\n".join(lines)
 
 
+_LOAD_AT_START = re.compile(r" \(([^)]*) at start\)")
+
+
 def _machine_names(machines: list[str]) -> set[str]:
     """Distinct machines among pipeline.json's descriptions (which differ by their load average too)."""
-    return {re.sub(r" \([^)]*at start\)", "", m) for m in machines}
+    return {_LOAD_AT_START.sub("", m) for m in machines}
+
+
+def machine_list(machines: list[str]) -> str:
+    """The Machine section's lines: each machine once, with the load each command found on it.
+
+    >>> print(machine_list(["CPU, 2 cores (load avg 0.1 at start)", "CPU, 2 cores (load avg 2.0 at start)"]))
+    - CPU, 2 cores: 2 commands; at start: load avg 0.1; load avg 2.0
+    """
+    loads: dict[str, list[str]] = {}
+    for description in machines:
+        loads.setdefault(_LOAD_AT_START.sub("", description), []).extend(_LOAD_AT_START.findall(description))
+    if not loads:
+        return "- not recorded"
+    lines = []
+    for name, found in loads.items():
+        count = sum(_LOAD_AT_START.sub("", m) == name for m in machines)
+        at_start = f"; at start: {'; '.join(found)}" if found else ""
+        lines.append(f"- {name}: {count} command{'s' if count > 1 else ''}{at_start}")
+    return "\n".join(lines)
 
 
 def throughput_statement(runs: list[AgentRun], stages: dict[str, Any], machines: list[str]) -> str:
@@ -462,7 +484,7 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m experiments.report {relative(out)} --name {name}` "
         f"from the pipeline output `{relative(out)}`.",
         "## Machine",
-        "\n".join(f"- {m}" for m in pipeline.get("machines", [])) or "- not recorded",
+        machine_list(pipeline.get("machines", [])),
         "## Returns",
         f"Final evaluation: every run on the same {config['eval_episodes']} tracks (episode seeds from "
         f"{config['eval_seed']}), deterministic actions. Published figures are for comparison only: other "

@@ -175,7 +175,13 @@ def test_throughput_warns_when_the_runs_span_machines(pipeline_dir, tmp_path):
     assert "Caution" not in write_report(pipeline_dir, name="t", report_dir=tmp_path / "r").read_text()
     pipeline["machines"].append("GPU box, 16 cores (load avg 5.0 at start)")
     (pipeline_dir / "pipeline.json").write_text(json.dumps(pipeline))
-    assert "these runs span 2 machines" in write_report(pipeline_dir, name="t", report_dir=tmp_path / "r").read_text()
+    text = write_report(pipeline_dir, name="t", report_dir=tmp_path / "r").read_text()
+    assert "these runs span 2 machines" in text
+    machines = text.split("## Machine\n\n")[1].split("\n\n")[0]
+    assert machines == (
+        "- CPU A, 2 cores: 2 commands; at start: load avg 0.1; 3 other runnable processes\n"
+        "- GPU box, 16 cores: 1 command; at start: load avg 5.0"
+    )
 
 
 def test_an_evaluation_older_than_the_model_is_not_reported_as_its_return(pipeline_dir, tmp_path):
