@@ -124,6 +124,14 @@ ARMS: tuple[Arm, ...] = (
         vae=f"{VAE_DIR}/crop/best.safetensors",
     ),
     Arm(
+        "vae-kltol",
+        "VAE information",
+        "World Models' KL tolerance 0.5 (KL floored at 16 nats; the shipped VAE's is 6.5), else as shipped",
+        SQUASHED,
+        include_action=True,
+        vae=f"{VAE_DIR}/kltol/best.safetensors",
+    ),
+    Arm(
         "standardize",
         "latent scaling",
         "VAE statistics instead of VecNormalize obs",
