@@ -223,6 +223,19 @@ def parse_policy_kwargs(value: str | dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+def policy_kwargs_yaml(value: str | dict[str, Any] | None) -> dict[str, Any]:
+    """``policy_kwargs`` as a YAML-safe mapping: the zoo's string read, ``nn`` classes written ``"nn.Name"``.
+
+    :func:`parse_policy_kwargs` reads the result back to the same keywords.
+
+    >>> policy_kwargs_yaml("dict(ortho_init=False, activation_fn=nn.GELU)")
+    {'ortho_init': False, 'activation_fn': 'nn.GELU'}
+    """
+    if value is None:
+        return {}
+    return {k: f"nn.{v.__name__}" if isinstance(v, type) else v for k, v in parse_policy_kwargs(value).items()}
+
+
 def _schedule(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
         return LinearSchedule(float(value[4:]), 0.0, 1.0)

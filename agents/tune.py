@@ -43,7 +43,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.algorithms import AlgorithmSpec, check_action_space, get_algorithm
 from agents.evaluate import EvaluateConfig, evaluate_agent
-from agents.hyperparams import Hyperparams, env_entry, load_yaml_file, resolve_hyperparams
+from agents.hyperparams import Hyperparams, env_entry, load_yaml_file, policy_kwargs_yaml, resolve_hyperparams
 from agents.resume import CHECKPOINT_DIR
 from agents.search_spaces import SearchSpace, search_space
 from agents.train import AgentConfig, resolve, train_agent
@@ -145,6 +145,18 @@ class Plan:
     """Training envs of every trial."""
     attrs: dict[str, Any]
     """The study's identity (:data:`STUDY_KEYS`)."""
+    policy_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The preset's policy_kwargs (YAML form); a trial's sampled ones are set over them, the others kept."""
+
+    def recipe(self, sampled: dict[str, Any]) -> dict[str, Any]:
+        """A trial's preset entry: the --hyperparams entry with ``sampled`` (:meth:`SearchSpace.to_preset`) over it.
+
+        Sampled policy keywords (``net_arch``, ``log_std_init``, ...) replace only themselves: an
+        activation or ``ortho_init`` the preset sets stays.
+        """
+        if "policy_kwargs" in sampled:
+            sampled = {**sampled, "policy_kwargs": {**self.policy_kwargs, **sampled["policy_kwargs"]}}
+        return {**self.given, **sampled}
 
 
 def _default(spec: AlgorithmSpec, hp: Hyperparams, name: str) -> Any:
@@ -202,7 +214,7 @@ def plan_study(config: TuneConfig) -> Plan:
         "vae_sha256": file_sha256(checkpoint.path),
     }
     _check_existing_study(config.out_dir / STUDY_DB, attrs)
-    return Plan(space, fixed, given, hp.n_envs, attrs)
+    return Plan(space, fixed, given, hp.n_envs, attrs, policy_kwargs_yaml(hp.algo_kwargs.get("policy_kwargs")))
 
 
 @contextlib.contextmanager
@@ -273,7 +285,7 @@ class TrialReporter(BaseCallback):
 def _objective(config: TuneConfig, plan: Plan) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         values = plan.space.sample(trial, plan.fixed, plan.given)
-        recipe = {**plan.given, **plan.space.to_preset(values, n_envs=plan.n_envs)}
+        recipe = plan.recipe(plan.space.to_preset(values, n_envs=plan.n_envs))
         run_dir = config.out_dir / TRIALS_DIR / str(trial.number)
         run_dir.mkdir(parents=True)
         recipe_path = run_dir / RECIPE_FILE

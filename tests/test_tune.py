@@ -163,3 +163,21 @@ def test_an_out_holding_another_setups_study_is_refused(study_dir, tmp_path, toy
     with pytest.raises(tune_module.TuneError, match=r"budget_frames 128 \(now 256\)"):
         tune(dataclasses.replace(small_config(tmp_path, toy_vae_path), budget_frames=256))
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == files
+
+
+def test_a_trial_keeps_the_policy_keywords_of_the_preset_it_does_not_sample(tmp_path, toy_vae_path, monkeypatch):
+    real = tune_module.resolve_hyperparams
+
+    def preset_with_an_activation(*args, **kwargs):
+        hp = real(*args, **kwargs)
+        kwargs = {**hp.algo_kwargs, "policy_kwargs": "dict(activation_fn=nn.ReLU, ortho_init=False, net_arch=[8])"}
+        return dataclasses.replace(hp, algo_kwargs=kwargs)
+
+    monkeypatch.setattr(tune_module, "resolve_hyperparams", preset_with_an_activation)
+    tune(small_config(tmp_path, toy_vae_path, n_trials=1))
+    recipe = yaml.safe_load((tmp_path / "study" / "trials" / "0" / "recipe.yaml").read_text())[TOY]
+    policy_kwargs = recipe["policy_kwargs"]
+    assert policy_kwargs["activation_fn"] == "nn.ReLU" and policy_kwargs["ortho_init"] is False
+    width = policy_kwargs["net_arch"][0]
+    assert policy_kwargs["net_arch"] == [width, width] and width in (64, 128, 256)  # sampled over the preset's [8]
+    assert "log_std_init" in policy_kwargs and load(tmp_path / "study").trials[0].state.name == "COMPLETE"
