@@ -269,16 +269,16 @@ def machine_list(machines: list[str]) -> str:
     >>> print(machine_list(["CPU, 2 cores (load avg 0.1 at start)", "CPU, 2 cores (load avg 2.0 at start)"]))
     - CPU, 2 cores: 2 commands; at start: load avg 0.1; load avg 2.0
     """
-    loads: dict[str, list[str]] = {}
+    by_machine: dict[str, list[str]] = {}
     for description in machines:
-        loads.setdefault(_LOAD_AT_START.sub("", description), []).extend(_LOAD_AT_START.findall(description))
-    if not loads:
+        by_machine.setdefault(_LOAD_AT_START.sub("", description), []).append(description)
+    if not by_machine:
         return "- not recorded"
     lines = []
-    for name, found in loads.items():
-        count = sum(_LOAD_AT_START.sub("", m) == name for m in machines)
-        at_start = f"; at start: {'; '.join(found)}" if found else ""
-        lines.append(f"- {name}: {count} command{'s' if count > 1 else ''}{at_start}")
+    for name, descriptions in by_machine.items():
+        loads = [load for d in descriptions for load in _LOAD_AT_START.findall(d)]
+        at_start = f"; at start: {'; '.join(loads)}" if loads else ""
+        lines.append(f"- {name}: {len(descriptions)} command{'s' if len(descriptions) > 1 else ''}{at_start}")
     return "\n".join(lines)
 
 
