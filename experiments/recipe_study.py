@@ -268,13 +268,12 @@ def plot_curves(out: Path, arms: list[Arm], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for arm in arms:
-        run = out / arm.name
-        if not (run / "action-stats.json").is_file():
-            continue
-        evaluations = np.load(run / "evaluations.npz", allow_pickle=False)
+    finished = [arm for arm in arms if (out / arm.name / "action-stats.json").is_file()]
+    for k, arm in enumerate(finished):  # the colour cycle has 10 colours: the line style tells repeats apart
+        evaluations = np.load(out / arm.name / "evaluations.npz", allow_pickle=False)
         frames = evaluations["timesteps"] * frame_skip(arm)
-        ax.plot(frames, evaluations["results"].mean(axis=1), marker="o", label=arm.name)
+        style = ("-", "--", ":")[k // 10 % 3]
+        ax.plot(frames, evaluations["results"].mean(axis=1), marker="o", linestyle=style, label=arm.name)
     ax.set_xlabel("env frames")
     ax.set_ylabel("mean return, deterministic (5 EnvPool tracks)")
     ax.set_title("CarRacing-v3 screening arms during training")
