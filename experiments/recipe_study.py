@@ -250,14 +250,18 @@ SCREENING_NOTE = (
 )
 
 
+def finished_arms(out: Path, arms: list[Arm]) -> list[Arm]:
+    """The arms whose run in ``out`` is trained and scored (its action statistics, written last, exist)."""
+    return [arm for arm in arms if (out / arm.name / "action-stats.json").is_file()]
+
+
 def screening_table(out: Path, arms: list[Arm]) -> str:
     header = (
         "| factor | value | arm | env frames | minutes | env frames/s | deterministic (95% CI) | sampled (95% CI) "
         "| last training return | deterministic gas | no gas (deterministic) | sampled gas |\n"
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    done = [arm for arm in arms if (out / arm.name / "action-stats.json").is_file()]
-    return "\n".join([header, *(row(arm, out / arm.name) for arm in done)])
+    return "\n".join([header, *(row(arm, out / arm.name) for arm in finished_arms(out, arms))])
 
 
 def plot_curves(out: Path, arms: list[Arm], path: Path) -> Path:
@@ -268,8 +272,8 @@ def plot_curves(out: Path, arms: list[Arm], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    finished = [arm for arm in arms if (out / arm.name / "action-stats.json").is_file()]
-    for k, arm in enumerate(finished):  # the colour cycle has 10 colours: the line style tells repeats apart
+    # the colour cycle has 10 colours: the line style tells repeats apart
+    for k, arm in enumerate(finished_arms(out, arms)):
         evaluations = np.load(out / arm.name / "evaluations.npz", allow_pickle=False)
         frames = evaluations["timesteps"] * frame_skip(arm)
         style = ("-", "--", ":")[k // 10 % 3]
