@@ -8,7 +8,8 @@ Each stage is skipped when its output exists and training resumes, so rerunning 
 continues an interrupted study::
 
     python -m experiments.recipe_study --out runs/recipe --frames 300000 --episodes 20
-    python -m experiments.recipe_study --out runs/recipe --report experiments/reports/carracing-recipe-screen.md
+    python -m experiments.recipe_study --out runs/recipe --report experiments/reports/carracing-recipe-screen.md \
+        --seed-outs runs/recipe-seed1
 
 ``--arms squash,fs4`` runs a subset; ``--list`` prints the arms.
 """
@@ -226,14 +227,13 @@ def last_training_return(run: Path) -> float | None:
 
 def row(arm: Arm, run: Path) -> str:
     summary = json.loads((run / "summary.json").read_text())
-    det = json.loads((run / "screen-deterministic.json").read_text())
-    sampled = json.loads((run / "screen-sampled.json").read_text())
+    det, sampled = _returns(run, "deterministic"), _returns(run, "sampled")
     training = last_training_return(run)
     fps = summary["env_frames"] / summary["elapsed_s"]
     gas = json.loads((run / "action-stats.json").read_text())
     return (
         f"| {arm.factor} | {arm.value} | `{arm.name}` | {summary['env_frames']:,} | {summary['elapsed_s'] / 60:.1f} | "
-        f"{fps:.0f} | **{mean_ci(det['returns'])}** | {mean_ci(sampled['returns'])} | "
+        f"{fps:.0f} | **{mean_ci(det)}** | {mean_ci(sampled)} | "
         f"{'-' if training is None else f'{training:.1f}'} | {gas['deterministic_mean']['gas']:.2f} | "
         f"{gas['deterministic_at_low']['gas']:.0%} | {gas['sampled_mean']['gas']:.2f} |"
     )
@@ -262,6 +262,39 @@ def screening_table(out: Path, arms: list[Arm]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     return "\n".join([header, *(row(arm, out / arm.name) for arm in finished_arms(out, arms))])
+
+
+SEEDS_NOTE = (
+    "Arms trained again with other seeds (`--seed S --out runs/recipe-seedS`, the same protocol and tracks). "
+    "The interval is over the seeds' 20-track means (Student's t, so two seeds give a wide one)."
+)
+
+
+def seed_table(outs: list[Path], arms: list[Arm]) -> str | None:
+    """Each arm finished in two or more of ``outs`` (one seed each): its per-seed scores and their mean.
+
+    None when no arm has two seeds.
+    """
+    rows = []
+    for arm in arms:
+        runs = [out / arm.name for out in outs if finished_arms(out, [arm])]
+        if len(runs) < 2:
+            continue
+        seeds = [json.loads((run / "config.json").read_text())["agent"]["seed"] for run in runs]
+        det, sampled = ([np.mean(_returns(run, mode)) for run in runs] for mode in ("deterministic", "sampled"))
+        per_seed = ", ".join(f"{score:.1f} (seed {seed})" for seed, score in sorted(zip(seeds, det, strict=True)))
+        rows.append(f"| `{arm.name}` | {len(runs)} | {per_seed} | **{mean_ci(det)}** | {mean_ci(sampled)} |")
+    if not rows:
+        return None
+    header = (
+        "| arm | seeds | deterministic, per seed | deterministic, mean over seeds (95% CI) "
+        "| sampled, mean over seeds (95% CI) |\n|---|---:|---|---:|---:|"
+    )
+    return "\n".join([header, *rows])
+
+
+def _returns(run: Path, mode: str) -> list[float]:
+    return json.loads((run / f"screen-{mode}.json").read_text())["returns"]
 
 
 def plot_curves(out: Path, arms: list[Arm], path: Path) -> Path:
@@ -300,6 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae", default=SHIPPED_VAE)
     parser.add_argument("--report", type=Path, default=None, help="Write the screening table here and stop.")
     parser.add_argument("--notes", type=Path, default=None, help="Markdown put before the table in --report.")
+    parser.add_argument(
+        "--seed-outs",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="With --report: directories of the same arms trained with other seeds; arms with two or more seeds "
+        "get a table of their seeds.",
+    )
     parser.add_argument("--list", action="store_true", help="Print the arms and stop.")
     args = parser.parse_args(argv)
     arms = [arm_named(name) for name in args.arms.split(",")] if args.arms else list(ARMS)
@@ -312,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         figure = plot_curves(args.out, arms, args.report.with_suffix("") / "screening_curves.png")
         curves = f"![screening curves]({figure.parent.name}/{figure.name})"
         table = screening_table(args.out, arms)
-        write_markdown(args.report, [*notes, "## The screening table", SCREENING_NOTE, table, curves])
+        seeds = seed_table([args.out, *args.seed_outs], arms)
+        repeated = ["## Arms repeated over seeds", SEEDS_NOTE, seeds] if seeds else []
+        write_markdown(args.report, [*notes, "## The screening table", SCREENING_NOTE, table, curves, *repeated])
         print(f"wrote {args.report}")
         return 0
     failed = []

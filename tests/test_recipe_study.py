@@ -42,9 +42,10 @@ def test_squashed_arm_squashes() -> None:
     assert kwargs["squash_output"] is True and kwargs["log_std_init"] == -2
 
 
-def _finished_arm(run: Path, det: list[float], sampled: list[float]) -> None:
+def _finished_arm(run: Path, det: list[float], sampled: list[float], seed: int = 0) -> None:
     """The files a finished arm leaves behind (no TensorBoard log: its training return reads '-')."""
     run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"agent": {"seed": seed}}))
     (run / "summary.json").write_text(json.dumps({"env_frames": 300_000, "elapsed_s": 600.0}))
     for name, returns in (("deterministic", det), ("sampled", sampled)):
         (run / f"screen-{name}.json").write_text(json.dumps({"returns": returns}))
@@ -71,6 +72,23 @@ def test_report_tables_finished_arms_only_and_plots_their_curves(tmp_path: Path)
     ]
     assert (tmp_path / "reports" / "recipe" / "screening_curves.png").stat().st_size > 1000
     assert "![screening curves](recipe/screening_curves.png)" in text
+
+
+def test_report_pools_arms_repeated_over_seeds(tmp_path: Path) -> None:
+    _finished_arm(tmp_path / "seed2" / "squash", det=[1.0, 2.0, 3.0], sampled=[10.0, 10.0, 10.0], seed=2)
+    _finished_arm(tmp_path / "seed2" / "fs4", det=[5.0, 5.0], sampled=[5.0, 5.0], seed=2)
+    _finished_arm(tmp_path / "seed1" / "squash", det=[4.0, 4.0, 4.0], sampled=[10.0, 10.0, 10.0], seed=1)
+    (tmp_path / "seed3" / "fs4").mkdir(parents=True)  # not finished: fs4 has one seed, no row
+    report = tmp_path / "recipe.md"
+    argv = ["--out", str(tmp_path / "seed2"), "--arms", "squash,fs4", "--report", str(report)]
+    assert main([*argv, "--seed-outs", str(tmp_path / "seed1"), str(tmp_path / "seed3")]) == 0
+    text = report.read_text()
+    repeated = text.split("## Arms repeated over seeds")[1]
+    rows = [line for line in repeated.splitlines() if line.startswith("| `")]
+    # seed means 4.0 and 2.0, listed by seed: mean 3.0, t(0.975, 1) * sd / sqrt(2) = 12.7
+    assert rows == ["| `squash` | 2 | 4.0 (seed 1), 2.0 (seed 2) | **3.0 ± 12.7** | 10.0 ± 0.0 |"]
+    assert main(argv) == 0
+    assert "## Arms repeated over seeds" not in report.read_text()  # one seed per arm: no section
 
 
 def test_an_arm_whose_vae_is_missing_is_skipped_with_the_reason(tmp_path: Path, monkeypatch, capsys) -> None:
