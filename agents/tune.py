@@ -248,8 +248,11 @@ def _check_existing_study(db: Path, attrs: dict[str, Any]) -> None:
             )
 
 
-def make_sampler(config: TuneConfig) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=config.seed)
+def make_sampler(config: TuneConfig, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE, seeded from ``config.seed`` and the number of trials the study already holds: a resumed
+    study draws new parameters instead of replaying the first run's (same parameters, same seed,
+    the same trial again)."""
+    return optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=config.seed + trials_so_far)
 
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
@@ -343,11 +346,11 @@ def tune(config: TuneConfig) -> optuna.Study:
     study = optuna.create_study(
         study_name=config.study_name,
         storage=_storage(config.out_dir / STUDY_DB),
-        sampler=make_sampler(config),
         pruner=make_pruner(config),
         direction="maximize",
         load_if_exists=True,
     )
+    study.sampler = make_sampler(config, trials_so_far=len(study.trials))
     for key, value in plan.attrs.items():
         study.set_user_attr(key, value)
     with _stable_since_2x():  # optimize does this before each trial; here too, for a run with none left to do

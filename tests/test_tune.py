@@ -98,6 +98,7 @@ def test_rerunning_with_more_trials_adds_exactly_those_and_keeps_the_first(study
     tune(small_config(tmp_path, toy_vae_path, n_trials=3))
     after = load(tmp_path / "study").trials
     assert len(after) == 3 and after[2].state.name == "COMPLETE"
+    assert after[2].params not in [t.params for t in before]  # a new draw, not the first run's replayed
     assert [(t.params, t.value, t.datetime_complete) for t in after[:2]] == [
         (t.params, t.value, t.datetime_complete) for t in before
     ]
