@@ -57,6 +57,12 @@ class Param:
     def preset_keys(self) -> tuple[str, ...]:
         return self.keys or (self.name,)
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one of the choices, or within the float range."""
+        if self.choices:
+            return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in self.choices)
+        return isinstance(value, int | float) and not isinstance(value, bool) and self.low <= value <= self.high
+
     def suggest(self, trial: Trial) -> Any:
         if self.choices:
             return trial.suggest_categorical(self.name, list(self.choices))
@@ -66,6 +72,8 @@ class Param:
 # Parameters that become entries of policy_kwargs (net_width: both layers of a two-layer net_arch).
 POLICY_KWARGS = {"net_width": "net_arch", "log_std_init": "log_std_init", "squash_output": "squash_output",
                  "lstm_hidden_size": "lstm_hidden_size"}  # fmt: skip
+POLICY_KWARGS_KEY = {key: name for name, key in POLICY_KWARGS.items()}
+"""policy_kwargs entry -> parameter name."""
 GAMMAS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 
 WRAPPER = (
@@ -143,6 +151,35 @@ class SearchSpace:
                 values[p.name] = fixed[p.name]
             elif not set(p.preset_keys) <= set(given):
                 values[p.name] = p.suggest(trial)
+        return values
+
+    def values_of(self, preset: dict[str, Any]) -> dict[str, Any]:
+        """The values of a preset entry (YAML form) that this space can sample: :meth:`to_preset` read back.
+
+        A value outside its parameter's choices or range (``ent_coef: 0`` under a log-uniform range,
+        a ``net_arch`` that is not two equal layers) is left out.
+
+        >>> preset = {"learning_rate": "lin_3.0e-4", "n_steps": 256, "ent_coef": 0.0,
+        ...           "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -2}}
+        >>> search_space("ppo", continuous=True).values_of(preset)
+        {'learning_rate': 0.0003, 'lr_schedule': 'linear', 'n_steps': 256, 'net_width': 64, 'log_std_init': -2}
+        """
+        values: dict[str, Any] = {}
+        policy_kwargs = {POLICY_KWARGS_KEY.get(k, k): v for k, v in preset.get("policy_kwargs", {}).items()}
+        for p in self.params:
+            if p.name == "lr_schedule" and "learning_rate" in preset:
+                value = "linear" if str(preset["learning_rate"]).startswith("lin_") else "constant"
+            elif p.name == "learning_rate" and "learning_rate" in preset:
+                value = float(str(preset["learning_rate"]).removeprefix("lin_"))
+            elif p.name == "net_width":
+                arch = policy_kwargs.get("net_width")
+                value = arch[0] if isinstance(arch, list) and len(arch) == 2 and arch[0] == arch[1] else None
+            elif p.name == "train_freq" and preset.get("train_freq") != preset.get("gradient_steps"):
+                value = None
+            else:
+                value = policy_kwargs.get(p.name) if p.name in POLICY_KWARGS else preset.get(p.name)
+            if value is not None and p.holds(value):
+                values[p.name] = value
         return values
 
     def to_preset(self, values: dict[str, Any], *, n_envs: int) -> dict[str, Any]:

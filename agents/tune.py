@@ -14,7 +14,8 @@ The study lives in ``OUT/study.db`` (SQLite). Rerunning the command continues it
 ``--n-trials`` trials are complete or pruned; a trial left running by a killed process
 stops sending heartbeats, and the next run marks it failed and retries its parameters.
 Each run ends by writing ``OUT/best.yaml`` (the best trial's recipe, an rl-zoo preset for
-``train-agent --hyperparams``) and ``OUT/trials.csv``.
+``train-agent --hyperparams``) and ``OUT/trials.csv``. One trial per study tries the preset's own
+values (``--no-start-from-preset``: none), marked ``from_preset``.
 
 >>> parse_fixed(["frame_skip=2", "include_action=true"], search_space("ppo", continuous=False))
 {'frame_skip': 2, 'include_action': True}
@@ -99,6 +100,9 @@ class TuneConfig:
     """rl-zoo-style YAML merged over the shipped preset; the keys it sets are not sampled."""
     seed: int = 0
     """Seed of the sampler and of every trial's training."""
+    start_from_preset: bool = True
+    """Enqueue the preset's own values (those the search space holds) as a trial, so that the study scores
+    the known recipe at its budget and TPE starts from it; once per study."""
     backend: Literal["gymnasium", "envpool"] = "gymnasium"
     """Env backend of training (scores are always taken on gymnasium)."""
     device: str = "auto"
@@ -147,6 +151,8 @@ class Plan:
     """The study's identity (:data:`STUDY_KEYS`)."""
     policy_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The preset's policy_kwargs (YAML form); a trial's sampled ones are set over them, the others kept."""
+    preset_values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The sampled parameters' values in the preset (:meth:`SearchSpace.values_of`), for ``start_from_preset``."""
 
     def recipe(self, sampled: dict[str, Any]) -> dict[str, Any]:
         """A trial's preset entry: the --hyperparams entry with ``sampled`` (:meth:`SearchSpace.to_preset`) over it.
@@ -214,7 +220,11 @@ def plan_study(config: TuneConfig) -> Plan:
         "vae_sha256": file_sha256(checkpoint.path),
     }
     _check_existing_study(config.out_dir / STUDY_DB, attrs)
-    return Plan(space, fixed, given, hp.n_envs, attrs, policy_kwargs_yaml(hp.algo_kwargs.get("policy_kwargs")))
+    policy_kwargs = policy_kwargs_yaml(hp.algo_kwargs.get("policy_kwargs"))
+    preset = {**hp.algo_kwargs, "policy_kwargs": policy_kwargs, "frame_skip": hp.frame_skip}
+    preset |= {"latent_history": hp.latent_history, "include_action": hp.include_action}
+    preset_values = {k: v for k, v in space.values_of(preset).items() if k not in fixed and k not in given}
+    return Plan(space, fixed, given, hp.n_envs, attrs, policy_kwargs, preset_values)
 
 
 @contextlib.contextmanager
@@ -351,6 +361,8 @@ def tune(config: TuneConfig) -> optuna.Study:
         load_if_exists=True,
     )
     study.sampler = make_sampler(config, trials_so_far=len(study.trials))
+    if config.start_from_preset and plan.preset_values:
+        enqueue_preset(study, plan.preset_values)
     for key, value in plan.attrs.items():
         study.set_user_attr(key, value)
     with _stable_since_2x():  # optimize does this before each trial; here too, for a run with none left to do
@@ -364,6 +376,12 @@ def tune(config: TuneConfig) -> optuna.Study:
     if _count(study, TrialState.COMPLETE):
         write_best(study, config, config.out_dir / BEST_FILE)
     return study
+
+
+def enqueue_preset(study: optuna.Study, values: dict[str, Any]) -> None:
+    """Queue ``values`` (the preset's) as the next trial, unless the study already has them; the trial's
+    ``from_preset`` attribute marks it. The other parameters are sampled as usual."""
+    study.enqueue_trial(values, user_attrs={"from_preset": True}, skip_if_exists=True)
 
 
 def write_best(study: optuna.Study, config: TuneConfig, path: Path) -> None:

@@ -60,6 +60,24 @@ def test_values_become_preset_keys():
     assert sac.to_preset({"train_freq": 8}, n_envs=1) == {"train_freq": 8, "gradient_steps": 8}
 
 
+@pytest.mark.parametrize("algo", sorted(SPACES))
+def test_a_preset_reads_back_the_values_it_was_made_of(algo):
+    space = search_space(algo, continuous=True)
+    for seed in range(5):
+        values = sample(algo, seed=seed)
+        preset = space.to_preset(values, n_envs=2048)  # no batch cap: every value survives the trip
+        preset |= {k: values[k] for k in ("frame_skip", "latent_history", "include_action")}
+        assert space.values_of(preset) == values
+
+
+def test_preset_values_outside_the_space_are_left_to_the_sampler():
+    ppo = search_space("ppo", continuous=True)
+    preset = {"ent_coef": 0.0, "gamma": 0.97, "n_steps": 100, "frame_skip": True, "gae_lambda": 1,
+              "policy_kwargs": {"net_arch": {"pi": [256], "vf": [256]}, "squash_output": True}}  # fmt: skip
+    assert ppo.values_of(preset) == {"gae_lambda": 1, "squash_output": True}  # 1 is the choice 1.0, True is no 1
+    assert search_space("sac", continuous=True).values_of({"train_freq": 4, "gradient_steps": 8}) == {}
+
+
 def test_restrict_keeps_the_choices_that_fit_and_drops_a_parameter_with_none():
     ppo = search_space("ppo", continuous=False)
     assert ppo.restrict("n_steps", lambda n: n <= 128).param("n_steps").choices == (64, 128)

@@ -74,6 +74,11 @@ def test_a_study_writes_the_best_recipe_and_the_trials(study_dir):
     assert {"frame_skip", "latent_history", "include_action", "learning_rate"} <= set(recipe)
     assert recipe["n_timesteps"] == 128 // recipe["frame_skip"] and recipe["n_steps"] == 32  # from --hyperparams
     assert [row["state"] for row in csv_rows(out)] == ["COMPLETE", "COMPLETE"]
+    # trial 0 is the toy preset's own recipe (ppo.yaml: lr 1e-3 constant, gamma 0.98, net_arch [64, 64])
+    first, second = study.trials
+    assert first.user_attrs["from_preset"] is True and "from_preset" not in second.user_attrs
+    preset = {"learning_rate": 1e-3, "lr_schedule": "constant", "gamma": 0.98, "net_width": 64, "latent_history": 1}
+    assert {k: first.params[k] for k in preset} == preset
     assert (out / "trials" / "0" / "model.zip").is_file() and not (out / "trials" / "0" / "checkpoints").exists()
 
 
@@ -99,6 +104,7 @@ def test_rerunning_with_more_trials_adds_exactly_those_and_keeps_the_first(study
     after = load(tmp_path / "study").trials
     assert len(after) == 3 and after[2].state.name == "COMPLETE"
     assert after[2].params not in [t.params for t in before]  # a new draw, not the first run's replayed
+    assert "from_preset" not in after[2].user_attrs  # the preset is tried once per study
     assert [(t.params, t.value, t.datetime_complete) for t in after[:2]] == [
         (t.params, t.value, t.datetime_complete) for t in before
     ]
