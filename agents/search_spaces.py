@@ -69,7 +69,8 @@ class Param:
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
 
-# Parameters that become entries of policy_kwargs (net_width: both layers of a two-layer net_arch).
+# Parameters that become entries of policy_kwargs (net_width: every layer of the preset's net_arch, keeping its
+# layout, e.g. one 256-wide layer per head; two layers where the preset has none).
 POLICY_KWARGS = {"net_width": "net_arch", "log_std_init": "log_std_init", "squash_output": "squash_output",
                  "lstm_hidden_size": "lstm_hidden_size"}  # fmt: skip
 POLICY_KWARGS_KEY = {key: name for name, key in POLICY_KWARGS.items()}
@@ -157,10 +158,10 @@ class SearchSpace:
         """The values of a preset entry (YAML form) that this space can sample: :meth:`to_preset` read back.
 
         A value outside its parameter's choices or range (``ent_coef: 0`` under a log-uniform range,
-        a ``net_arch`` that is not two equal layers) is left out.
+        a ``net_arch`` whose layers differ in width) is left out.
 
         >>> preset = {"learning_rate": "lin_3.0e-4", "n_steps": 256, "ent_coef": 0.0,
-        ...           "policy_kwargs": {"net_arch": [64, 64], "log_std_init": -2}}
+        ...           "policy_kwargs": {"net_arch": {"pi": [64], "vf": [64]}, "log_std_init": -2}}
         >>> search_space("ppo", continuous=True).values_of(preset)
         {'learning_rate': 0.0003, 'lr_schedule': 'linear', 'n_steps': 256, 'net_width': 64, 'log_std_init': -2}
         """
@@ -172,8 +173,7 @@ class SearchSpace:
             elif p.name == "learning_rate" and "learning_rate" in preset:
                 value = float(str(preset["learning_rate"]).removeprefix("lin_"))
             elif p.name == "net_width":
-                arch = policy_kwargs.get("net_width")
-                value = arch[0] if isinstance(arch, list) and len(arch) == 2 and arch[0] == arch[1] else None
+                value = width_of(policy_kwargs.get("net_width"))
             elif p.name == "train_freq" and preset.get("train_freq") != preset.get("gradient_steps"):
                 value = None
             else:
@@ -182,15 +182,20 @@ class SearchSpace:
                 values[p.name] = value
         return values
 
-    def to_preset(self, values: dict[str, Any], *, n_envs: int) -> dict[str, Any]:
-        """Preset keys (YAML form) for ``values``; on-policy batches are capped at one rollout (n_steps x n_envs)."""
+    def to_preset(self, values: dict[str, Any], *, n_envs: int, net_arch: Any = None) -> dict[str, Any]:
+        """Preset keys (YAML form) for ``values``; on-policy batches are capped at one rollout (n_steps x n_envs).
+
+        ``net_width`` sets every layer of ``net_arch``, the preset's layout (None: two layers).
+        """
         preset: dict[str, Any] = {}
         policy_kwargs: dict[str, Any] = {}
         for name, value in values.items():
             if name == "lr_schedule":
                 continue
             if name in POLICY_KWARGS:
-                policy_kwargs[POLICY_KWARGS[name]] = [value, value] if name == "net_width" else value
+                policy_kwargs[POLICY_KWARGS[name]] = (
+                    with_width(net_arch or [0, 0], value) if name == "net_width" else value
+                )
             elif name == "train_freq":
                 preset.update(train_freq=value, gradient_steps=value)
             else:
@@ -202,6 +207,30 @@ class SearchSpace:
         if policy_kwargs:
             preset["policy_kwargs"] = policy_kwargs
         return preset
+
+
+def with_width(net_arch: list[int] | dict[str, list[int]], width: int) -> list[int] | dict[str, list[int]]:
+    """``net_arch`` (SB3's: a list of layer widths, or one list per head) with every layer ``width`` wide.
+
+    >>> with_width({"pi": [256], "vf": [256]}, 64)
+    {'pi': [64], 'vf': [64]}
+    """
+    if isinstance(net_arch, dict):
+        return {head: [width] * len(layers) for head, layers in net_arch.items()}
+    return [width] * len(net_arch)
+
+
+def width_of(net_arch: Any) -> int | None:
+    """The width all layers of ``net_arch`` share; None when they differ, or it is no net_arch.
+
+    >>> width_of({"pi": [256], "vf": [256]}), width_of([64, 32])
+    (256, None)
+    """
+    if isinstance(net_arch, dict):
+        net_arch = [width for layers in net_arch.values() for width in layers]
+    if not isinstance(net_arch, list) or not net_arch or len(set(net_arch)) != 1:
+        return None
+    return net_arch[0]
 
 
 def search_space(algo: str, *, continuous: bool) -> SearchSpace:

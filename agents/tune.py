@@ -298,7 +298,8 @@ class TrialReporter(BaseCallback):
 def _objective(config: TuneConfig, plan: Plan) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         values = plan.space.sample(trial, plan.fixed, plan.given)
-        recipe = plan.recipe(plan.space.to_preset(values, n_envs=plan.n_envs))
+        layout = plan.policy_kwargs.get("net_arch")
+        recipe = plan.recipe(plan.space.to_preset(values, n_envs=plan.n_envs, net_arch=layout))
         run_dir = config.out_dir / TRIALS_DIR / str(trial.number)
         run_dir.mkdir(parents=True)
         recipe_path = run_dir / RECIPE_FILE

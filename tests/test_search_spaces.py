@@ -58,6 +58,12 @@ def test_values_become_preset_keys():
     }
     sac = search_space("sac", continuous=True)
     assert sac.to_preset({"train_freq": 8}, n_envs=1) == {"train_freq": 8, "gradient_steps": 8}
+    # the width fills the preset's layout: one layer per head stays one layer per head
+    layout = {"pi": [256], "vf": [256]}
+    assert ppo.to_preset({"net_width": 64}, n_envs=1, net_arch=layout) == {
+        "policy_kwargs": {"net_arch": {"pi": [64], "vf": [64]}}
+    }
+    assert ppo.values_of({"policy_kwargs": {"net_arch": layout}}) == {"net_width": 256}
 
 
 @pytest.mark.parametrize("algo", sorted(SPACES))
@@ -73,7 +79,7 @@ def test_a_preset_reads_back_the_values_it_was_made_of(algo):
 def test_preset_values_outside_the_space_are_left_to_the_sampler():
     ppo = search_space("ppo", continuous=True)
     preset = {"ent_coef": 0.0, "gamma": 0.97, "n_steps": 100, "frame_skip": True, "gae_lambda": 1,
-              "policy_kwargs": {"net_arch": {"pi": [256], "vf": [256]}, "squash_output": True}}  # fmt: skip
+              "policy_kwargs": {"net_arch": {"pi": [256], "vf": [128]}, "squash_output": True}}  # fmt: skip
     assert ppo.values_of(preset) == {"gae_lambda": 1, "squash_output": True}  # 1 is the choice 1.0, True is no 1
     assert search_space("sac", continuous=True).values_of({"train_freq": 4, "gradient_steps": 8}) == {}
 

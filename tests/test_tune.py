@@ -186,5 +186,5 @@ def test_a_trial_keeps_the_policy_keywords_of_the_preset_it_does_not_sample(tmp_
     policy_kwargs = recipe["policy_kwargs"]
     assert policy_kwargs["activation_fn"] == "nn.ReLU" and policy_kwargs["ortho_init"] is False
     width = policy_kwargs["net_arch"][0]
-    assert policy_kwargs["net_arch"] == [width, width] and width in (64, 128, 256)  # sampled over the preset's [8]
+    assert policy_kwargs["net_arch"] == [width] and width in (64, 128, 256)  # sampled, in the preset's one layer
     assert "log_std_init" in policy_kwargs and load(tmp_path / "study").trials[0].state.name == "COMPLETE"
