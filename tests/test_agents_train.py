@@ -130,6 +130,31 @@ def test_the_carracing_preset_trains_a_rollout_with_its_whole_recipe(tmp_path):
     bundle.venv.close()
 
 
+def test_the_carracing_tqc_preset_trains_with_its_recipe(tmp_path):
+    """The shipped latent TQC recipe (the screening's best arm) loads and takes gradient steps."""
+    import importlib.util
+
+    pytest.importorskip("sb3_contrib")
+    early = tmp_path / "early.yml"  # the preset learns from step 5000: start at 64 to train here
+    early.write_text(yaml.safe_dump({"CarRacing-v3": {"learning_starts": 64}}))
+    backend = "envpool" if importlib.util.find_spec("envpool") else "gymnasium"
+    config = AgentConfig(
+        "CarRacing-v3", vae="experiments/pretrained/carracing/vae.safetensors", algo="tqc", timesteps=128,
+        hyperparams=str(early), out=str(tmp_path / "run"), eval_freq=0, device="cpu", progress_bar=False,
+        tensorboard=False, backend=backend,
+    )  # fmt: skip
+    run_dir = train_agent(config)
+    stored = json.loads((run_dir / "config.json").read_text())
+    stack, hp = stored["stack"], stored["hyperparams"]
+    assert (stack["frame_skip"], stack["latent_history"], hp["n_envs"]) == (2, 2, 2)
+    bundle = load_bundle(run_dir, device="cpu")
+    model = bundle.model
+    assert model.gradient_steps == 10 and model.use_sde and model.num_timesteps == 128
+    assert model._n_updates == 10 * (128 - 64) // (4 * 2)  # 10 gradient steps per 4 steps of the 2 envs
+    assert bundle.venv.observation_space.shape == (2 * 32,)
+    bundle.venv.close()
+
+
 def test_a_memory_stack_keeps_one_latent_whatever_the_preset_says(tmp_path):
     path = tmp_path / "recipe.yml"
     path.write_text(yaml.safe_dump({"worldmodel/DotTarget-v0": {"latent_history": 3, "include_action": True}}))
