@@ -172,6 +172,14 @@ def test_an_out_holding_another_setups_study_is_refused(study_dir, tmp_path, toy
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == files
 
 
+def test_the_preset_trial_holds_only_parameters_the_study_samples(tmp_path, toy_vae_path):
+    given = tmp_path / "given.yml"  # sets net_arch (so net_width is not sampled) and n_steps
+    given.write_text(yaml.safe_dump({TOY: {**SMALL, "policy_kwargs": {"net_arch": [64, 64]}}}))
+    plan = tune_module.plan_study(small_config(tmp_path, toy_vae_path, hyperparams=str(given), fixed=("gamma=0.9",)))
+    assert plan.preset_values == {"latent_history": 1, "include_action": False, "learning_rate": 1e-3,
+                                  "lr_schedule": "constant"}  # fmt: skip
+
+
 def test_a_trial_keeps_the_policy_keywords_of_the_preset_it_does_not_sample(tmp_path, toy_vae_path, monkeypatch):
     real = tune_module.resolve_hyperparams
 
