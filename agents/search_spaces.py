@@ -57,6 +57,10 @@ class Param:
     def preset_keys(self) -> tuple[str, ...]:
         return self.keys or (self.name,)
 
+    def left_to(self, given: dict[str, Any]) -> bool:
+        """Whether a --hyperparams entry ``given`` leaves this parameter to the sampler (it sets not all its keys)."""
+        return not set(self.preset_keys) <= set(given)
+
     def holds(self, value: Any) -> bool:
         """Whether ``value`` is one of the choices, or within the float range."""
         if self.choices:
@@ -150,7 +154,7 @@ class SearchSpace:
                     continue
             if p.name in fixed:
                 values[p.name] = fixed[p.name]
-            elif not set(p.preset_keys) <= set(given):
+            elif p.left_to(given):
                 values[p.name] = p.suggest(trial)
         return values
 

@@ -223,7 +223,7 @@ def plan_study(config: TuneConfig) -> Plan:
     policy_kwargs = policy_kwargs_yaml(hp.algo_kwargs.get("policy_kwargs"))
     preset = {**hp.algo_kwargs, "policy_kwargs": policy_kwargs, "frame_skip": hp.frame_skip}
     preset |= {"latent_history": hp.latent_history, "include_action": hp.include_action}
-    sampled = [p.name for p in space.params if p.name not in fixed and not set(p.preset_keys) <= set(given)]
+    sampled = [p.name for p in space.params if p.name not in fixed and p.left_to(given)]
     preset_values = {k: v for k, v in space.values_of(preset).items() if k in sampled}
     return Plan(space, fixed, given, hp.n_envs, attrs, policy_kwargs, preset_values)
 
