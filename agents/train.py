@@ -70,7 +70,7 @@ from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_nor
 from worldmodel.atomic import write_json_atomic
 from worldmodel.checkpoint import file_sha256
 from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.device import resolve_device
+from worldmodel.device import default_precision, resolve_device
 from worldmodel.memory import load_memory
 
 
@@ -120,6 +120,9 @@ class AgentConfig:
     """With --encoder finetune: weight of the VAE loss (recon + beta*KL per image) added to the RL loss (0: off)."""
     device: str = "auto"
     """Device of the policy and the encoder: auto, cpu, cuda."""
+    encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Precision of the frozen VAE encoder's forward pass: auto (bf16 on CUDA and on CPUs with native bf16, where
+    it encodes about 1.6x faster; else fp32), fp32, bf16. The bundle records the one used; evaluation encodes alike."""
     torch_threads: int | None = None
     """Torch CPU threads of the trainer. Default: 1 when env threads (--backend envpool) or worker processes
     (--subproc) share the cores, else torch's own; spinning OpenMP threads on busy cores cost up to 10x."""
@@ -206,8 +209,22 @@ def resolve(config: AgentConfig) -> tuple[AlgorithmSpec, Hyperparams, StackConfi
         encoder=config.encoder,
         backend=config.backend,
         memory=config.memory is not None,
+        encoder_precision=encoder_precision(config),
     )
     return spec, hp, stack
+
+
+def encoder_precision(config: AgentConfig) -> str:
+    """``config.encoder_precision`` with ``auto`` resolved for its device (fp32 where no frozen encoder runs).
+
+    >>> encoder_precision(AgentConfig("CarRacing-v3", pixels=True))
+    'fp32'
+    """
+    if config.encoder_precision != "auto":
+        return config.encoder_precision
+    if config.pixels or config.encoder == "finetune":
+        return "fp32"
+    return default_precision(resolve_device(config.device))
 
 
 def trainer_threads(config: AgentConfig) -> int:
@@ -237,7 +254,7 @@ def _prepare_run_dir(config: AgentConfig) -> tuple[Path, AgentConfig]:
     if config.resume:
         if config.out is None:
             raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
-        stored = AgentConfig(**read_config(run_dir)["agent"])
+        stored = AgentConfig(**{"encoder_precision": "fp32", **read_config(run_dir)["agent"]})  # older runs: fp32
         changes = {"resume": True, "out": str(run_dir), "progress_bar": config.progress_bar}
         if config.timesteps is not None:
             changes["timesteps"] = config.timesteps
@@ -330,6 +347,7 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) 
     if config.keep_best and config.eval_freq <= 0:
         raise ValueError("--keep-best keeps the best training evaluation's policy: it needs --eval-freq > 0")
     spec, hp, stack = resolve(config)
+    config = dataclasses.replace(config, encoder_precision=stack.encoder_precision)  # resumed as it started
     seed_everything(config.seed)
     torch.set_num_threads(trainer_threads(config))
     if not config.resume:  # refuse bad inputs before the run directory exists

@@ -59,6 +59,9 @@ from worldmodel.frames import FrameSpec
 
 T = TypeVar("T")
 
+STACK_PRECISIONS = ("fp32", "bf16")
+"""Encoder precisions a stack records: ``auto`` is resolved before a run starts (see ``agents.train.resolve``)."""
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -94,10 +97,20 @@ class StackConfig:
     """Env backend: ``gymnasium`` or ``envpool`` (C++ CarRacing-v3 and Atari, batched; see envs.envpool_env)."""
     memory: bool = False
     """Observations ``[z_t, h_t]`` with the hidden state of the bundle's memory model (VecMemoryObservation)."""
+    encoder_precision: str = "fp32"
+    """Precision of the frozen encoder's forward pass, ``fp32`` or ``bf16`` (latents and memory stacks only;
+    bundles from before the option encoded in fp32)."""
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_MODES:
             raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {self.encoder!r}")
+        if self.encoder_precision not in STACK_PRECISIONS:
+            raise ValueError(f"encoder_precision must be one of {STACK_PRECISIONS}, got {self.encoder_precision!r}")
+        if self.encoder_precision != "fp32":
+            _refuse(f"--encoder-precision {self.encoder_precision}", "drop it (it sets the frozen VAE encoder's)", {
+                "--pixels (no VAE encoder)": self.pixels,
+                "--encoder finetune (the policy's encoder trains in fp32)": self.encoder == "finetune",
+            })  # fmt: skip
         if self.encoder == "finetune":
             _refuse("--encoder finetune", "drop it, or use --encoder frozen", {
                 "--pixels (the CNN baseline; finetune already trains from frames)": self.pixels,
@@ -273,7 +286,7 @@ def build_vec_env(
     elif stack.memory:
         if memory is None:
             raise ValueError("a memory stack needs the memory checkpoint (`worldmodel train-agent --memory CKPT`)")
-        venv = VecMemoryObservation(venv, checkpoint, memory, device=device)
+        venv = VecMemoryObservation(venv, checkpoint, memory, device=device, precision=stack.encoder_precision)
     else:
         venv = VecLatentObservation(
             venv,
@@ -284,6 +297,7 @@ def build_vec_env(
             include_action=stack.include_action,
             normalize=stack.standardize_latents,
             drop_inactive=stack.drop_inactive,
+            precision=stack.encoder_precision,
         )
     if stack.normalize is not None:
         kwargs = dict(stack.normalize)

@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.algorithms import ALGORITHMS, get_algorithm
 from agents.bundle import BundleError, load_bundle
@@ -27,8 +28,9 @@ from agents.encoder_extractor import find_extractor
 from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.resume import read_state
 from agents.train import AgentConfig, add_arguments, resolve, train_agent, trainer_threads
-from agents.vec_env import find_vec_wrapper
+from agents.vec_env import StackConfig, build_vec_env, find_vec_wrapper
 from envs.vec_latent_observation import VecLatentObservation
+from envs.vec_memory_observation import VecMemoryObservation
 from worldmodel.checkpoint import file_sha256, load_vae, save_vae
 from worldmodel.frames import FrameSpec
 from worldmodel.vae import ConvVAE, VAEConfig
@@ -366,3 +368,80 @@ def test_keep_best_can_start_when_a_run_is_continued_and_needs_evaluations(tmp_p
     with pytest.raises(ValueError, match="--eval-freq"):
         train_agent(quick(tmp_path, vae=toy_vae_path, out=str(tmp_path / "other"), eval_freq=0, keep_best=True))
     assert not (tmp_path / "other").exists()
+
+
+class _EncoderPrecisions(BaseCallback):
+    """Records the precision of the training env's encoder at each evaluation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def _on_step(self) -> bool:
+        self.seen.append(find_vec_wrapper(self.model.get_env(), VecLatentObservation).encoder.precision)
+        return True
+
+
+def _bundle_precision(run_dir: Path) -> str:
+    bundle = load_bundle(run_dir, device="cpu")
+    try:
+        return find_vec_wrapper(bundle.venv, VecLatentObservation).encoder.precision
+    finally:
+        bundle.venv.close()
+
+
+@pytest.mark.parametrize("auto_means", ["fp32", "bf16"])
+def test_the_encoder_precision_auto_picks_is_recorded_and_kept_by_resume_and_evaluation(
+    tmp_path, toy_vae_path, monkeypatch, auto_means
+):
+    monkeypatch.setenv("WORLDMODEL_AUTO_PRECISION", auto_means)
+    first = _EncoderPrecisions()
+    run_dir = train_agent(quick(tmp_path, vae=toy_vae_path), after_eval=first)
+    stored = json.loads((run_dir / "config.json").read_text())
+    assert stored["agent"]["encoder_precision"] == stored["stack"]["encoder_precision"] == auto_means
+    assert first.seen == [auto_means, auto_means]
+    monkeypatch.setenv("WORLDMODEL_AUTO_PRECISION", "bf16" if auto_means == "fp32" else "fp32")  # another machine
+    resumed = _EncoderPrecisions()
+    train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=512, resume=True), after_eval=resumed)
+    assert resumed.seen == [auto_means, auto_means]
+    assert _bundle_precision(run_dir) == auto_means
+
+
+def test_runs_and_bundles_from_before_the_encoder_precision_option_encode_in_fp32(tmp_path, toy_vae_path, monkeypatch):
+    run_dir = train_agent(quick(tmp_path, vae=toy_vae_path, encoder_precision="fp32"))
+    stored = json.loads((run_dir / "config.json").read_text())
+    del stored["agent"]["encoder_precision"], stored["stack"]["encoder_precision"]
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    monkeypatch.setenv("WORLDMODEL_AUTO_PRECISION", "bf16")
+    assert _bundle_precision(run_dir) == "fp32"
+    resumed = _EncoderPrecisions()
+    train_agent(quick(tmp_path, vae=toy_vae_path, timesteps=512, resume=True), after_eval=resumed)
+    assert resumed.seen == ["fp32", "fp32"]
+
+
+def test_a_bf16_encoder_hands_the_policy_latents_close_to_fp32s(toy_vae_path):
+    latents = {}
+    for precision in ("fp32", "bf16"):
+        stack = StackConfig(env_id="worldmodel/DotTarget-v0", latent_history=2, encoder_precision=precision)
+        venv = build_vec_env(stack, n_envs=2, seed=0, vae=toy_vae_path, device="cpu")
+        assert find_vec_wrapper(venv, VecLatentObservation).encoder.precision == precision
+        latents[precision] = venv.reset()
+        venv.close()
+    assert latents["bf16"].shape == latents["fp32"].shape == (2, 2 * load_vae(toy_vae_path).vae.config.latent_dim)
+    assert not np.array_equal(latents["bf16"], latents["fp32"])  # bf16 did run
+    np.testing.assert_allclose(latents["bf16"], latents["fp32"], atol=0.05)
+
+
+def test_a_memory_stack_encodes_in_its_recorded_precision(toy_vae_path, toy_memory_path):
+    stack = StackConfig(env_id="worldmodel/DotTarget-v0", memory=True, encoder_precision="bf16")
+    venv = build_vec_env(stack, n_envs=1, seed=0, vae=toy_vae_path, device="cpu", memory=toy_memory_path)
+    assert find_vec_wrapper(venv, VecMemoryObservation).encoder.precision == "bf16"
+    venv.close()
+
+
+def test_encoder_precision_is_refused_where_no_frozen_encoder_runs():
+    assert resolve(AgentConfig("CarRacing-v3", pixels=True))[2].encoder_precision == "fp32"  # auto: nothing to set
+    with pytest.raises(ValueError, match="--encoder-precision bf16 cannot be combined with --pixels"):
+        resolve(AgentConfig("CarRacing-v3", pixels=True, encoder_precision="bf16"))
+    with pytest.raises(ValueError, match="encoder_precision must be one of"):
+        StackConfig(env_id="CarRacing-v3", encoder_precision="auto")
