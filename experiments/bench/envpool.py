@@ -9,7 +9,9 @@
    of agent steps (latent PPO with the shipped VAE; the rl-zoo pixel recipe on EnvPool);
    env frames/s over the whole run (rollouts and updates), peak resident memory of the run
    (its process and its env workers). Both modes use their shipped PPO preset, each at frame
-   skip 2, so equal agent steps are equal env frames.
+   skip 2, so equal agent steps are equal env frames. Latent runs encode in the precision
+   ``train-agent --encoder-precision auto`` picks on this CPU (bf16 where it has native bf16),
+   and once more in fp32 where that differs.
 3. Where a latent PPO step on EnvPool spends its time: env stepping, VAE encoding, policy
    forward passes and rollout bookkeeping, gradient updates.
 
@@ -27,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from experiments.bench.machine import describe_machine, write_section
+from worldmodel.device import default_precision
 
 ENV_ID = "CarRacing-v3"
 ENV_COUNTS = (2, 4, 8)
@@ -95,7 +99,7 @@ class _Timer:
         setattr(obj, name, timed)
 
 
-def _train(backend: str, pixels: bool, out: str, profile: bool, queue: Any) -> None:
+def _train(backend: str, pixels: bool, encoder_precision: str, out: str, profile: bool, queue: Any) -> None:
     """One ``train_agent`` run in this (fresh) process; puts its figures on ``queue``."""
     import torch
     from stable_baselines3 import PPO
@@ -114,7 +118,7 @@ def _train(backend: str, pixels: bool, out: str, profile: bool, queue: Any) -> N
     config = AgentConfig(
         ENV_ID, vae=None if pixels else str(VAE), pixels=pixels, backend=backend, timesteps=TRAIN_STEPS,
         out=out, eval_freq=0, checkpoint_freq=10**9, progress_bar=False, tensorboard=False, device="cpu",
-        subproc=backend == "gymnasium",
+        subproc=backend == "gymnasium", encoder_precision=encoder_precision,
     )  # fmt: skip
     start = time.perf_counter()
     run_dir = train_agent(config)
@@ -123,12 +127,15 @@ def _train(backend: str, pixels: bool, out: str, profile: bool, queue: Any) -> N
     queue.put({"wall_s": wall, "env_frames": summary["env_frames"], "peak_rss_mib": _peak_rss_mib(), **timer.seconds})
 
 
-def train_run(backend: str, *, pixels: bool = False, profile: bool = False) -> dict[str, Any]:
+def train_run(
+    backend: str, *, pixels: bool = False, encoder_precision: str = "auto", profile: bool = False
+) -> dict[str, Any]:
     """Figures of one training run with the shipped preset, made in a fresh process."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
-        process = ctx.Process(target=_train, args=(backend, pixels, str(Path(tmp) / "run"), profile, queue))
+        args = (backend, pixels, encoder_precision, str(Path(tmp) / "run"), profile, queue)
+        process = ctx.Process(target=_train, args=args)
         process.start()
         result = queue.get()
         process.join()
@@ -168,14 +175,19 @@ def run() -> str:
         raw_rows.append(
             f"| {n} | {gym_fps:.0f} | {pool2:.0f} ({pool2 / gym_fps:.1f}x) | {pooln:.0f} ({pooln / gym_fps:.1f}x) |"
         )
+    auto = default_precision(torch.device("cpu"))  # the encoder precision train-agent picks on this CPU
     latent_gym = train_run("gymnasium")
     latent_pool = train_run("envpool", profile=True)
     pixels_pool = train_run("envpool", pixels=True)
     runs = {
-        "latent PPO, Gymnasium (SubprocVecEnv)": latent_gym,
-        "latent PPO, EnvPool": latent_pool,
+        f"latent PPO, Gymnasium (SubprocVecEnv), encoder {auto}": latent_gym,
+        f"latent PPO, EnvPool, encoder {auto}": latent_pool,
         "pixel PPO (rl-zoo CnnPolicy recipe), EnvPool": pixels_pool,
     }
+    fp32_note = ""
+    if auto != "fp32":  # the encoder as a CPU without native bf16 runs it
+        latent_fp32 = runs["latent PPO, EnvPool, encoder fp32"] = train_run("envpool", encoder_precision="fp32")
+        fp32_note = f" (with the encoder in fp32: {_ratio(latent_fp32, pixels_pool):.1f}x)"
     train_rows = [
         f"| {name} | {r['env_frames']} | {r['wall_s']:.1f} | {r['frames_per_s']:.0f} | {r['peak_rss_mib']:.0f} |"
         for name, r in runs.items()
@@ -200,7 +212,8 @@ def run() -> str:
             f"**{best['envpool'] / best['gymnasium']:.1f}x** (goal: 5x).",
             "",
             f"Training, {TRAIN_STEPS} agent steps each with the shipped PPO presets (latents: the shipped VAE; 8 "
-            "envs, frame skip 2, latent history 2 with the previous action, 256-step rollouts, torch on one thread. "
+            "envs, frame skip 2, latent history 2 with the previous action, 256-step rollouts, torch on one thread, "
+            "the encoder in the precision `--encoder-precision auto` picks on this CPU, and in fp32 if it differs. "
             "Pixels: rl-zoo's recipe, frame skip 2, 64x64 grayscale, 2 stacked frames), each run a fresh process, "
             "timed end to end:",
             "",
@@ -209,10 +222,10 @@ def run() -> str:
             *train_rows,
             "",
             f"Latent PPO, EnvPool against Gymnasium: **{_ratio(latent_pool, latent_gym):.1f}x** (goal: 5x). "
-            f"Latent against pixel PPO, both on EnvPool with frame skip 2: **{_ratio(latent_pool, pixels_pool):.1f}x** "
-            "(goal: 2x).",
+            f"Latent against pixel PPO, both on EnvPool with frame skip 2: **{_ratio(latent_pool, pixels_pool):.1f}x**"
+            f"{fp32_note} (goal: 2x).",
             "",
-            "Where the latent PPO run on EnvPool spent its time:",
+            f"Where the latent PPO run on EnvPool (encoder {auto}) spent its time:",
             "",
             "| part | seconds | share |",
             "|---|---|---|",

@@ -35,7 +35,6 @@ from envs.pixels import PixelObservation
 from envs.vec_latent_observation import VecLatentObservation
 from experiments.bench.machine import describe_machine, write_section
 from worldmodel.checkpoint import save_vae
-from worldmodel.device import cpu_has_fast_bf16
 from worldmodel.encoder import LatentEncoder
 from worldmodel.frames import FrameSpec
 from worldmodel.vae import ConvVAE, VAEConfig
@@ -182,8 +181,6 @@ def run() -> str:
             "",
             f"Machine: {machine}. The 2 cores were shared with other work while this ran, so absolute "
             "figures are noisy; ratios come from the same run.",
-            "",
-            f"CPU bf16: native bf16 instructions {'present' if cpu_has_fast_bf16() else 'absent (emulated)'}.",
             "",
             *table(["envs", "steps x rounds", "baseline ms/step", *[f"{name} ms/step" for name in names]], step_rows),
             "",

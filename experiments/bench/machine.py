@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from worldmodel.atomic import atomic_path
+from worldmodel.device import cpu_has_fast_bf16
 
 SECTIONS_DIR = Path(__file__).resolve().parents[1] / "reports" / "bench"
 
@@ -49,9 +50,12 @@ def other_runnable() -> float:
 
 
 def describe_machine() -> str:
-    """CPU model, core count, other runnable processes, torch version, GPU (if any) and today's date."""
+    """CPU model and its bf16 support, core count, other runnable processes, torch version, GPU (if any) and
+    today's date."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    bf16 = "native bf16 (avx512_bf16 or amx_bf16)" if cpu_has_fast_bf16() else "no native bf16 (emulated)"
     return (
-        f"{cpu_model()}, {os.cpu_count()} cores ({other_runnable():.0f} other runnable processes at start), {gpu}, "
+        f"{cpu_model()} with {bf16}, {os.cpu_count()} cores ({other_runnable():.0f} other runnable processes at "
+        f"start), {gpu}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {datetime.date.today().isoformat()}"
     )

@@ -40,7 +40,6 @@ import torch
 from experiments.bench.machine import describe_machine, other_runnable, write_section
 from worldmodel.checkpoint import load_vae
 from worldmodel.dataset import SHARDS, DatasetWriter, FrameDataset
-from worldmodel.device import cpu_has_fast_bf16
 from worldmodel.frames import FrameSpec, frames_to_tensor
 from worldmodel.train import TrainVAEConfig, train_vae
 from worldmodel.vae import ConvVAE, VAEConfig
@@ -191,7 +190,6 @@ def run(budget_s: float = 50.0) -> str:
         "checkpoints included; images/s count training steps only).",
         "",
         f"Machine: {machine}. The machine was shared with other work while this ran; figures vary run to run.",
-        f"Native CPU bf16 (avx512_bf16/amx): {'yes' if cpu_has_fast_bf16() else 'no'}.",
         "",
         "| loop | images/s | ratio | wall s | held-out MSE/pixel | data wait |",
         "|---|---|---|---|---|---|",
