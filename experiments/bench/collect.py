@@ -73,7 +73,7 @@ def run() -> str:
             "(zoom-in frames included); collection is timed end to end (worker start, preprocessing, "
             "shard writing, SHA-256).",
             "",
-            f"Machine: {describe_machine()}. The machine's 2 cores were shared with other work.",
+            f"Machine: {describe_machine()}.",
             "",
             f"Each row: baseline and collection interleaved {REPEATS} times; best of each, their ratio, and "
             "the ratio of each pair.",

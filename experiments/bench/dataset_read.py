@@ -125,7 +125,7 @@ def run() -> str:
             "RAM as one array. RssAnon growth is the reader's own anonymous memory (memory-mapped pages are "
             "file cache, not counted); it must not grow with the dataset.",
             "",
-            f"Machine: {describe_machine()}. The machine's 2 cores were shared with other work.",
+            f"Machine: {describe_machine()}.",
             "",
             "| source | frames | frames/s | ratio to RAM | open ms | RssAnon after open (MiB) | "
             "RssAnon after reading (MiB) |",
