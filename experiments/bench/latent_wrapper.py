@@ -179,8 +179,7 @@ def run() -> str:
             f"{ROUNDS} interleaved rounds; in brackets the time encoding adds to the baseline. Thread counts "
             "are torch's in the main process.",
             "",
-            f"Machine: {machine}. With other processes running, absolute figures are noisy; ratios come from the "
-            "same run.",
+            f"Machine: {machine}.",
             "",
             *table(["envs", "steps x rounds", "baseline ms/step", *[f"{name} ms/step" for name in names]], step_rows),
             "",

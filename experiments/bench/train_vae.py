@@ -189,7 +189,7 @@ def run(budget_s: float = 50.0) -> str:
         "after the same wall-clock time (the baseline trains as long as all of train_vae ran, evaluation and "
         "checkpoints included; images/s count training steps only).",
         "",
-        f"Machine: {machine}. With other processes running, figures vary run to run.",
+        f"Machine: {machine}.",
         "",
         "| loop | images/s | ratio | wall s | held-out MSE/pixel | data wait |",
         "|---|---|---|---|---|---|",
