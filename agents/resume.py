@@ -7,6 +7,8 @@ buffer of off-policy algorithms, the VecNormalize statistics (npz), and last
 history, env frames, elapsed time). Every file is written atomically and ``state.json``
 only ever names complete files, so a ``kill -9`` at any point leaves a loadable
 checkpoint. The replay buffer is SB3's pickle: checkpoints are for resuming your own runs.
+Inside :func:`checkpoint_on_signal` the first SIGINT (Ctrl-C) or SIGTERM writes a checkpoint at
+the next rollout end and stops training there, so stopping a run loses nothing.
 :class:`KeepBestCallback` keeps the best training evaluation's policy in ``RUN_DIR/best/`` the
 same way.
 
@@ -17,8 +19,13 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +146,10 @@ class ResumeCallback(BaseCallback):
         self._started = time.monotonic()
         self._next_save = 0
         self._evals_seen = 0
+        self.stop_requested = False
+        """Set to write a checkpoint at the next rollout end and stop training there (:func:`checkpoint_on_signal`)."""
+        self.stopped_at: int | None = None
+        """The step of the checkpoint written on a stop request, once written."""
 
     def _on_training_start(self) -> None:
         self._started = time.monotonic()
@@ -156,13 +167,15 @@ class ResumeCallback(BaseCallback):
             self._evals_seen = len(self.eval_callback.evaluations_timesteps)  # it evaluated at this step
             point = {"step": self.num_timesteps, "env_frames": self.env_frames, "elapsed_s": round(self.elapsed_s, 2)}
             self.curve.append(point)
-        return True
+        return self.stopped_at is None
 
     def _on_rollout_end(self) -> None:
         # At the end of a rollout, off-policy algorithms have stored the last transition.
-        if self.num_timesteps >= self._next_save:
+        if self.num_timesteps >= self._next_save or self.stop_requested:
             self.save()
             self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+        if self.stop_requested:
+            self.stopped_at = self.num_timesteps
 
     def save(self) -> None:
         """Write model, buffer and statistics for this step, then point ``state.json`` at them."""
@@ -175,6 +188,39 @@ class ResumeCallback(BaseCallback):
         }
         replay_buffer = isinstance(self.model, OffPolicyAlgorithm)
         save_snapshot(self.dir / STATE_FILE, self.model, self.training_env, state, replay_buffer=replay_buffer)
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM after writing a resume checkpoint (the message says how to continue)."""
+
+
+@contextlib.contextmanager
+def checkpoint_on_signal(callback: ResumeCallback) -> Iterator[None]:
+    """While inside, the first SIGINT or SIGTERM sets ``callback.stop_requested``: training writes a resume
+    checkpoint at the next rollout end and stops there. A second signal acts as it did before (Ctrl-C raises
+    KeyboardInterrupt at once). Outside the main thread, where Python takes no signals, nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        restore()
+        callback.stop_requested = True
+        print(f"{signal.Signals(signum).name}: writing a resume checkpoint at the end of this rollout, then stopping "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
+
+    for sig in signals:
+        signal.signal(sig, request_stop)
+    try:
+        yield
+    finally:
+        restore()
 
 
 def save_snapshot(

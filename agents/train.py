@@ -62,6 +62,8 @@ from agents.resume import (
     CHECKPOINT_DIR,
     KeepBestCallback,
     ResumeCallback,
+    TrainingStopped,
+    checkpoint_on_signal,
     read_state,
     restore_eval_history,
     state_from_bundle,
@@ -421,14 +423,23 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) 
         keep_best = KeepBestCallback(run_dir, eval_callback, resume_callback)
     callbacks = [c for c in (eval_callback, resume_callback, keep_best) if c is not None]
     started = time.monotonic()
-    model.learn(
-        total_timesteps=max(0, hp.n_timesteps - start_step),
-        callback=callbacks,
-        reset_num_timesteps=state is None,
-        progress_bar=config.progress_bar,
-        tb_log_name="run",
-    )
+    with checkpoint_on_signal(resume_callback):
+        model.learn(
+            total_timesteps=max(0, hp.n_timesteps - start_step),
+            callback=callbacks,
+            reset_num_timesteps=state is None,
+            progress_bar=config.progress_bar,
+            tb_log_name="run",
+        )
     session_s = time.monotonic() - started
+    if resume_callback.stopped_at is not None and model.num_timesteps < hp.n_timesteps:
+        venv.close()
+        eval_env.close()
+        raise TrainingStopped(
+            f"stopped by a signal at step {resume_callback.stopped_at} of {hp.n_timesteps}, with a resume checkpoint "
+            f"in {run_dir / CHECKPOINT_DIR}; continue with: worldmodel train-agent {config.env_id} --out {run_dir} "
+            "--resume"
+        )
     save_bundle(run_dir, model, venv)
     resume_callback.save()
     write_learning_curve(run_dir, f"{spec.name} on {config.env_id} ({stack.mode})")

@@ -562,6 +562,10 @@ def peak_rss_mib() -> dict[str, float]:
     return {"self": round(self_mib, 1), "children": round(children_mib, 1)}
 
 
+INTERRUPTED = 130
+"""Exit status of a stage process stopped by SIGINT or SIGTERM (as a shell reports Ctrl-C)."""
+
+
 class StageError(UserError, RuntimeError):
     """A stage failed; its outputs so far are kept and running the pipeline again resumes it."""
 
@@ -579,6 +583,11 @@ def _run_isolated(config: PipelineConfig, stage: Stage) -> tuple[dict[str, Any],
             proc.wait()  # it got the same Ctrl-C and stops cleanly
             raise
         proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode == INTERRUPTED:
+            raise StageError(
+                f"stage {stage.name} was stopped by a signal (exit code {INTERRUPTED}); its outputs so far are kept "
+                "(an agent's training writes a resume checkpoint first): run the same command again to resume"
+            )
         if proc.returncode != 0:
             raise StageError(
                 f"stage {stage.name} failed (exit code {proc.returncode}; its error is printed above). "
@@ -726,7 +735,11 @@ def _child_main(argv: list[str]) -> int:
     name, config_path, result_path = argv
     config = dataclasses.replace(PipelineConfig(**json.loads(Path(config_path).read_text())), isolate=False, jobs=1)
     stage = next(s for s in plan(config) if s.name == name)
-    write_json_atomic(result_path, RUNNERS[stage.kind](config, stage))
+    try:
+        write_json_atomic(result_path, RUNNERS[stage.kind](config, stage))
+    except KeyboardInterrupt as exc:  # e.g. train-agent's TrainingStopped, after its resume checkpoint
+        print(f"[pipeline] {name}: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 

@@ -246,6 +246,41 @@ def test_kill_and_resume_continues_from_the_checkpointed_step(tmp_path, toy_vae_
     assert curve[-1]["env_frames"] <= summary["env_frames"] and curve[-1]["elapsed_s"] <= summary["elapsed_s"]
 
 
+@pytest.mark.parametrize(
+    ("algo", "env_id", "signum"),
+    [("ppo", "worldmodel/DotTarget-v0", signal.SIGINT), ("sac", "worldmodel/DotTargetContinuous-v0", signal.SIGTERM)],
+)
+def test_a_signal_writes_a_resume_checkpoint_and_stops_so_a_resume_loses_nothing(
+    tmp_path, toy_vae_path, algo, env_id, signum
+):
+    run_dir = tmp_path / "run"
+    cmd = _train_command(run_dir, algo, env_id, toy_vae_path, short_hyperparams(tmp_path, algo), 100_000)
+    cmd[cmd.index("--checkpoint-freq") + 1] = str(10**9)  # no periodic checkpoint: only the signal's
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not (run_dir / "evaluations.npz").exists():  # training is under way: it evaluated at step 200
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no evaluation within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr.decode()
+    assert "writing a resume checkpoint" in stderr.decode() and "--resume" in stderr.decode()
+    stopped = read_state(run_dir)
+    assert stopped is not None and 200 <= stopped["step"] < 100_000
+    assert not (run_dir / "model.zip").exists() and not (run_dir / "summary.json").exists()  # not a finished run
+    resume = [*cmd[: cmd.index("--timesteps") + 1], str(stopped["step"] + 200), "--out", str(run_dir), "--resume"]
+    subprocess.run(resume, env=env, check=True, capture_output=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from_step"] == stopped["step"]
+    if get_algorithm(algo).off_policy:
+        assert summary["replay_buffer_restored"] == stopped["step"]
+
+
 @pytest.mark.parametrize("encoder", ["finetune", "frozen"])
 def test_finetune_trains_the_encoder_and_frozen_leaves_it(tmp_path, toy_vae_path, encoder, one_torch_thread):
     run_dir = train_agent(quick(tmp_path, vae=toy_vae_path, encoder=encoder, eval_freq=0))

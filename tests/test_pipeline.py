@@ -6,10 +6,14 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 
 import pytest
 
+from agents.resume import TrainingStopped
+from experiments import pipeline
 from experiments.pipeline import (
+    INTERRUPTED,
     PipelineConfig,
     StageError,
     evaluate_config,
@@ -128,6 +132,25 @@ def test_isolated_stage_failure_names_the_stage(tmp_path):
     config = tiny_config(tmp_path, env_id="worldmodel/NoSuchEnv-v0", isolate=True)
     with pytest.raises(StageError, match="stage collect failed"):
         run_pipeline(config, only=("collect",), log=lambda msg: None)
+
+
+def test_a_stage_stopped_by_a_signal_says_so_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    config = tiny_config(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+
+    def stopped(config, stage):
+        raise TrainingStopped("stopped by a signal at step 300 of 512, with a resume checkpoint")
+
+    monkeypatch.setitem(pipeline.RUNNERS, "collect", stopped)
+    status = pipeline.main(["--run-stage", "collect", str(tmp_path / "config.json"), str(tmp_path / "result.json")])
+    assert status == INTERRUPTED and not (tmp_path / "result.json").exists()
+    assert "collect: interrupted: stopped by a signal at step 300" in capsys.readouterr().err
+    stage_process = tmp_path / "stage-process"  # stands in for the stage's Python process, which exits so
+    stage_process.write_text(f"#!/bin/sh\nexit {INTERRUPTED}\n")
+    stage_process.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(stage_process))
+    with pytest.raises(StageError, match=r"stage collect was stopped by a signal.*run the same command again"):
+        pipeline.run_stage(dataclasses.replace(config, isolate=True), plan(config)[0])
 
 
 def test_an_existing_vae_replaces_collection_and_vae_training(tmp_path, pipeline_run):

@@ -135,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt as exc:
+        print(f"worldmodel {args.command}: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return 130
     except Exception as exc:
         if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0") or not is_user_error(exc):
             raise
