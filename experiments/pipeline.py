@@ -149,6 +149,8 @@ class PipelineConfig:
     """Also score a uniform-random policy on the evaluation tracks (once)."""
     report_name: str | None = None
     """Write REPORT_DIR/<name>.md at the end (None: no report stage)."""
+    compare_with: tuple[str, ...] = ()
+    """Other pipeline outputs, scored on the same tracks, whose agent runs the report shows beside this one's."""
     report_dir: str = "experiments/reports"
     """Where the report and its PNGs go."""
     device: str = "auto"
@@ -161,7 +163,7 @@ class PipelineConfig:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
-        for name in ("algos", "seeds", "pixel_seeds", "finetune_seeds"):
+        for name in ("algos", "seeds", "pixel_seeds", "finetune_seeds", "compare_with"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.agent_env_frames < 1 or self.eval_episodes < 1:
             raise ValueError(
@@ -541,7 +543,9 @@ def _run_evaluate(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
 def _run_report(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     from experiments.report import write_report
 
-    path = write_report(config.out, name=config.report_name or "report", report_dir=config.report_dir)
+    path = write_report(
+        config.out, name=config.report_name or "report", report_dir=config.report_dir, compare=config.compare_with
+    )
     return {"report": str(path)}
 
 
@@ -669,6 +673,12 @@ def run_pipeline(
         raise UserError(
             f"no VAE checkpoint at {config.vae}: give an existing .safetensors file (e.g. a train-vae run's "
             "best.safetensors), or leave vae unset to collect data and train one"
+        )
+    missing = [other for other in config.compare_with if not (Path(other) / PIPELINE_FILE).is_file()]
+    if missing:
+        raise UserError(
+            f"compare_with names {', '.join(missing)}, which holds no {PIPELINE_FILE}: run that pipeline first, or "
+            "leave it out of compare_with"
         )
     if config.continue_from and not (Path(config.continue_from) / "agents").is_dir():
         raise UserError(

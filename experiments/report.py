@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,46 @@ def read_run(run_dir: Path, arm: str | None = None, evaluation_file: str = EVALU
 def find_runs(out: Path) -> list[AgentRun]:
     """Every finished agent run under ``out/agents`` (``<mode>__seed<k>`` with a summary.json)."""
     return [run for d in sorted((out / "agents").glob("*__seed*")) if (run := read_run(d)) is not None]
+
+
+SAME_TRACKS = {"env_id": None, "eval_episodes": None, "eval_seed": None, "eval_n_envs": 1}
+"""Pipeline settings that decide which tracks the final evaluation scores, with their value where unrecorded."""
+
+
+def read_pipeline(out: Path) -> dict[str, Any]:
+    """``out``'s ``pipeline.json`` (its config, commands and machines)."""
+    pipeline = read_json(out / PIPELINE_FILE)
+    if pipeline is None:
+        raise FileNotFoundError(f"{out / PIPELINE_FILE} is missing: {out} is not a pipeline output directory")
+    return pipeline
+
+
+def compared_runs(config: dict[str, Any], runs: list[AgentRun], others: list[Path]) -> tuple[list[AgentRun], list[str]]:
+    """The agent runs and machines of the pipeline outputs ``others``, to report beside ``runs`` (made with
+    ``config``): refused unless scored on the same tracks, and where a mode is in more than one output (its
+    seeds would be pooled across recipes)."""
+    compared, machines = [], []
+    modes = {run.mode: "this pipeline" for run in runs}
+    for other in others:
+        pipeline = read_pipeline(other)
+        theirs, ours = (
+            {key: c.get(key, unset) for key, unset in SAME_TRACKS.items()} for c in (pipeline["config"], config)
+        )
+        differ = [f"{key} {theirs[key]!r} against {ours[key]!r}" for key in SAME_TRACKS if theirs[key] != ours[key]]
+        if differ:
+            raise ValueError(
+                f"{other} scored its agents on other tracks ({', '.join(differ)}): compare only pipelines evaluated "
+                "alike"
+            )
+        for run in find_runs(other):
+            if modes.setdefault(run.mode, str(other)) != str(other):
+                raise ValueError(
+                    f"{run.mode} runs are in both {modes[run.mode]} and {other}: their seeds would be pooled as one "
+                    "recipe; compare pipelines whose agents differ"
+                )
+            compared.append(run)
+        machines += pipeline.get("machines", [])
+    return compared, machines
 
 
 def mean_ci(values: Any, digits: int = 1) -> str:
@@ -460,16 +501,24 @@ def report_title(env_id: str, runs: list[AgentRun], name: str) -> str:
     return f"# {env_id}: " + (f"agents on {' vs '.join(present)}" if present else "no trained agent yet") + f" ({name})"
 
 
-def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experiments/reports") -> Path:
-    """Write ``report_dir/<name>.md`` (and its PNG folder) for the pipeline output ``out``; returns its path."""
+def write_report(
+    out: str | Path, *, name: str, report_dir: str | Path = "experiments/reports", compare: Sequence[str | Path] = ()
+) -> Path:
+    """Write ``report_dir/<name>.md`` (and its PNG folder) for the pipeline output ``out``; returns its path.
+
+    ``compare``: other pipeline outputs, scored on the same tracks, whose agent runs join the tables and curves
+    (e.g. the pixel runs of an earlier pipeline beside this one's latent runs).
+    """
     out, report_dir = Path(out), Path(report_dir)
-    pipeline = read_json(out / PIPELINE_FILE)
-    if pipeline is None:
-        raise FileNotFoundError(f"{out / PIPELINE_FILE} is missing: {out} is not a pipeline output directory")
+    pipeline = read_pipeline(out)
     config = pipeline["config"]
+    runs, stages = find_runs(out), read_stages(out)
+    others = [Path(other) for other in compare]
+    extra_runs, extra_machines = compared_runs(config, runs, others)
+    runs += extra_runs
+    machines = pipeline.get("machines", []) + extra_machines
     assets = report_dir / name
     assets.mkdir(parents=True, exist_ok=True)
-    runs, stages = find_runs(out), read_stages(out)
     table, modes = returns_table(runs)
     best_table = best_policy_table(runs)
     best_section = [
@@ -484,7 +533,7 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m experiments.report {relative(out)} --name {name}` "
         f"from the pipeline output `{relative(out)}`.",
         "## Machine",
-        machine_list(pipeline.get("machines", [])),
+        machine_list(machines),
         "## Returns",
         f"Final evaluation: every run on the same {config['eval_episodes']} tracks (episode seeds from "
         f"{config['eval_seed']}), deterministic actions. Published figures are for comparison only: other "
@@ -495,7 +544,7 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
         milestone_statement(config["env_id"], modes),
         "## Throughput",
         "Training env frames per second: a run's env frames over its training wall-clock, in all its sessions.",
-        throughput_statement(runs, stages, pipeline.get("machines", [])),
+        throughput_statement(runs, stages, machines),
         "## Stages",
         "Wall-clock per stage as run (a resumed stage shows its last session); peak memory is the stage "
         "process's maximum resident set, its worker processes included.",
@@ -536,6 +585,11 @@ def write_report(out: str | Path, *, name: str, report_dir: str | Path = "experi
         f"The pipeline:\n\n```\n{commands}\n```",
         f"Its stages as single commands:\n\n```\n{stage_commands}\n```",
     ]
+    if others:
+        compared = "\n".join(
+            f"- `{relative(other)}`: {', '.join(read_pipeline(other).get('commands', []))}" for other in others
+        )
+        parts.append(f"Runs shown beside this pipeline's, scored on the same tracks, came from:\n\n{compared}")
     return write_markdown(report_dir / f"{name}.md", parts)
 
 
@@ -551,8 +605,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="pipeline output directory")
     parser.add_argument("--name", required=True, help="report name: writes REPORT_DIR/<name>.md")
     parser.add_argument("--report-dir", default="experiments/reports", help="where reports go")
+    compare_help = "other pipeline outputs, scored on the same tracks, whose agent runs join the report"
+    parser.add_argument("--compare", nargs="+", default=(), metavar="OUT", help=compare_help)
     args = parser.parse_args(argv)
-    print(write_report(args.out, name=args.name, report_dir=args.report_dir))
+    print(write_report(args.out, name=args.name, report_dir=args.report_dir, compare=args.compare))
     return 0
 
 

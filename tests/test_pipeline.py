@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -153,6 +154,18 @@ def test_a_stage_stopped_by_a_signal_says_so_and_how_to_resume(tmp_path, monkeyp
         pipeline.run_stage(dataclasses.replace(config, isolate=True), plan(config)[0])
 
 
+def test_the_report_stage_shows_the_compared_pipelines_runs(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    other = tmp_path / "other"
+    shutil.copytree(config.out, other, ignore=shutil.ignore_patterns("data", "vae"))
+    for run_dir in (other / "agents").iterdir():
+        run_dir.rename(run_dir.with_name(f"pixels-{run_dir.name}"))  # stand-ins for another pipeline's pixel runs
+    report_stage = next(s for s in plan(config) if s.kind == "report")
+    compared = dataclasses.replace(config, compare_with=(str(other),), report_dir=str(tmp_path / "reports"))
+    text = Path(pipeline.RUNNERS["report"](compared, report_stage)["report"]).read_text()
+    assert "| **ppo on latents, 2 seed(s)** |" in text and "| **ppo on pixels, 2 seed(s)** |" in text
+
+
 def test_an_existing_vae_replaces_collection_and_vae_training(tmp_path, pipeline_run):
     config, _ = pipeline_run
     vae = tmp_path / "shipped.safetensors"
@@ -170,6 +183,10 @@ def test_an_existing_vae_replaces_collection_and_vae_training(tmp_path, pipeline
 def test_a_missing_vae_is_refused_before_anything_is_made(tmp_path):
     config = tiny_config(tmp_path / "out", vae=str(tmp_path / "nothing.safetensors"))
     with pytest.raises(UserError, match=r"no VAE checkpoint at .*nothing\.safetensors: give an existing"):
+        run_pipeline(config, log=lambda msg: None)
+    assert not (tmp_path / "out").exists()
+    config = tiny_config(tmp_path / "out", compare_with=(str(tmp_path / "never-ran"),))
+    with pytest.raises(UserError, match=r"compare_with names .*never-ran, which holds no pipeline.json"):
         run_pipeline(config, log=lambda msg: None)
     assert not (tmp_path / "out").exists()
 

@@ -110,6 +110,38 @@ def test_seeds_are_pooled_only_at_equal_budgets(pipeline_dir, tmp_path):
     assert "the pixel baseline (120.0, at the same budget) with non-overlapping 95% CIs" in text
 
 
+def _pipeline_like(source, out, **config_changes):
+    """A pipeline output with ``source``'s pipeline.json (config changed) and no runs yet."""
+    (out / "agents").mkdir(parents=True)
+    pipeline = json.loads((source / "pipeline.json").read_text())
+    pipeline["config"] |= config_changes
+    pipeline["commands"], pipeline["machines"] = (
+        ["python -m experiments.carracing --out pixels"],
+        ["Other CPU, 2 cores"],
+    )
+    (out / "pipeline.json").write_text(json.dumps(pipeline))
+    return out
+
+
+def test_compared_pipelines_join_the_tables_on_the_same_tracks_only(pipeline_dir, tmp_path):
+    shutil.rmtree(pipeline_dir / "agents" / "pixels-ppo__seed0")  # this pipeline: latent runs only
+    pixels = _pipeline_like(pipeline_dir, tmp_path / "pixels")
+    for seed, score in enumerate((300.0, 310.0, 320.0)):
+        _agent(pixels, "pixels-ppo", seed, score)
+    text = write_report(pipeline_dir, name="car", report_dir=tmp_path / "r", compare=[pixels]).read_text()
+    assert "| ppo on pixels | 2 | 320.0 ± 2.0 | 4 | 1,000 | 1,000 |" in text
+    assert "| **ppo on pixels, 3 seed(s)** | all | **310.0** (95% CI ±" in text
+    assert "the pixel baseline (310.0, at the same budget) with non-overlapping 95% CIs" in text
+    assert "Other CPU, 2 cores" in text and "python -m experiments.carracing --out pixels" in text
+    other_tracks = _pipeline_like(pipeline_dir, tmp_path / "other", eval_seed=8)
+    with pytest.raises(ValueError, match="other tracks \\(eval_seed 8 against 7\\)"):
+        write_report(pipeline_dir, name="car", report_dir=tmp_path / "r", compare=[other_tracks])
+    same_mode = _pipeline_like(pipeline_dir, tmp_path / "same")
+    _agent(same_mode, "ppo", 3, 100.0)
+    with pytest.raises(ValueError, match="ppo runs are in both this pipeline and"):
+        write_report(pipeline_dir, name="car", report_dir=tmp_path / "r", compare=[same_mode])
+
+
 def test_report_rewrites_atomically_and_rejects_non_pipeline_dirs(pipeline_dir, tmp_path):
     first = write_report(pipeline_dir, name="car", report_dir=tmp_path).read_text()
     assert (

@@ -75,6 +75,7 @@ RECIPE_TQC = dataclasses.replace(
     pixels=False,  # the pixel side is RECIPE's three runs (781.5 +- 64.7 on the same 100 tracks)
     keep_best=True,
     report_name="carracing-recipe-tqc-1m",
+    compare_with=(RECIPE.out,),  # its report shows RECIPE's latent PPO and pixel runs beside TQC's
 )
 """Issue 18: the shipped latent TQC preset (``agents/presets/tqc.yaml``, the screening's best arm in two seeds) over
 the shipped VAE, 3 seeds, 1M env frames each on EnvPool (about 4.5 hours a seed on 2 cores), scored on Gymnasium's
