@@ -18,6 +18,7 @@ bar, and leaves a bundle in the run directory (see :mod:`agents.bundle`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import random
@@ -338,12 +339,16 @@ def _new_model(
     )
 
 
-def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) -> Path:
+def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None, stop_on_signal: bool = True) -> Path:
     """Train, evaluate and bundle an agent; returns the run directory.
 
     ``after_eval`` runs after each evaluation (SB3's ``callback_after_eval``): it reads the
     results from its ``parent``, the ``EvalCallback``, and returning False ends training early
     (the run is still bundled). :mod:`agents.tune` prunes trials with it.
+
+    ``stop_on_signal``: the first SIGINT or SIGTERM writes a resume checkpoint and stops training
+    (:class:`agents.resume.TrainingStopped`); False leaves signals as they are, for callers that never
+    resume a run (tune's trials: a killed trial is retried from scratch).
     """
     run_dir, config = _prepare_run_dir(config)
     if config.keep_best and config.eval_freq <= 0:
@@ -423,7 +428,7 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None) 
         keep_best = KeepBestCallback(run_dir, eval_callback, resume_callback)
     callbacks = [c for c in (eval_callback, resume_callback, keep_best) if c is not None]
     started = time.monotonic()
-    with checkpoint_on_signal(resume_callback):
+    with checkpoint_on_signal(resume_callback) if stop_on_signal else contextlib.nullcontext():
         model.learn(
             total_timesteps=max(0, hp.n_timesteps - start_step),
             callback=callbacks,

@@ -327,7 +327,7 @@ def _objective(config: TuneConfig, plan: Plan) -> Callable[[optuna.Trial], float
         trial.set_user_attr("recipe", {**recipe, "n_timesteps": steps})
         trial.set_user_attr("agent_steps", steps)
         reporter = TrialReporter(trial, config.n_evaluations)
-        train_agent(agent, after_eval=reporter)
+        train_agent(agent, after_eval=reporter, stop_on_signal=False)  # a killed trial is retried, not resumed
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # trials are never resumed; bundles stay
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned after evaluation {reporter.evaluations} of {config.n_evaluations}")

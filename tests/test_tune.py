@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import shutil
+import signal
 import time
 
 import optuna
@@ -141,6 +142,19 @@ def test_a_pruned_trial_stops_early_and_counts(tmp_path, toy_vae_path, monkeypat
     assert json.loads((tmp_path / "study" / "trials" / "0" / "summary.json").read_text())["agent_steps"] < 128
     assert not (tmp_path / "study" / BEST_FILE).exists() and csv_rows(tmp_path / "study")[0]["state"] == "PRUNED"
     assert "no trial has completed yet" in tune_module.summary(study, config)
+
+
+def test_a_trial_leaves_signals_alone_so_a_killed_study_retries_it(tmp_path, toy_vae_path, monkeypatch):
+    handlers = []
+    report = tune_module.TrialReporter._on_step
+
+    def recording(self):
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        return report(self)
+
+    monkeypatch.setattr(tune_module.TrialReporter, "_on_step", recording)
+    tune(small_config(tmp_path, toy_vae_path, n_trials=1, n_evaluations=2, fixed=("frame_skip=1",)))
+    assert handlers == [signal.SIG_DFL, signal.SIG_DFL]  # train-agent's checkpoint-and-stop handler is not installed
 
 
 @pytest.mark.parametrize(
