@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agents.resume import TrainingStopped
 from experiments import pipeline
@@ -214,6 +215,23 @@ def test_a_longer_pipeline_trains_the_shorter_ones_agents_on(tmp_path, pipeline_
     assert summary["elapsed_s"] > short["elapsed_s"]  # the wall-clock counts the shorter run's part too
     assert summary["curve"][: len(short["curve"])] == short["curve"]  # the learning curve starts as the short run's
     assert short == json.loads((source / "agents" / "ppo__seed0" / "summary.json").read_text())  # left as it was
+
+
+def test_an_off_policy_run_continues_with_its_replay_buffer(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    hyperparams = tmp_path / "sac.yml"
+    hyperparams.write_text(yaml.safe_dump({"default": {"learning_starts": 64, "batch_size": 32, "buffer_size": 2000}}))
+    off_policy = {"env_id": "worldmodel/DotTargetContinuous-v0", "algos": ("sac",), "hyperparams": str(hyperparams)}
+    short = tiny_config(
+        tmp_path / "short", vae=str(config.vae_checkpoint), seeds=(0,), agent_n_envs=1, video=False,
+        random_baseline=False, report_name=None, **off_policy,
+    )  # fmt: skip
+    run_pipeline(short, log=lambda msg: None)
+    long = continuing(tmp_path, short, tmp_path / "short", agent_n_envs=1, report_name=None, **off_policy)
+    run_pipeline(long, log=lambda msg: None)
+    before = json.loads((tmp_path / "short" / "agents" / "sac__seed0" / "summary.json").read_text())
+    after = json.loads((tmp_path / "long" / "agents" / "sac__seed0" / "summary.json").read_text())
+    assert after["resumed_from_step"] == after["replay_buffer_restored"] == before["agent_steps"] < after["agent_steps"]
 
 
 def test_keep_best_scores_each_runs_best_training_policy_too(tmp_path, pipeline_run):
