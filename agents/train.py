@@ -125,7 +125,7 @@ class AgentConfig:
     """Device of the policy and the encoder: auto, cpu, cuda."""
     encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"
     """Precision of the frozen VAE encoder's forward pass: auto (bf16 on CUDA and on CPUs with native bf16, where
-    it encodes about 1.6x faster; else fp32), fp32, bf16. The bundle records the one used; evaluation encodes alike."""
+    it encoded 1.6-1.8x faster; else fp32), fp32, bf16. The bundle records the one used; evaluation encodes alike."""
     torch_threads: int | None = None
     """Torch CPU threads of the trainer. Default: 1 when env threads (--backend envpool) or worker processes
     (--subproc) share the cores, else torch's own; spinning OpenMP threads on busy cores cost up to 10x."""
