@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -187,6 +189,15 @@ def _wrapped_env(env_fn, frame_spec: FrameSpec, tap: bool) -> gym.Env:
     return FrameSpecObservation(env, frame_spec)
 
 
+def _worker_env(env_fn: Callable[[], gym.Env]) -> gym.Env:
+    """``env_fn()`` in a ``SubprocVecEnv`` worker that leaves SIGINT and SIGTERM to the main process: Ctrl-C reaches
+    the whole process group, and a worker dead of it would break the step the main process needs to reach its
+    resume checkpoint (it closes its workers afterwards; they also exit when it dies)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return env_fn()
+
+
 def check_env_frames(env_config: EnvConfig, frame_spec: FrameSpec, source: str) -> gym.spaces.Space:
     """Make one env here, check its frames suit ``frame_spec``, and return its action space."""
     env = make_env(env_config)
@@ -271,8 +282,10 @@ def build_vec_env(
         venv = EnvPoolVecEnv(env_config, n_envs, seed, frame_spec=frame_spec)
     else:  # Gymnasium envs (or one EnvPool env each, for videos), each wrapped in Monitor
         env_fn = functools.partial(_wrapped_env, make_env_fn(env_config), frame_spec, frame_tap)
-        vec_cls = SubprocVecEnv if subproc and n_envs > 1 else DummyVecEnv
-        venv = vec_cls([env_fn] * n_envs)
+        if subproc and n_envs > 1:
+            venv = SubprocVecEnv([functools.partial(_worker_env, env_fn)] * n_envs)
+        else:
+            venv = DummyVecEnv([env_fn] * n_envs)
     venv.seed(seed)
     venv.action_space.seed(seed)
     if stack.pixels:

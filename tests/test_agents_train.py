@@ -281,6 +281,29 @@ def test_a_signal_writes_a_resume_checkpoint_and_stops_so_a_resume_loses_nothing
         assert summary["replay_buffer_restored"] == stopped["step"]
 
 
+def test_ctrl_c_to_a_run_with_worker_processes_still_writes_its_checkpoint(tmp_path, toy_vae_path):
+    run_dir = tmp_path / "run"
+    cmd = _train_command(
+        run_dir, "ppo", "worldmodel/DotTarget-v0", toy_vae_path, short_hyperparams(tmp_path, "ppo"), 100_000
+    )
+    cmd[cmd.index("--checkpoint-freq") + 1] = str(10**9)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*cmd, "--subproc"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    try:
+        while not (run_dir / "evaluations.npz").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no evaluation within 120 s"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the env workers get it too
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr.decode()
+    assert read_state(run_dir) is not None and read_state(run_dir)["step"] >= 200
+
+
 @pytest.mark.parametrize("encoder", ["finetune", "frozen"])
 def test_finetune_trains_the_encoder_and_frozen_leaves_it(tmp_path, toy_vae_path, encoder, one_torch_thread):
     run_dir = train_agent(quick(tmp_path, vae=toy_vae_path, encoder=encoder, eval_freq=0))
