@@ -142,14 +142,16 @@ def read_pipeline(out: Path) -> dict[str, Any]:
     return pipeline
 
 
-def compared_runs(config: dict[str, Any], runs: list[AgentRun], others: list[Path]) -> tuple[list[AgentRun], list[str]]:
-    """The agent runs and machines of the pipeline outputs ``others``, to report beside ``runs`` (made with
-    ``config``): refused unless scored on the same tracks, and where a mode is in more than one output (its
-    seeds would be pooled across recipes)."""
-    compared, machines = [], []
+def compared_runs(
+    config: dict[str, Any], runs: list[AgentRun], others: list[Path]
+) -> tuple[list[AgentRun], dict[Path, dict[str, Any]]]:
+    """The agent runs and ``pipeline.json`` records of the pipeline outputs ``others``, to report beside ``runs``
+    (made with ``config``): refused unless scored on the same tracks, and where a mode is in more than one output
+    (its seeds would be pooled across recipes)."""
+    compared, pipelines = [], {}
     modes = {run.mode: "this pipeline" for run in runs}
     for other in others:
-        pipeline = read_pipeline(other)
+        pipeline = pipelines[other] = read_pipeline(other)
         theirs, ours = (
             {key: c.get(key, unset) for key, unset in SAME_TRACKS.items()} for c in (pipeline["config"], config)
         )
@@ -166,8 +168,7 @@ def compared_runs(config: dict[str, Any], runs: list[AgentRun], others: list[Pat
                     "recipe; compare pipelines whose agents differ"
                 )
             compared.append(run)
-        machines += pipeline.get("machines", [])
-    return compared, machines
+    return compared, pipelines
 
 
 def mean_ci(values: Any, digits: int = 1) -> str:
@@ -514,9 +515,9 @@ def write_report(
     config = pipeline["config"]
     runs, stages = find_runs(out), read_stages(out)
     others = [Path(other) for other in compare]
-    extra_runs, extra_machines = compared_runs(config, runs, others)
+    extra_runs, compared = compared_runs(config, runs, others)
     runs += extra_runs
-    machines = pipeline.get("machines", []) + extra_machines
+    machines = [m for p in (pipeline, *compared.values()) for m in p.get("machines", [])]
     assets = report_dir / name
     assets.mkdir(parents=True, exist_ok=True)
     table, modes = returns_table(runs)
@@ -585,11 +586,11 @@ def write_report(
         f"The pipeline:\n\n```\n{commands}\n```",
         f"Its stages as single commands:\n\n```\n{stage_commands}\n```",
     ]
-    if others:
-        compared = "\n".join(
-            f"- `{relative(other)}`: {', '.join(read_pipeline(other).get('commands', []))}" for other in others
+    if compared:
+        sources = "\n".join(
+            f"- `{relative(other)}`: {', '.join(record.get('commands', []))}" for other, record in compared.items()
         )
-        parts.append(f"Runs shown beside this pipeline's, scored on the same tracks, came from:\n\n{compared}")
+        parts.append(f"Runs shown beside this pipeline's, scored on the same tracks, came from:\n\n{sources}")
     return write_markdown(report_dir / f"{name}.md", parts)
 
 
