@@ -150,7 +150,8 @@ class PipelineConfig:
     report_name: str | None = None
     """Write REPORT_DIR/<name>.md at the end (None: no report stage)."""
     compare_with: tuple[str, ...] = ()
-    """Other pipeline outputs, scored on the same tracks, whose agent runs the report shows beside this one's."""
+    """Other pipeline outputs (or reports' ``records`` folders), scored on the same tracks, whose agent runs the
+    report shows beside this one's; one not there when the report stage runs is named in the report as missing."""
     report_dir: str = "experiments/reports"
     """Where the report and its PNGs go."""
     device: str = "auto"
@@ -542,13 +543,19 @@ def _run_evaluate(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     }
 
 
+def compared_missing(config: PipelineConfig) -> list[str]:
+    """The outputs in ``config.compare_with`` that hold no pipeline record (not run yet, or on another machine)."""
+    return [other for other in config.compare_with if not (Path(other) / PIPELINE_FILE).is_file()]
+
+
 def _run_report(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     from experiments.report import write_report
 
-    path = write_report(
-        config.out, name=config.report_name or "report", report_dir=config.report_dir, compare=config.compare_with
-    )
-    return {"report": str(path)}
+    missing = compared_missing(config)
+    compare = [other for other in config.compare_with if other not in missing]
+    name = config.report_name or "report"
+    path = write_report(config.out, name=name, report_dir=config.report_dir, compare=compare, not_found=missing)
+    return {"report": str(path), "not_compared": missing}
 
 
 RUNNERS: dict[str, Callable[[PipelineConfig, Stage], dict[str, Any]]] = {
@@ -676,11 +683,11 @@ def run_pipeline(
             f"no VAE checkpoint at {config.vae}: give an existing .safetensors file (e.g. a train-vae run's "
             "best.safetensors), or leave vae unset to collect data and train one"
         )
-    missing = [other for other in config.compare_with if not (Path(other) / PIPELINE_FILE).is_file()]
+    missing = compared_missing(config)
     if missing:
-        raise UserError(
-            f"compare_with names {', '.join(missing)}, which holds no {PIPELINE_FILE}: run that pipeline first, or "
-            "leave it out of compare_with"
+        log(
+            f"warning: compare_with names {', '.join(missing)}, which holds no {PIPELINE_FILE}: the report will not "
+            "show its runs unless that pipeline (or a report's records folder) is there when the report stage runs"
         )
     if config.continue_from and not (Path(config.continue_from) / "agents").is_dir():
         raise UserError(

@@ -13,11 +13,13 @@ report without the report importing the pipeline back.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
-from agents.bundle import BEST_DIR, BEST_FILE, MODEL_FILE, POLICIES
+from agents.bundle import BEST_DIR, BEST_FILE, EVALUATIONS_FILE, MODEL_FILE, POLICIES
 from agents.evaluate import BEST_EVALUATION_FILE, EVALUATION_FILE, evaluation_file
+from worldmodel.atomic import TEMP_SUFFIX
 
 __all__ = [  # the run-directory names the pipeline's readers use, re-exported from the agents layer
     "BEST_EVALUATION_FILE",
@@ -26,6 +28,7 @@ __all__ = [  # the run-directory names the pipeline's readers use, re-exported f
     "POLICIES",
     "STAGES_FILE",
     "VIDEO_FILE",
+    "copy_records",
     "evaluation_file",
     "evaluation_predates_model",
     "read_json",
@@ -38,6 +41,17 @@ PIPELINE_FILE = "pipeline.json"
 """``OUT/pipeline.json``: the config and every command that ran the pipeline."""
 VIDEO_FILE = "eval.mp4"
 """An agent run's evaluation video."""
+RUN_RECORDS = (
+    "config.json",
+    "summary.json",
+    EVALUATION_FILE,
+    BEST_EVALUATION_FILE,
+    EVALUATIONS_FILE,
+    f"{BEST_DIR}/{BEST_FILE}",
+)
+"""The files of an agent run that its report reads: no weights, a few kB in all."""
+PIPELINE_RECORDS = (PIPELINE_FILE, STAGES_FILE, "vae/summary.json")
+"""The files of a pipeline output, beside its runs', that its report reads."""
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -59,3 +73,30 @@ def evaluation_predates_model(run_dir: Path, evaluation_file: str = EVALUATION_F
     policy = f"{BEST_DIR}/{BEST_FILE}" if evaluation_file == BEST_EVALUATION_FILE else MODEL_FILE
     path, model = run_dir / evaluation_file, run_dir / policy
     return model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime
+
+
+def copy_records(out: str | Path, dest: str | Path) -> Path:
+    """Copy what a report reads of the pipeline output ``out`` (:data:`PIPELINE_RECORDS` and each agent run's
+    :data:`RUN_RECORDS`, with their times) to ``dest``, in the same layout; returns ``dest``.
+
+    ``dest`` is then a pipeline output without weights, data or videos: small enough to commit beside the report,
+    and enough to write the report again or to compare other runs with these once ``out`` is gone. Evaluations older
+    than their model are left out, as the report leaves them out. ``dest`` is replaced as a whole.
+    """
+    out, dest = Path(out), Path(dest)
+    tmp, old = (dest.with_name(f".{dest.name}{suffix}") for suffix in (TEMP_SUFFIX, ".old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    sources = [(out / name, tmp / name) for name in PIPELINE_RECORDS]
+    for run_dir in sorted((out / "agents").glob("*__seed*")):
+        stale = {name for name in (EVALUATION_FILE, BEST_EVALUATION_FILE) if evaluation_predates_model(run_dir, name)}
+        sources += [(run_dir / name, tmp / "agents" / run_dir.name / name) for name in RUN_RECORDS if name not in stale]
+    for source, target in sources:
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)  # with its time: staleness checks compare evaluation and model times
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest

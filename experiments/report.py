@@ -8,6 +8,8 @@ mean and 95% confidence interval across seeds when there are at least two) besid
 published CarRacing anchors, the per-stage table from ``stages.json`` (wall-clock, env
 frames, agent steps, steps/s, peak memory), the training throughput against its goals, the
 machine, the commands that made it, and a plain statement of the milestones reached.
+``REPORT_DIR/<name>/records/`` keeps the runs' records (no weights): the report can be written
+again from it, and other pipelines compared with it, after the pipeline output is gone.
 
 >>> round(confidence_interval([1.0, 2.0, 3.0]), 3)
 2.484
@@ -34,6 +36,7 @@ from experiments.pipeline_records import (
     EVALUATION_FILE,
     PIPELINE_FILE,
     VIDEO_FILE,
+    copy_records,
     evaluation_predates_model,
     read_json,
     read_stages,
@@ -502,13 +505,24 @@ def report_title(env_id: str, runs: list[AgentRun], name: str) -> str:
     return f"# {env_id}: " + (f"agents on {' vs '.join(present)}" if present else "no trained agent yet") + f" ({name})"
 
 
+RECORDS_DIR = "records"
+"""``REPORT_DIR/<name>/records/``: the report's pipeline records (:func:`copy_records`), committed with it."""
+
+
 def write_report(
-    out: str | Path, *, name: str, report_dir: str | Path = "experiments/reports", compare: Sequence[str | Path] = ()
+    out: str | Path,
+    *,
+    name: str,
+    report_dir: str | Path = "experiments/reports",
+    compare: Sequence[str | Path] = (),
+    not_found: Sequence[str | Path] = (),
 ) -> Path:
-    """Write ``report_dir/<name>.md`` (and its PNG folder) for the pipeline output ``out``; returns its path.
+    """Write ``report_dir/<name>.md`` (and its folder of PNGs and records) for the pipeline output ``out``; returns
+    its path.
 
     ``compare``: other pipeline outputs, scored on the same tracks, whose agent runs join the tables and curves
-    (e.g. the pixel runs of an earlier pipeline beside this one's latent runs).
+    (e.g. the pixel runs of an earlier pipeline beside this one's latent runs); a report's ``records`` folder is
+    one. ``not_found``: outputs meant to be compared that do not exist yet; the report says their runs are missing.
     """
     out, report_dir = Path(out), Path(report_dir)
     pipeline = read_pipeline(out)
@@ -572,6 +586,7 @@ def write_report(
         for png, title in VAE_FIGURES:
             if (out / "vae" / png).is_file():
                 shutil.copyfile(out / "vae" / png, assets / png)
+            if (assets / png).is_file():  # copied now, or before when the report is written from its records
                 parts.append(f"{title}:\n\n![{title}]({name}/{png})")
     elif config.get("vae"):
         reused = f"Every latent agent read the existing checkpoint `{config['vae']}`: this run trained no VAE."
@@ -591,6 +606,21 @@ def write_report(
             f"- `{relative(other)}`: {', '.join(record.get('commands', []))}" for other, record in compared.items()
         )
         parts.append(f"Runs shown beside this pipeline's, scored on the same tracks, came from:\n\n{sources}")
+    if not_found:
+        missing = ", ".join(f"`{relative(Path(other))}`" for other in not_found)
+        parts.append(
+            f"Not shown: the runs of {missing}, meant to be compared with these, which did not exist when this "
+            "report was written. Run that pipeline (or give its report's `records` folder), then write this report "
+            "again."
+        )
+    records = assets / RECORDS_DIR
+    if records.resolve() != out.resolve():
+        copy_records(out, records)
+    parts.append(
+        f"The runs' records (configs, summaries, evaluations, stage records; no weights) are kept in "
+        f"`{relative(records)}`: `python -m experiments.report {relative(records)} --name {name}` writes this "
+        f"report again from them, and `--compare {relative(records)}` shows these runs beside another pipeline's."
+    )
     return write_markdown(report_dir / f"{name}.md", parts)
 
 

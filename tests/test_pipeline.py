@@ -186,10 +186,19 @@ def test_a_missing_vae_is_refused_before_anything_is_made(tmp_path):
     with pytest.raises(UserError, match=r"no VAE checkpoint at .*nothing\.safetensors: give an existing"):
         run_pipeline(config, log=lambda msg: None)
     assert not (tmp_path / "out").exists()
-    config = tiny_config(tmp_path / "out", compare_with=(str(tmp_path / "never-ran"),))
-    with pytest.raises(UserError, match=r"compare_with names .*never-ran, which holds no pipeline.json"):
-        run_pipeline(config, log=lambda msg: None)
-    assert not (tmp_path / "out").exists()
+
+
+def test_a_compared_pipeline_not_there_is_named_in_the_report_not_refused(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    shutil.copytree(config.out, tmp_path / "copy")
+    never = str(tmp_path / "never-ran")  # e.g. a preset's comparison on a machine that has not run it
+    config = dataclasses.replace(config, out=str(tmp_path / "copy"), compare_with=(never,), report_dir=str(tmp_path))
+    logged: list[str] = []
+    stages = run_pipeline(config, only=("report",), log=logged.append)
+    assert any(msg.startswith(f"warning: compare_with names {never}, which holds no pipeline.json") for msg in logged)
+    assert stages["report"]["status"] == "done" and stages["report"]["not_compared"] == [never]
+    text = Path(stages["report"]["report"]).read_text()
+    assert f"Not shown: the runs of `{os.path.relpath(never)}`, meant to be compared" in text
 
 
 def continuing(tmp_path, config: PipelineConfig, source, **changes) -> PipelineConfig:

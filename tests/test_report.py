@@ -226,6 +226,36 @@ def test_an_evaluation_older_than_the_model_is_not_reported_as_its_return(pipeli
     assert "**ppo on latents, 2 seed(s)** | all | **510.0**" in text  # seeds 0 and 1 only
 
 
+def test_records_write_the_report_again_and_compare_after_the_runs_are_gone(pipeline_dir, tmp_path):
+    stale = pipeline_dir / "agents" / "ppo__seed2"  # evaluated, then trained further: its evaluation is not kept
+    (stale / "model.zip").write_bytes(b"weights")
+    os.utime(stale / "model.zip", ((stale / "evaluation.json").stat().st_mtime + 60,) * 2)
+    reports = tmp_path / "reports"
+    first = write_report(pipeline_dir, name="car", report_dir=reports).read_text()
+    records = reports / "car" / report.RECORDS_DIR
+    assert sorted(path.name for path in (records / "agents").iterdir()) == [
+        "pixels-ppo__seed0", "ppo__seed0", "ppo__seed1", "ppo__seed2",
+    ]  # fmt: skip
+    assert sorted(path.name for path in (records / "agents" / "ppo__seed2").iterdir()) == [
+        "evaluations.npz", "summary.json",
+    ]  # fmt: skip
+    assert (records / "pipeline.json").is_file() and (records / "vae" / "summary.json").is_file()
+    assert "--compare " in first and "car/records" in first
+    shutil.rmtree(pipeline_dir)
+    again = write_report(records, name="car", report_dir=reports).read_text()
+    between = lambda text, start, end: text.split(start, 1)[1].split(end, 1)[0]  # noqa: E731
+    for start, end in (("## Returns", "## Stages"), ("## Stages", "## Learning curves"), ("## VAE", "## Commands")):
+        assert between(again, start, end) == between(first, start, end)
+    assert "| ppo on latents | 2 | not evaluated at this budget |" in again
+    latents = tmp_path / "latents"  # another pipeline's latent runs, shown beside the records' pixel run
+    shutil.copytree(records, latents)
+    shutil.rmtree(latents / "agents" / "pixels-ppo__seed0")
+    shutil.rmtree(records / "agents" / "ppo__seed0"), shutil.rmtree(records / "agents" / "ppo__seed1")
+    shutil.rmtree(records / "agents" / "ppo__seed2")
+    text = write_report(latents, name="other", report_dir=reports, compare=[records]).read_text()
+    assert "| ppo on pixels | 0 | 300.0 ± 2.0 | 4 |" in text and "| ppo on latents | 1 | 520.0 ± 2.0 | 4 |" in text
+
+
 def test_report_title_says_what_it_holds_and_paths_are_relative(pipeline_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (pipeline_dir / "agents" / "ppo__seed0" / "eval.mp4").write_bytes(b"")
