@@ -93,6 +93,20 @@ ARMS: tuple[Arm, ...] = (
     Arm("sac", "algorithm", "SAC (zoo-style AE recipe)", algo="sac"),
     Arm("tqc", "algorithm", "TQC (zoo-style AE recipe)", algo="tqc"),
     Arm(
+        "tqc-g4",
+        "TQC gradient steps",
+        "4 every 4 steps of the 2 envs (0.5 per transition; tqc: 10, 1.25)",
+        {"gradient_steps": 4},
+        algo="tqc",
+    ),
+    Arm(
+        "tqc-b512",
+        "TQC gradient steps",
+        "5 of batch 512 every 4 steps (tqc's samples per transition in half the steps)",
+        {"gradient_steps": 5, "batch_size": 512},
+        algo="tqc",
+    ),
+    Arm(
         "recurrentppo",
         "algorithm",
         "RecurrentPPO, history 1",
