@@ -11,7 +11,9 @@ continues an interrupted study::
     python -m experiments.recipe_study --out runs/recipe --report experiments/reports/carracing-recipe-screen.md \
         --seed-outs runs/recipe-seed1
 
-``--arms squash,fs4`` runs a subset; ``--list`` prints the arms.
+``--arms squash,fs4`` runs a subset; ``--list`` prints the arms. ``--report`` also copies what it
+reads of every arm (no weights) to ``<report>/records/<out name>/<arm>/``, to be committed with it;
+``--out`` and ``--seed-outs`` pointing there write the report again once the runs are gone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -29,7 +32,7 @@ import numpy as np
 import yaml
 
 from agents.hyperparams import EVAL_SEED_OFFSET
-from experiments.report import mean_ci, write_markdown
+from experiments.report import mean_ci, relative, write_markdown
 
 ENV_ID = "CarRacing-v3"
 SHIPPED_VAE = "experiments/pretrained/carracing/vae.safetensors"
@@ -227,16 +230,20 @@ def gas_stats(run: Path, episodes: int = 2) -> dict[str, Any]:
 
 
 def last_training_return(run: Path) -> float | None:
-    """The last `rollout/ep_rew_mean` (sampled actions, last 100 episodes) SB3 logged."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    """The last `rollout/ep_rew_mean` (sampled actions, last 100 episodes) SB3 logged, cached in the run directory
+    (``training-return.json``) so that its records need not carry the TensorBoard log."""
+    path = run / TRAINING_RETURN_FILE
+    if not path.is_file():
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    values: list[tuple[int, float]] = []
-    for events in sorted((run / "tb").glob("*")):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        acc.Reload()
-        if "rollout/ep_rew_mean" in acc.Tags()["scalars"]:
-            values += [(e.step, e.value) for e in acc.Scalars("rollout/ep_rew_mean")]
-    return max(values)[1] if values else None
+        values: list[tuple[int, float]] = []
+        for events in sorted((run / "tb").glob("*")):
+            acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+            acc.Reload()
+            if "rollout/ep_rew_mean" in acc.Tags()["scalars"]:
+                values += [(e.step, e.value) for e in acc.Scalars("rollout/ep_rew_mean")]
+        path.write_text(json.dumps({"last_training_return": max(values)[1] if values else None}) + "\n")
+    return json.loads(path.read_text())["last_training_return"]
 
 
 def row(arm: Arm, run: Path) -> str:
@@ -262,6 +269,42 @@ SCREENING_NOTE = (
     "visits, and the share of steps whose deterministic action gives no gas. Minutes and env frames/s were "
     "measured on a shared 2-core machine (other jobs ran beside every arm), so compare them only roughly."
 )
+
+
+TRAINING_RETURN_FILE = "training-return.json"
+ARM_RECORDS = (
+    "config.json",
+    "summary.json",
+    "screen-deterministic.json",
+    "screen-sampled.json",
+    "action-stats.json",
+    TRAINING_RETURN_FILE,
+    "evaluations.npz",
+)
+"""What the report reads of a finished arm: no weights, a few kB."""
+
+
+def copy_records(outs: list[Path], arms: list[Arm], dest: Path) -> Path:
+    """Copy :data:`ARM_RECORDS` of each finished arm of ``outs`` to ``dest/<out name>/<arm>/``; returns ``dest``.
+
+    ``dest`` is replaced as a whole; the report is written again from it with ``--out dest/<name>`` and
+    ``--seed-outs dest/<name>...``.
+    """
+    names = [out.name for out in outs]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"--out and --seed-outs need distinct folder names to keep their records apart: {names}")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for out in outs:
+        for arm in finished_arms(out, arms):
+            last_training_return(out / arm.name)  # cached for the copy
+            (tmp / out.name / arm.name).mkdir(parents=True)
+            for name in ARM_RECORDS:
+                shutil.copy2(out / arm.name / name, tmp / out.name / arm.name / name)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
 
 
 def finished_arms(out: Path, arms: list[Arm]) -> list[Arm]:
@@ -369,7 +412,19 @@ def main(argv: list[str] | None = None) -> int:
         table = screening_table(args.out, arms)
         seeds = seed_table([args.out, *args.seed_outs], arms)
         repeated = ["## Arms repeated over seeds", SEEDS_NOTE, seeds] if seeds else []
-        write_markdown(args.report, [*notes, "## The screening table", SCREENING_NOTE, table, curves, *repeated])
+        records = args.report.with_suffix("") / "records"
+        outs = [args.out, *args.seed_outs]
+        if not all(out.resolve().is_relative_to(records.resolve()) for out in outs):
+            copy_records(outs, arms, records)
+        again = f"--out {relative(records / args.out.name)}"
+        if args.seed_outs:
+            again += " --seed-outs " + " ".join(relative(records / out.name) for out in args.seed_outs)
+        kept = (
+            "Each arm's records (config, summary, scores, action statistics, training evaluations; no weights) are "
+            f"kept in `{relative(records)}`: `--report` with `{again}` writes these tables again."
+        )
+        sections = [*notes, "## The screening table", SCREENING_NOTE, table, curves, *repeated, kept]
+        write_markdown(args.report, sections)
         print(f"wrote {args.report}")
         return 0
     failed = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from agents.hyperparams import parse_policy_kwargs, resolve_hyperparams
-from experiments.recipe_study import ARMS, ENV_ID, arm_named, frame_skip, hyperparams, main, vae_finished
+from experiments.recipe_study import ARM_RECORDS, ARMS, ENV_ID, arm_named, frame_skip, hyperparams, main, vae_finished
 
 
 @pytest.mark.parametrize("arm", ARMS, ids=lambda arm: arm.name)
@@ -89,6 +90,24 @@ def test_report_pools_arms_repeated_over_seeds(tmp_path: Path) -> None:
     assert rows == ["| `squash` | 2 | 4.0 (seed 1), 2.0 (seed 2) | **3.0 ± 12.7** | 10.0 ± 0.0 |"]
     assert main(argv) == 0
     assert "## Arms repeated over seeds" not in report.read_text()  # one seed per arm: no section
+
+
+def test_the_report_is_written_again_from_its_records_once_the_runs_are_gone(tmp_path: Path) -> None:
+    _finished_arm(tmp_path / "seed0" / "squash", det=[1.0, 2.0, 3.0], sampled=[10.0, 10.0, 10.0])
+    (tmp_path / "seed0" / "squash" / "model.zip").write_bytes(b"weights")
+    (tmp_path / "seed0" / "fs4").mkdir()  # not finished: no records
+    _finished_arm(tmp_path / "seed1" / "squash", det=[4.0, 4.0, 4.0], sampled=[10.0, 10.0, 10.0], seed=1)
+    report = tmp_path / "reports" / "recipe.md"
+    argv = ["--arms", "squash,fs4", "--report", str(report)]
+    assert main([*argv, "--out", str(tmp_path / "seed0"), "--seed-outs", str(tmp_path / "seed1")]) == 0
+    first = report.read_text()
+    records = tmp_path / "reports" / "recipe" / "records"
+    assert sorted(p.name for p in (records / "seed0" / "squash").iterdir()) == sorted(ARM_RECORDS)
+    assert sorted(p.name for p in records.iterdir()) == ["seed0", "seed1"] and not (records / "seed0" / "fs4").exists()
+    shutil.rmtree(tmp_path / "seed0"), shutil.rmtree(tmp_path / "seed1")
+    assert main([*argv, "--out", str(records / "seed0"), "--seed-outs", str(records / "seed1")]) == 0
+    assert report.read_text() == first
+    assert "| `squash` | 2 | 2.0 (seed 0), 4.0 (seed 1) |" in first
 
 
 def test_an_arm_whose_vae_is_missing_is_skipped_with_the_reason(tmp_path: Path, monkeypatch, capsys) -> None:
