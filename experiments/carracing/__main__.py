@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--jobs", type=int, help="agent trainings and evaluations run at once (default: 1)")
     parser.add_argument("--agent-env-frames", type=int, help="training budget per agent run, env frames")
+    parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train every agent from its first frame where the preset continues another pipeline's runs "
+        "(continue_from): the same training with constant schedules, for a machine that lacks those runs",
+    )
     args = parser.parse_args(argv)
     overrides = {
         "out": args.out,
@@ -35,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(
         PRESETS[args.preset], device=args.device, **{k: v for k, v in overrides.items() if v is not None}
     )
+    if args.from_scratch:
+        config = dataclasses.replace(config, continue_from=None)
     command = shlex.join(["python", "-m", "experiments.carracing", *(sys.argv[1:] if argv is None else argv)])
     try:
         run_pipeline(config, only=tuple(args.stage), command=command)
