@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agents.bundle import check_bundle
 from agents.resume import TrainingStopped
-from experiments import pipeline
+from experiments import carry, pipeline
 from experiments.pipeline import (
     INTERRUPTED,
     PipelineConfig,
@@ -24,6 +25,7 @@ from experiments.pipeline import (
     stage_command,
 )
 from experiments.pipeline_records import STAGES_FILE
+from worldmodel.checkpoint import file_sha256
 from worldmodel.errors import UserError
 
 
@@ -347,3 +349,43 @@ def test_records_of_a_pipeline_running_alongside_survive(tmp_path, monkeypatch):
     stages = run_pipeline(config, only=("report",), log=lambda msg: None)
     assert set(stages) == {"report", "evaluate/ppo/seed0"}
     assert json.loads((tmp_path / "run" / STAGES_FILE).read_text()) == stages
+
+
+def test_carried_runs_resume_on_a_machine_that_never_held_them(tmp_path, pipeline_run, monkeypatch):
+    config, _ = pipeline_run
+    first = tiny_config(
+        tmp_path / "first", vae=str(config.vae_checkpoint), seeds=(0,), keep_best=True, video=False,
+        random_baseline=False, report_name=None,
+    )  # fmt: skip
+    run_pipeline(first, only=("train-agent",), log=lambda msg: None)
+    carried = carry.save(first.out, tmp_path / "carry" / "first")
+    run = carried / "agents" / "ppo__seed0"
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(["state.json", *state["files"].values()])
+    assert (
+        not (run / "vae.safetensors").exists() and not (run / "tb").exists() and (run / "best" / "best.json").is_file()
+    )
+    assert (carried / "pipeline.json").is_file()
+    shutil.rmtree(first.out)  # the next machine: no runs/
+    assert carry.restore(carried, tmp_path / "next") == ["ppo__seed0"]
+    restored = tmp_path / "next" / "agents" / "ppo__seed0"
+    assert check_bundle(restored)["vae_sha256"] == file_sha256(config.vae_checkpoint)
+    longer = dataclasses.replace(first, out=str(tmp_path / "next"), agent_env_frames=1024)
+    stages = run_pipeline(longer, only=("train-agent",), log=lambda msg: None)
+    summary = json.loads((restored / "summary.json").read_text())
+    assert summary["resumed_from_step"] == state["step"] and summary["agent_steps"] >= 1024
+    assert stages["train-agent/ppo/seed0"]["status"] == "done"
+    assert carry.restore(carried, tmp_path / "next") == []  # the run here is further along: kept
+
+    changed = tmp_path / "changed.safetensors"
+    changed.write_bytes(Path(config.vae_checkpoint).read_bytes() + b"\0")
+    stored = json.loads((run / "config.json").read_text())
+    stored["agent"]["vae"] = str(changed)
+    (run / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(UserError, match=r"ppo__seed0 trained on .*changed\.safetensors .* has changed since"):
+        carry.restore(carried, tmp_path / "third")
+    assert not (tmp_path / "third" / "agents" / "ppo__seed0").exists()
+    monkeypatch.setattr(carry, "MAX_FILE_MIB", 0.01)  # a model larger than that stands in for a replay buffer
+    with pytest.raises(UserError, match=r"model_\d+\.zip \(0\.\d MiB\): larger than 0.01 MiB, too big to carry"):
+        carry.save(tmp_path / "next", tmp_path / "carry" / "next")
+    assert not (tmp_path / "carry" / "next").exists()
