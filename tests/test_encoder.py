@@ -31,7 +31,8 @@ def test_mean_is_mu_of_the_vae(toy_vae_path):
     frames = random_frames(4)
     with torch.no_grad():
         mu, _ = checkpoint.vae.encode(frames_to_tensor(frames, checkpoint.frame_spec))
-    np.testing.assert_allclose(LatentEncoder(checkpoint, device="cpu").encode(frames), mu.numpy(), atol=1e-6)
+    # fp32 both ways; the encoder's channels-last copy runs other conv kernels (summation order: ~1e-6 apart on AVX2)
+    np.testing.assert_allclose(LatentEncoder(checkpoint, device="cpu").encode(frames), mu.numpy(), atol=1e-5)
 
 
 def test_sample_is_reproducible_with_a_seeded_generator(toy_vae_path):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from worldmodel import memory
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.memory import (
     LOG_STD_MIN,
@@ -60,6 +61,17 @@ def test_loss_is_fp32_under_bf16_autocast():
         out = MDNRNN(cfg)(torch.zeros(1, 2, 2), torch.zeros(1, 2, 1))
         loss = memory_loss(out, torch.zeros(1, 2, 2), torch.zeros(1, 2), torch.zeros(1, 2), cfg)
     assert loss.total.dtype == torch.float32
+
+
+def test_the_lstm_runs_in_fp32_under_autocast_on_a_cpu_without_a_bf16_lstm(monkeypatch):
+    model = MDNRNN(MemoryConfig(latent_dim=2, action_dim=1, hidden=4))
+    z, actions = torch.randn(1, 3, 2), torch.randn(1, 3, 1)
+    reference = model(z, actions).hidden
+    monkeypatch.setattr(memory, "cpu_runs_bf16_lstm", lambda: False)  # oneDNN without AVX-512: no bf16 LSTM
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(z, actions)
+    assert out.hidden.dtype == torch.float32 and out.logits.dtype == torch.bfloat16  # the heads still autocast
+    torch.testing.assert_close(out.hidden, reference, rtol=0, atol=0)
 
 
 def test_sampling_temperature():

@@ -49,6 +49,19 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@functools.cache
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether an LSTM runs under bf16 autocast on this CPU: oneDNN's bf16 LSTM needs AVX-512 and raises
+    ("could not create a primitive descriptor") on CPUs without it, e.g. AMD EPYCs before Zen 4."""
+    lstm = torch.nn.LSTM(1, 1)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 1, 1))
+    except RuntimeError:
+        return False
+    return True
+
+
 AUTO_PRECISION_ENV = "WORLDMODEL_AUTO_PRECISION"
 """Environment variable that forces what ``precision="auto"`` resolves to: ``fp32`` or ``bf16``."""
 

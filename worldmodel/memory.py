@@ -29,6 +29,7 @@ from torch import nn
 
 from worldmodel.atomic import atomic_path
 from worldmodel.checkpoint import CheckpointError, FileFormat, clean_state_dict, read_format_header, read_tensors
+from worldmodel.device import cpu_runs_bf16_lstm
 from worldmodel.dictconfig import DictConfig
 
 LOG_STD_MIN = -7.0
@@ -132,6 +133,15 @@ class MDNRNN(nn.Module):
             raise ValueError(f"expected action vectors of size {cfg.action_dim}, got shape {tuple(actions.shape)}")
         return actions.float()
 
+    def _lstm(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The LSTM over ``x``; in fp32 under bf16 autocast on a CPU that cannot run a bf16 LSTM."""
+        if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or cpu_runs_bf16_lstm():
+            return self.lstm(x, state)
+        with torch.autocast("cpu", enabled=False):
+            return self.lstm(x.float(), None if state is None else (state[0].float(), state[1].float()))
+
     def forward(
         self,
         z: torch.Tensor,
@@ -147,7 +157,7 @@ class MDNRNN(nn.Module):
                 f"expected actions of shape {(*z.shape[:2], cfg.action_dim)} for latents {tuple(z.shape)}, "
                 f"got {tuple(actions.shape)}"
             )
-        hidden, state = self.lstm(torch.cat([z, actions.to(z.dtype)], -1), state)  # (B, T, H)
+        hidden, state = self._lstm(torch.cat([z, actions.to(z.dtype)], -1), state)  # (B, T, H)
         b, t = z.shape[:2]
         params = self.mdn(hidden).view(b, t, cfg.latent_dim, 3, cfg.mixtures)  # (B, T, z, 3, K)
         logits, means, log_stds = params.unbind(3)  # (B, T, z, K) each
