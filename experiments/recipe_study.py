@@ -260,8 +260,14 @@ def row(arm: Arm, run: Path) -> str:
     )
 
 
+def screening_note(out: Path, arms: list[Arm]) -> str:
+    """What the screening table holds, with the training seeds of ``out``'s finished arms."""
+    seeds = sorted({json.loads((out / arm.name / "config.json").read_text())["agent"]["seed"] for arm in arms})
+    return SCREENING_NOTE.format(seeds=" and ".join(map(str, seeds)) or "-")
+
+
 SCREENING_NOTE = (
-    "Each arm: seed 0, ~303k env frames on EnvPool over the shipped VAE (the VAE-data arms: their own), "
+    "Each arm: seed {seeds}, ~303k env frames on EnvPool over the shipped VAE (the VAE-data arms: their own), "
     "scored on the same 20 EnvPool tracks (episode seeds from 1,000,000) with deterministic and with sampled "
     "actions (gSDE noise redrawn as in training); mean and 95% CI over the 20 tracks. *Last training return*:"
     " SB3's `rollout/ep_rew_mean` (sampled actions, last 100 episodes). *Gas* columns "
@@ -423,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             "Each arm's records (config, summary, scores, action statistics, training evaluations; no weights) are "
             f"kept in `{relative(records)}`: `--report` with `{again}` writes these tables again."
         )
-        sections = [*notes, "## The screening table", SCREENING_NOTE, table, curves, *repeated, kept]
+        note = screening_note(args.out, finished_arms(args.out, arms))
+        sections = [*notes, "## The screening table", note, table, curves, *repeated, kept]
         write_markdown(args.report, sections)
         print(f"wrote {args.report}")
         return 0

@@ -88,6 +88,7 @@ def test_report_pools_arms_repeated_over_seeds(tmp_path: Path) -> None:
     rows = [line for line in repeated.splitlines() if line.startswith("| `")]
     # seed means 4.0 and 2.0, listed by seed: mean 3.0, t(0.975, 1) * sd / sqrt(2) = 12.7
     assert rows == ["| `squash` | 2 | 4.0 (seed 1), 2.0 (seed 2) | **3.0 ± 12.7** | 10.0 ± 0.0 |"]
+    assert "Each arm: seed 2, ~303k env frames" in text  # the seed of --out's runs
     assert main(argv) == 0
     assert "## Arms repeated over seeds" not in report.read_text()  # one seed per arm: no section
 
