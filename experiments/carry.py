@@ -26,7 +26,7 @@ from pathlib import Path
 from agents.bundle import BEST_DIR, BEST_FILE, MEMORY_FILE, VAE_FILE
 from agents.resume import CHECKPOINT_DIR, STATE_FILE
 from experiments.pipeline_records import PIPELINE_RECORDS, VIDEO_FILE, read_json
-from worldmodel.atomic import TEMP_SUFFIX
+from worldmodel.atomic import atomic_dir
 from worldmodel.checkpoint import file_sha256
 from worldmodel.errors import UserError
 
@@ -70,13 +70,10 @@ def save(out: str | Path, dest: str | Path | None = None) -> Path:
             f"{', '.join(too_big)}: larger than {MAX_FILE_MIB:g} MiB, too big to carry in git (a replay buffer?); "
             "finish such runs on one machine"
         )
-    tmp = dest.with_name(f".{dest.name}{TEMP_SUFFIX}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for src, rel in sources:
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, tmp / rel)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with atomic_dir(dest) as tmp:
+        for src, rel in sources:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, tmp / rel)
     return dest
 
 
@@ -102,22 +99,18 @@ def restore(carried: str | Path, out: str | Path) -> list[str]:
         if progress(target) >= progress(run):
             continue
         config = json.loads((run / "config.json").read_text())
-        tmp = target.with_name(f".{target.name}{TEMP_SUFFIX}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(run, tmp)
-        for name, (key, sha_key) in COPIES.items():
-            source = config["agent"].get(key)
-            if not config.get(sha_key) or not source:
-                continue
-            if not Path(source).is_file() or file_sha256(source) != config[sha_key]:
-                shutil.rmtree(tmp)
-                raise UserError(
-                    f"{run.name} trained on {source} with SHA-256 {config[sha_key][:12]}..., which is not here or "
-                    "has changed since: check out the commit the run was carried from"
-                )
-            shutil.copyfile(source, tmp / name)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        with atomic_dir(target) as tmp:
+            shutil.copytree(run, tmp, dirs_exist_ok=True)
+            for name, (key, sha_key) in COPIES.items():
+                source = config["agent"].get(key)
+                if not config.get(sha_key) or not source:
+                    continue
+                if not Path(source).is_file() or file_sha256(source) != config[sha_key]:
+                    raise UserError(
+                        f"{run.name} trained on {source} with SHA-256 {config[sha_key][:12]}..., which is not here "
+                        "or has changed since: check out the commit the run was carried from"
+                    )
+                shutil.copyfile(source, tmp / name)
         restored.append(run.name)
     for name in PIPELINE_RECORDS:
         if (carried / name).is_file() and not (out / name).is_file():

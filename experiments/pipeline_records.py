@@ -19,7 +19,7 @@ from typing import Any
 
 from agents.bundle import BEST_DIR, BEST_FILE, EVALUATIONS_FILE, MODEL_FILE, POLICIES
 from agents.evaluate import BEST_EVALUATION_FILE, EVALUATION_FILE, evaluation_file
-from worldmodel.atomic import TEMP_SUFFIX
+from worldmodel.atomic import atomic_dir
 
 __all__ = [  # the run-directory names the pipeline's readers use, re-exported from the agents layer
     "BEST_EVALUATION_FILE",
@@ -84,19 +84,13 @@ def copy_records(out: str | Path, dest: str | Path) -> Path:
     than their model are left out, as the report leaves them out. ``dest`` is replaced as a whole.
     """
     out, dest = Path(out), Path(dest)
-    tmp, old = (dest.with_name(f".{dest.name}{suffix}") for suffix in (TEMP_SUFFIX, ".old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    sources = [(out / name, tmp / name) for name in PIPELINE_RECORDS]
+    sources = [(out / name, Path(name)) for name in PIPELINE_RECORDS]
     for run_dir in sorted((out / "agents").glob("*__seed*")):
         stale = {name for name in (EVALUATION_FILE, BEST_EVALUATION_FILE) if evaluation_predates_model(run_dir, name)}
-        sources += [(run_dir / name, tmp / "agents" / run_dir.name / name) for name in RUN_RECORDS if name not in stale]
-    for source, target in sources:
-        if source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)  # with its time: staleness checks compare evaluation and model times
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+        sources += [(run_dir / name, Path("agents", run_dir.name, name)) for name in RUN_RECORDS if name not in stale]
+    with atomic_dir(dest) as tmp:
+        for source, target in sources:
+            if source.is_file():
+                (tmp / target).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, tmp / target)  # with its time: staleness checks compare evaluation and model times
     return dest

@@ -33,6 +33,7 @@ import yaml
 
 from agents.hyperparams import EVAL_SEED_OFFSET
 from experiments.report import mean_ci, relative, write_markdown
+from worldmodel.atomic import atomic_dir
 
 ENV_ID = "CarRacing-v3"
 SHIPPED_VAE = "experiments/pretrained/carracing/vae.safetensors"
@@ -299,17 +300,13 @@ def copy_records(outs: list[Path], arms: list[Arm], dest: Path) -> Path:
     names = [out.name for out in outs]
     if len(set(names)) < len(names):
         raise SystemExit(f"--out and --seed-outs need distinct folder names to keep their records apart: {names}")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for out in outs:
-        for arm in finished_arms(out, arms):
-            last_training_return(out / arm.name)  # cached for the copy
-            (tmp / out.name / arm.name).mkdir(parents=True)
-            for name in ARM_RECORDS:
-                shutil.copy2(out / arm.name / name, tmp / out.name / arm.name / name)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with atomic_dir(dest) as tmp:
+        for out in outs:
+            for arm in finished_arms(out, arms):
+                last_training_return(out / arm.name)  # cached for the copy
+                (tmp / out.name / arm.name).mkdir(parents=True)
+                for name in ARM_RECORDS:
+                    shutil.copy2(out / arm.name / name, tmp / out.name / arm.name / name)
     return dest
 
 

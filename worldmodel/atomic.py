@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory next to ``path``; on success it replaces ``path`` as a whole.
+
+    On an exception the temporary directory is removed and ``path`` is left untouched.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()) / "records"
+    >>> with atomic_dir(d) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("a")
+    >>> sorted(p.name for p in d.iterdir())
+    ['a.txt']
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a write that was killed
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
