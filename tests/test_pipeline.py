@@ -351,6 +351,16 @@ def test_records_of_a_pipeline_running_alongside_survive(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "run" / STAGES_FILE).read_text()) == stages
 
 
+def test_carry_names_a_folder_without_runs_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "out" / "agents" / "ppo__seed0").mkdir(parents=True)  # a run dir with no config.json yet
+    assert carry.main(["save", str(tmp_path / "out"), "--to", str(tmp_path / "carried")]) == 1
+    assert "holds no agent runs to carry (agents/*__seed*/config.json)" in capsys.readouterr().err
+    assert not (tmp_path / "carried").exists()
+    assert carry.main(["restore", str(tmp_path / "out" / "agents"), "--out", str(tmp_path / "next")]) == 1
+    assert "holds no carried agent runs: give a folder `python -m experiments.carry save` made" in capsys.readouterr().err
+    assert not (tmp_path / "next").exists()
+
+
 def test_carried_runs_resume_on_a_machine_that_never_held_them(tmp_path, pipeline_run, monkeypatch):
     config, _ = pipeline_run
     first = tiny_config(
