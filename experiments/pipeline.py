@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,8 +62,6 @@ from experiments.pipeline_records import (
 )
 from worldmodel.atomic import write_json_atomic
 from worldmodel.errors import UserError
-
-PARALLEL_KINDS = ("train-agent", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -159,7 +157,8 @@ class PipelineConfig:
     isolate: bool = True
     """Run each stage in its own process (its peak memory is then its own)."""
     jobs: int = 1
-    """Agent trainings (and evaluations) run at once, each in its own process: for many-core machines, and for
+    """Agent trainings and evaluations run at once, each in its own process (a run's evaluations start once its
+    training is done, beside the trainings still under way): for many-core machines, and for
     off-policy agents even on 2 cores (TQC's gradient steps run on one torch thread: three seeds at once trained
     2.2x as many env frames/s as one)."""
     progress: bool = True
@@ -709,17 +708,26 @@ def run_pipeline(
         log(f"[pipeline] {stage.name}: running  ({stage_command(config, stage)})")
         return run_stage(config, stage)
 
-    for wave in _waves([s for s in plan(config) if not only or s.kind in only or s.name in only]):
-        # Waves run in order: training an agent further makes its evaluation stale
-        with ThreadPoolExecutor(max_workers=min(config.jobs, len(wave))) as pool:
-            futures = {pool.submit(start, stage): stage for stage in wave}
-            failed: StageError | None = None
-            for future in as_completed(futures):
-                stage = futures[future]
+    selected = [s for s in plan(config) if not only or s.kind in only or s.name in only]
+    pending, finished, running = list(selected), set(), {}
+    failed: StageError | None = None
+    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+        while True:
+            # Each stage starts once the stages making its inputs are done, in plan order: an evaluation runs
+            # beside the trainings still under way, never before its own agent's training is finished
+            ready = [] if failed else [s for s in pending if needs(s, selected) <= finished]
+            for stage in ready[: config.jobs - len(running)]:
+                pending.remove(stage)
+                running[pool.submit(start, stage)] = stage
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                stage = running.pop(future)
                 try:
                     record = future.result()
                 except StageError as exc:
-                    failed = failed or exc
+                    failed = failed or exc  # no new stage starts; those running finish
                     continue
                 if record is None:
                     _update_stage(out, stage.name, skipped)
@@ -727,26 +735,31 @@ def run_pipeline(
                 else:
                     _update_stage(out, stage.name, lambda _, record=record: record)
                     log(f"[pipeline] {stage.name}: done in {record['wall_s']:.1f} s")
-            if failed is not None:
-                raise failed
+                finished.add(stage.name)
+    if failed is not None:
+        raise failed
     stages = read_stages(out)
     return {s.name: stages.pop(s.name) for s in plan(config) if s.name in stages} | stages  # in pipeline order
 
 
-def _waves(stages: list[Stage]) -> list[list[Stage]]:
-    """Consecutive stages of one kind that may run at once (agent trainings, evaluations); others alone.
+def needs(stage: Stage, stages: list[Stage]) -> set[str]:
+    """The names of the stages among ``stages`` that make ``stage``'s inputs: it starts once they are done.
 
-    >>> kinds = ["collect", "train-agent", "train-agent", "evaluate", "report"]
-    >>> [[s.kind for s in wave] for wave in _waves([Stage(k, k) for k in kinds])]
-    [['collect'], ['train-agent', 'train-agent'], ['evaluate'], ['report']]
+    >>> stages = plan(PipelineConfig("worldmodel/DotTarget-v0", out="/tmp/p", seeds=(0, 1), report_name="r"))
+    >>> by_name = {s.name: s for s in stages}
+    >>> needs(by_name["train-agent/ppo/seed1"], stages), needs(by_name["evaluate/ppo/seed1"], stages)
+    ({'train-vae'}, {'train-agent/ppo/seed1'})
+    >>> len(needs(by_name["report"], stages)) == len(stages) - 1
+    True
     """
-    waves: list[list[Stage]] = []
-    for stage in stages:
-        if waves and stage.kind in PARALLEL_KINDS and waves[-1][-1].kind == stage.kind:
-            waves[-1].append(stage)
-        else:
-            waves.append([stage])
-    return waves
+    if stage.kind == "report":
+        return {s.name for s in stages if s is not stage}
+    makers = {
+        "train-vae": "collect",
+        "train-agent": "train-vae",
+        "evaluate": f"train-agent/{stage.mode}/seed{stage.seed}",
+    }
+    return {s.name for s in stages if s.name == makers.get(stage.kind)}
 
 
 def _child_main(argv: list[str]) -> int:

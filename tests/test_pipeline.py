@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -315,6 +317,64 @@ def test_parallel_jobs_train_and_evaluate_every_seed(tmp_path, pipeline_run):
         evaluation = json.loads((tmp_path / "run" / "agents" / f"ppo__seed{seed}" / "evaluation.json").read_text())
         assert evaluation["n_envs"] == 2 and len(evaluation["returns"]) == 2 == evaluated["episodes"]
     assert json.loads((tmp_path / "run" / STAGES_FILE).read_text()).keys() == stages.keys()
+
+
+def fake_stages(monkeypatch, run) -> list[str]:
+    """Stand ``run(stage)`` in for every stage's work; returns the log of ``start NAME`` / ``end NAME`` events."""
+    events, lock = [], threading.Lock()
+
+    def run_stage(config, stage):
+        with lock:
+            events.append(f"start {stage.name}")
+        run(stage)
+        with lock:
+            events.append(f"end {stage.name}")
+        return {"status": "done", "wall_s": 0.0}
+
+    monkeypatch.setattr(pipeline, "is_done", lambda config, stage: False)
+    monkeypatch.setattr(pipeline, "run_stage", run_stage)
+    return events
+
+
+def test_an_evaluation_runs_beside_the_trainings_still_under_way(tmp_path, monkeypatch):
+    seed0_evaluating = threading.Event()
+
+    def run(stage):
+        if stage.name == "evaluate/ppo/seed0":
+            seed0_evaluating.set()
+        if stage.name == "train-agent/ppo/seed2":  # the last training holds one of the two jobs...
+            assert seed0_evaluating.wait(timeout=10), "seed 0's evaluation waited for seed 2's training"
+
+    events = fake_stages(monkeypatch, run)
+    config = tiny_config(tmp_path / "run", seeds=(0, 1, 2), keep_best=True, jobs=2, isolate=True)
+    stages = run_pipeline(config, log=lambda msg: None)
+    assert list(stages) == [s.name for s in plan(config)] and len(events) == 2 * len(stages)
+    for stage in plan(config):
+        made_by = {"train-vae": "collect", "train-agent": "train-vae", "report": "evaluate-best/ppo/seed2"}
+        maker = f"train-agent/ppo/seed{stage.seed}" if stage.kind == "evaluate" else made_by.get(stage.kind)
+        if maker:  # ...and no stage starts before the one making its input has ended
+            assert events.index(f"end {maker}") < events.index(f"start {stage.name}"), stage.name
+
+
+def test_a_failed_stage_starts_nothing_new_and_lets_the_running_ones_finish(tmp_path, monkeypatch):
+    def run(stage):
+        if stage.name == "train-agent/ppo/seed0":
+            raise StageError("stage train-agent/ppo/seed0 failed")
+        if stage.name == "train-agent/ppo/seed1":
+            time.sleep(0.5)  # still running when seed 0 fails
+
+    events = fake_stages(monkeypatch, run)
+    config = tiny_config(tmp_path / "run", seeds=(0, 1, 2), jobs=2, isolate=True)
+    with pytest.raises(StageError, match="stage train-agent/ppo/seed0 failed"):
+        run_pipeline(config, log=lambda msg: None)
+    assert events[-1] == "end train-agent/ppo/seed1"  # the raise waited for it
+    started = [e.removeprefix("start ") for e in events if e.startswith("start ")]
+    assert started == ["collect", "train-vae", "train-agent/ppo/seed0", "train-agent/ppo/seed1"] or started == [
+        "collect", "train-vae", "train-agent/ppo/seed1", "train-agent/ppo/seed0"
+    ]  # fmt: skip
+    assert set(json.loads((tmp_path / "run" / STAGES_FILE).read_text())) == {
+        "collect", "train-vae", "train-agent/ppo/seed1"
+    }  # fmt: skip
 
 
 def test_finetune_runs_are_their_own_mode(tmp_path):
