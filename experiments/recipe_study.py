@@ -413,10 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         figure = plot_curves(args.out, arms, args.report.with_suffix("") / "screening_curves.png")
         curves = f"![screening curves]({figure.parent.name}/{figure.name})"
         table = screening_table(args.out, arms)
-        seeds = seed_table([args.out, *args.seed_outs], arms)
+        outs = [args.out, *args.seed_outs]
+        seeds = seed_table(outs, arms)
         repeated = ["## Arms repeated over seeds", SEEDS_NOTE, seeds] if seeds else []
         records = args.report.with_suffix("") / "records"
-        outs = [args.out, *args.seed_outs]
         if not all(out.resolve().is_relative_to(records.resolve()) for out in outs):
             copy_records(outs, arms, records)
         again = f"--out {relative(records / args.out.name)}"
