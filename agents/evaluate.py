@@ -6,6 +6,8 @@ seeds), and ``--random-baseline`` also scores a uniform-random policy on the sam
 ``--video out.mp4`` records env frame | what the VAE reconstructs from the latent the
 policy saw (pixel runs: the preprocessed frame the CNN saw; ``--encoder finetune`` runs:
 the fine-tuned encoder's mean decoded by the fine-tuned VAE's decoder) | the return so far.
+Stopped part-way, an evaluation run again with the same settings resumes after the last
+finished episode, on the same tracks (:mod:`agents.evaluation_progress`).
 
 >>> from worldmodel.configargs import field_docs
 >>> "H.264" in field_docs(EvaluateConfig)["video"]
@@ -22,14 +24,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.bundle import Bundle, load_bundle, read_best, read_config
+from agents.bundle import Bundle, load_bundle, policy_files, read_best, read_config
 from agents.encoder_extractor import VAEEncoderExtractor, find_extractor
+from agents.evaluation_progress import (
+    EpisodeLog,
+    EvaluationProgress,
+    generator_from_state,
+    generator_state,
+    progress_path,
+)
 from agents.vec_env import find_vec_wrapper
 from agents.video import PanelVideoWriter
+from envs.factory import resets_from_np_random
 from envs.vec_latent_observation import VecLatentObservation
 from worldmodel.atomic import write_json_atomic
+from worldmodel.checkpoint import file_sha256
 from worldmodel.configargs import add_config_arguments, config_from_args
 from worldmodel.encoder import LatentEncoder
 
@@ -153,6 +165,8 @@ def run_episodes(
     *,
     seed: int,
     on_step: Callable[[float, bool], None] | None = None,
+    log: EpisodeLog | None = None,
+    on_episode: Callable[[EpisodeLog], None] | None = None,
 ) -> tuple[list[float], list[int]]:
     """Run ``episodes`` episodes on ``venv`` from ``seed``; returns Monitor's returns and lengths.
 
@@ -160,24 +174,60 @@ def run_episodes(
     episodes start from the env's own RNG, which actions never consume, so any two policies
     see the same tracks. Results are ordered by env, then episode. ``on_step(reward, done)``
     is called for env 0 after the reset (reward 0) and after every step.
+
+    ``log`` holds the episodes an interrupted run finished: only the rest are run, each env's
+    next one from the RNG state the log kept. ``on_episode(log)`` is called after every
+    counted episode, with that state recorded (for Gymnasium envs; EnvPool's live in C++).
     """
     targets = episode_targets(episodes, venv.num_envs)
+    log = EpisodeLog.empty(venv.num_envs) if log is None else log
+    if not log.is_done(targets):
+        _play(venv, act, targets, seed, log, on_step, on_episode)
+    flat = [episode for done in log.finished for episode in done]
+    return [r for r, _ in flat], [length for _, length in flat]
+
+
+def _reset(venv: VecEnv, seed: int, log: EpisodeLog) -> np.ndarray:
+    """Seeded reset; then, for a resumed log, each env reset again from the RNG state its next episode starts from."""
     venv.seed(seed)
     obs = venv.reset()
+    if any(state is not None for state in log.start_states):
+        for k, state in enumerate(log.start_states):
+            rng = seeding.np_random(seed + k)[0] if state is None else generator_from_state(state)
+            venv.set_attr("np_random", rng, indices=[k])
+        obs = venv.reset()
+    return obs
+
+
+def _play(
+    venv: VecEnv,
+    act: Act,
+    targets: np.ndarray,
+    seed: int,
+    log: EpisodeLog,
+    on_step: Callable[[float, bool], None] | None,
+    on_episode: Callable[[EpisodeLog], None] | None,
+) -> None:
+    obs = _reset(venv, seed, log)
+    # each env's RNG after its running episode's reset: where its next episode starts
+    after_reset = (
+        [None] * venv.num_envs if on_episode is None else list(map(generator_state, venv.get_attr("np_random")))
+    )
     episode_start = np.ones(venv.num_envs, dtype=bool)
-    per_env: list[list[tuple[float, int]]] = [[] for _ in range(venv.num_envs)]
     if on_step is not None:
         on_step(0.0, False)
-    while any(len(done) < target for done, target in zip(per_env, targets, strict=True)):
+    while not log.is_done(targets):
         obs, rewards, dones, infos = venv.step(act(obs, episode_start))
         episode_start = dones
         if on_step is not None:
             on_step(float(rewards[0]), bool(dones[0]))
         for k in np.flatnonzero(dones):
-            if len(per_env[k]) < targets[k]:
-                per_env[k].append((float(infos[k]["episode"]["r"]), int(infos[k]["episode"]["l"])))
-    flat = [episode for done in per_env for episode in done]
-    return [r for r, _ in flat], [length for _, length in flat]
+            if len(log.finished[k]) < targets[k]:
+                log.finished[k].append((float(infos[k]["episode"]["r"]), int(infos[k]["episode"]["l"])))
+                if on_episode is not None:
+                    log.start_states[k] = after_reset[k]
+                    after_reset[k] = generator_state(venv.get_attr("np_random", indices=[k])[0])
+                    on_episode(log)
 
 
 def _stats(returns: list[float], lengths: list[int]) -> dict[str, Any]:
@@ -223,9 +273,10 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
     if config.policy == "best":
         best = read_best(run_dir)
         results["policy_step"], results["policy_training_eval"] = best["step"], best["mean_return"]
+    out = Path(config.out) if config.out else run_dir / evaluation_file(config.policy)
     act = policy_act(bundle, config.deterministic)
     if config.video is None:
-        results.update(_stats(*run_episodes(bundle.venv, act, config.episodes, seed=seed)))
+        results.update(_stats(*_run_resumable(bundle, act, config, seed, out)))
     else:
         results.update(_stats(*_run_with_video(bundle, act, config, seed)))
         results["video"] = config.video
@@ -233,8 +284,32 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         rand = run_episodes(bundle.venv, random_act(bundle.venv, seed), config.episodes, seed=seed)
         results["random"] = _stats(*rand)
     bundle.venv.close()
-    write_json_atomic(Path(config.out) if config.out else run_dir / evaluation_file(config.policy), results)
+    write_json_atomic(out, results)
+    progress_path(out).unlink(missing_ok=True)
     return results
+
+
+def _run_resumable(
+    bundle: Bundle, act: Act, config: EvaluateConfig, seed: int, out: Path
+) -> tuple[list[float], list[int]]:
+    """``run_episodes`` that saves its progress beside ``out`` after every episode and resumes from it, where
+    that is exact: not on EnvPool (its RNG lives in C++) nor ALE (in the emulator)."""
+    if config.backend != "gymnasium" or not resets_from_np_random(bundle.stack.env_id):
+        return run_episodes(bundle.venv, act, config.episodes, seed=seed)
+    settings = {
+        "policy": config.policy,
+        "policy_sha256": file_sha256(policy_files(bundle.run_dir, config.policy)[0]),
+        "episodes": config.episodes,
+        "seed": seed,
+        "n_envs": config.n_envs,
+        "deterministic": config.deterministic,
+    }
+    progress = EvaluationProgress(progress_path(out), settings, config.n_envs)
+    if progress.resumed:
+        print(f"resuming the evaluation from {progress.path}: {progress.log.count()} episodes already finished")
+    return run_episodes(
+        bundle.venv, act, config.episodes, seed=seed, log=progress.log, on_episode=lambda _: progress.save()
+    )
 
 
 def _run_with_video(bundle: Bundle, act: Act, config: EvaluateConfig, seed: int) -> tuple[list[float], list[int]]:

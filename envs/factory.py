@@ -113,6 +113,16 @@ def env_preset(env_id: str) -> EnvConfig:
     return EnvConfig(env_id)
 
 
+def resets_from_np_random(env_id: str) -> bool:
+    """Whether ``env_id``'s reset draws all its randomness from Gymnasium's ``np_random``, so that
+    restoring that generator restarts a sequence of episodes exactly (ALE keeps its own in the emulator).
+
+    >>> resets_from_np_random("CarRacing-v3"), resets_from_np_random("ALE/Pong-v5")
+    (True, False)
+    """
+    return not env_id.startswith("ALE/")
+
+
 def car_racing_state(env: gym.Env) -> np.ndarray:
     """CarRacing's true state: speed (hull velocity norm), angular velocity, hull angle, front-wheel angle."""
     car = env.unwrapped.car  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
 from agents.evaluate import EvaluateConfig, evaluate_agent, policy_act
+from agents.evaluation_progress import EvaluationProgress, progress_path
 from agents.train import AgentConfig, train_agent
 from agents.video import video_codec
 
@@ -80,3 +82,50 @@ def test_sampled_gsde_actions_redraw_the_noise_as_training_does(use_sde, determi
     for _ in range(9):  # steps 0, 4 and 8 draw the noise, as sde_sample_freq=4 does in training
         obs, _, episode_start, _ = venv.step(act(obs, episode_start))
     assert calls == [2] * redraws
+
+
+def _stop_after_saves(monkeypatch, saves: int) -> None:
+    """Make the progress file's ``saves``-th write the last thing an evaluation does, as a kill would."""
+    real_save, calls = EvaluationProgress.save, []
+
+    def save_then_stop(progress: EvaluationProgress) -> None:
+        real_save(progress)
+        calls.append(1)
+        if len(calls) == saves:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EvaluationProgress, "save", save_then_stop)
+
+
+@pytest.mark.parametrize(("n_envs", "saves"), [(1, 2), (2, 1)], ids=["one-env", "one-env-of-two-not-done-yet"])
+def test_an_interrupted_evaluation_resumes_and_scores_the_episodes_of_an_uninterrupted_one(
+    run_dir, tmp_path, monkeypatch, capsys, n_envs, saves
+):
+    config = EvaluateConfig(str(run_dir), 3, seed=7, n_envs=n_envs, random_baseline=True, out=str(tmp_path / "e.json"))
+    whole = evaluate_agent(dataclasses.replace(config, out=str(tmp_path / "whole.json")))
+    assert len(set(whole["returns"])) > 1  # the episodes differ: a wrong track would show
+
+    with monkeypatch.context() as patch:
+        _stop_after_saves(patch, saves)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_agent(config)
+    progress = progress_path(config.out)
+    assert progress.is_file() and not (tmp_path / "e.json").exists()
+    resumed = evaluate_agent(config)
+    assert f"{saves} episodes already finished" in capsys.readouterr().out
+    assert resumed["returns"] == whole["returns"] and resumed["lengths"] == whole["lengths"]
+    assert resumed["random"] == whole["random"]  # the baseline runs whole, from its seed
+    assert json.loads((tmp_path / "e.json").read_text())["returns"] == whole["returns"]
+    assert not progress.exists()  # done: nothing left to resume
+
+
+def test_progress_of_other_settings_is_replaced_not_mixed_in(run_dir, tmp_path, monkeypatch, capsys):
+    config = EvaluateConfig(str(run_dir), episodes=3, seed=7, out=str(tmp_path / "e.json"))
+    with monkeypatch.context() as patch:
+        _stop_after_saves(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_agent(config)
+    other_seed = evaluate_agent(dataclasses.replace(config, seed=8))
+    assert "holds another evaluation's progress" in capsys.readouterr().out
+    fresh = evaluate_agent(dataclasses.replace(config, seed=8, out=str(tmp_path / "fresh.json")))
+    assert other_seed["returns"] == fresh["returns"] and len(other_seed["returns"]) == 3
