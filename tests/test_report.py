@@ -168,6 +168,9 @@ def test_milestones_need_the_frame_budget_and_name_the_next_goal():
     text = milestone_statement("CarRacing-v3", behind)
     assert "does not beat the pixel baseline (780.0, at the same budget)" in text
     assert "Next run: the pixel recipe scores higher at this budget" in text and "train longer (this" not in text
+    four_million = {"ppo on latents": {**modes["ppo on latents"], "mean": 505.0, "env_frames": [4_001_774, 4_001_737]}}
+    text = milestone_statement("CarRacing-v3", four_million)
+    assert "the longest budget the goals allow, did not pass 632" in text and "train longer (this" not in text
 
 
 def test_learning_curves_use_the_frames_and_wall_clock_recorded_at_each_evaluation(pipeline_dir):
