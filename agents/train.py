@@ -59,6 +59,7 @@ from agents.hyperparams import (
     check_replay_memory,
     resolve_hyperparams,
 )
+from agents.quantile_loss import QUANTILE_LOSS_USERS, use_compiled_quantile_loss
 from agents.resume import (
     CHECKPOINT_DIR,
     KeepBestCallback,
@@ -129,6 +130,9 @@ class AgentConfig:
     torch_threads: int | None = None
     """Torch CPU threads of the trainer. Default: 1 when env threads (--backend envpool) or worker processes
     (--subproc) share the cores, else torch's own; spinning OpenMP threads on busy cores cost up to 10x."""
+    compile_loss: bool = True
+    """TQC and QR-DQN: compile their quantile Huber loss with torch.compile (about 2.5x faster TQC gradient
+    steps on CPU, the same numbers up to rounding); where it cannot be built they keep the eager loss."""
     subproc: bool = False
     """Step the training envs (and the evaluation envs, one per episode up to n_envs) in worker processes."""
     eval_freq: int = 10_000
@@ -259,6 +263,7 @@ def _prepare_run_dir(config: AgentConfig) -> tuple[Path, AgentConfig]:
             raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
         stored = AgentConfig(**{"encoder_precision": "fp32", **read_config(run_dir)["agent"]})  # older runs: fp32
         changes = {"resume": True, "out": str(run_dir), "progress_bar": config.progress_bar}
+        changes["compile_loss"] = config.compile_loss  # speed, not recipe: this command's choice
         if config.timesteps is not None:
             changes["timesteps"] = config.timesteps
         if config.keep_best or read_best(run_dir) is not None:  # a run may start keeping it when continued
@@ -357,6 +362,8 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None, 
     config = dataclasses.replace(config, encoder_precision=stack.encoder_precision)  # resumed as it started
     seed_everything(config.seed)
     torch.set_num_threads(trainer_threads(config))
+    if spec.name in QUANTILE_LOSS_USERS:
+        use_compiled_quantile_loss(config.compile_loss)
     if not config.resume:  # refuse bad inputs before the run directory exists
         _, action_space = check_stack(stack, config.vae)
         check_action_space(spec, action_space, config.env_id)

@@ -13,7 +13,7 @@ import importlib
 from experiments.bench.machine import SECTIONS_DIR
 from worldmodel.atomic import atomic_path
 
-BENCHMARKS = ("collect", "dataset_read", "train_vae", "latent_wrapper", "envpool", "memory", "gpu")
+BENCHMARKS = ("collect", "dataset_read", "train_vae", "latent_wrapper", "envpool", "memory", "tqc", "gpu")
 REPORTS = SECTIONS_DIR.parent
 
 
