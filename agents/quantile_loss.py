@@ -18,6 +18,7 @@ False
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable
 
@@ -44,8 +45,6 @@ def use_compiled_quantile_loss(enabled: bool = True) -> bool:
     """
     if not enabled:
         return False
-    import importlib
-
     from sb3_contrib.common.utils import quantile_huber_loss
 
     if "loss" not in _COMPILED:
@@ -61,6 +60,11 @@ def use_compiled_quantile_loss(enabled: bool = True) -> bool:
             )
             return False
         _COMPILED["loss"] = compiled
-    for name in QUANTILE_LOSS_USERS.values():
-        importlib.import_module(name).quantile_huber_loss = _COMPILED["loss"]
+    set_quantile_loss(_COMPILED["loss"])
     return True
+
+
+def set_quantile_loss(loss: Callable[..., torch.Tensor]) -> None:
+    """Point every module of :data:`QUANTILE_LOSS_USERS` at ``loss``."""
+    for name in QUANTILE_LOSS_USERS.values():
+        importlib.import_module(name).quantile_huber_loss = loss

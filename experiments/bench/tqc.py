@@ -20,7 +20,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.hyperparams import algo_kwargs_for_sb3, resolve_hyperparams
-from agents.quantile_loss import QUANTILE_LOSS_USERS, use_compiled_quantile_loss
+from agents.quantile_loss import QUANTILE_LOSS_USERS, set_quantile_loss, use_compiled_quantile_loss
 from experiments.bench.latent_wrapper import table, with_threads
 from experiments.bench.machine import describe_machine, write_section
 
@@ -56,11 +56,6 @@ def preset_model():
     return TQC(hp.policy, venv, device="cpu", seed=0, **kwargs)
 
 
-def _use_loss(loss) -> None:
-    for name in QUANTILE_LOSS_USERS.values():
-        importlib.import_module(name).quantile_huber_loss = loss
-
-
 def _ms_per_gradient_step(model) -> float:
     start = time.perf_counter()
     model.train(gradient_steps=GRADIENT_STEPS, batch_size=model.batch_size)
@@ -88,10 +83,10 @@ def run() -> str:
     learn_rate: dict[str, list[float]] = {name: [] for name in losses}
     for _ in range(ROUNDS):
         for name, loss in losses.items():
-            _use_loss(loss)
+            set_quantile_loss(loss)
             step_ms[name].append(with_threads(1, lambda: _ms_per_gradient_step(model)))
             learn_rate[name].append(with_threads(1, lambda: _learn_steps_per_s(model)))
-    _use_loss(compiled)
+    set_quantile_loss(compiled)
     ms = {name: statistics.median(values) for name, values in step_ms.items()}
     rate = {name: statistics.median(values) for name, values in learn_rate.items()}
     rows = [
