@@ -101,12 +101,9 @@ class EvaluationProgress:
 
     def __init__(self, path: Path, settings: dict[str, Any], n_envs: int) -> None:
         self.path, self.settings = path, settings
-        self.log, self.resumed = EpisodeLog.empty(n_envs), False
-        stored = json.loads(path.read_text()) if path.is_file() else None
-        if stored is not None and stored["settings"] == settings:
-            self.log, self.resumed = EpisodeLog.from_dict(stored["log"]), True
-        elif stored is not None:
-            print(f"{path} holds another evaluation's progress (other settings or policy file): starting over")
+        stored = _stored_log(path, settings, n_envs) if path.is_file() else None
+        self.log = stored if stored is not None else EpisodeLog.empty(n_envs)
+        self.resumed = stored is not None
 
     def save(self) -> None:
         """Write the log (atomically)."""
@@ -115,3 +112,22 @@ class EvaluationProgress:
     def remove(self) -> None:
         """Delete the file once the evaluation's results are written."""
         self.path.unlink(missing_ok=True)
+
+
+def _stored_log(path: Path, settings: dict[str, Any], n_envs: int) -> EpisodeLog | None:
+    """The log in the progress file ``path`` if it is this evaluation's; None, saying why, if not."""
+    try:
+        stored = json.loads(path.read_text())
+        if stored["settings"] != settings:
+            print(f"{path} holds another evaluation's progress (other settings or policy file): starting over")
+            return None
+        log = EpisodeLog.from_dict(stored["log"])
+        if len(log.finished) != n_envs or len(log.start_states) != n_envs:
+            raise ValueError(f"it logs {len(log.finished)} envs, not {n_envs}")
+    except (ValueError, KeyError, TypeError) as error:  # json's decode error is a ValueError
+        print(
+            f"{path} is not a readable evaluation progress file ({type(error).__name__}: {error}): starting over; "
+            "the file is replaced after the first finished episode"
+        )
+        return None
+    return log

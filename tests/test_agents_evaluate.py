@@ -129,3 +129,32 @@ def test_progress_of_other_settings_is_replaced_not_mixed_in(run_dir, tmp_path, 
     assert "holds another evaluation's progress" in capsys.readouterr().out
     fresh = evaluate_agent(dataclasses.replace(config, seed=8, out=str(tmp_path / "fresh.json")))
     assert other_seed["returns"] == fresh["returns"] and len(other_seed["returns"]) == 3
+
+
+def _truncate(text: str) -> str:
+    return text[: len(text) // 2]
+
+
+def _log_one_env_too_many(text: str) -> str:
+    stored = json.loads(text)
+    stored["log"]["finished"].append([])
+    stored["log"]["start_states"].append(None)
+    return json.dumps(stored)
+
+
+@pytest.mark.parametrize("spoil", [_truncate, _log_one_env_too_many], ids=["truncated", "wrong-env-count"])
+def test_an_unreadable_progress_file_is_named_and_the_evaluation_starts_over(
+    run_dir, tmp_path, monkeypatch, capsys, spoil
+):
+    config = EvaluateConfig(str(run_dir), episodes=3, seed=7, out=str(tmp_path / "e.json"))
+    with monkeypatch.context() as patch:
+        _stop_after_saves(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_agent(config)
+    progress = progress_path(config.out)
+    progress.write_text(spoil(progress.read_text()))
+    resumed = evaluate_agent(config)
+    message = capsys.readouterr().out
+    assert f"{progress} is not a readable evaluation progress file" in message and "starting over" in message
+    fresh = evaluate_agent(dataclasses.replace(config, out=str(tmp_path / "fresh.json")))
+    assert resumed["returns"] == fresh["returns"] and len(resumed["returns"]) == 3
