@@ -6,7 +6,9 @@ statistics and evaluation history), so it can be committed: ``save`` copies, of 
 of a pipeline output, the files a resume or a report needs, leaving out what can be made again
 (the VAE and memory copies, which ``restore`` copies back from the checkpoints the run's config
 names and checks against its SHA-256), what is not needed (TensorBoard logs, videos, older
-checkpoints), and refusing what is too big for git (replay buffers)::
+checkpoints), and refusing what is too big for git (replay buffers). A finished run needs no resume
+checkpoint to be evaluated or reported, so a finished off-policy run is carried without its
+checkpoint (and its replay buffer); it can no longer be trained on from there::
 
     python -m experiments.carry save runs/carracing-recipe-4m    # -> experiments/carry/carracing-recipe-4m
     python -m experiments.carry restore experiments/carry/carracing-recipe-4m --out runs/carracing-recipe-4m
@@ -40,14 +42,36 @@ COPIES = {VAE_FILE: ("vae", "vae_sha256"), MEMORY_FILE: ("memory", "memory_sha25
 
 def carried_files(run_dir: Path) -> list[Path]:
     """The files of ``run_dir`` that ``save`` carries, relative to it: its top-level records and models (not the
-    VAE, memory or video copies) and, of ``checkpoints/`` and ``best/``, the pointer and the files it names."""
+    VAE, memory or video copies) and, of ``checkpoints/`` and ``best/``, the pointer and the files it names; a
+    finished run's checkpoint only if it fits (:func:`leaves_out_checkpoint`)."""
     skipped = {*COPIES, VIDEO_FILE}
     files = [p.relative_to(run_dir) for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in skipped]
     for folder, pointer in ((CHECKPOINT_DIR, STATE_FILE), (BEST_DIR, BEST_FILE)):
+        if folder == CHECKPOINT_DIR and leaves_out_checkpoint(run_dir):
+            continue
         record = read_json(run_dir / folder / pointer)
         if record is not None:
             files += [Path(folder, pointer), *(Path(folder, name) for name in record.get("files", {}).values())]
     return [f for f in files if not f.name.startswith(".")]  # no temporary files of a write under way
+
+
+def _too_big(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > MAX_FILE_MIB * 2**20
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` trained for the agent steps its config asked for (its summary says so)."""
+    summary, config = read_json(run_dir / "summary.json"), read_json(run_dir / "config.json")
+    return summary is not None and config is not None and summary["agent_steps"] >= config["agent"]["timesteps"]
+
+
+def leaves_out_checkpoint(run_dir: Path) -> bool:
+    """Whether ``save`` leaves out ``run_dir``'s resume checkpoint: the run is finished and the checkpoint holds a
+    file too big for git (a replay buffer). An unfinished run's checkpoint is never left out: ``save`` refuses it."""
+    state = read_json(run_dir / CHECKPOINT_DIR / STATE_FILE)
+    if state is None or not is_finished(run_dir):
+        return False
+    return any(_too_big(run_dir / CHECKPOINT_DIR / name) for name in state.get("files", {}).values())
 
 
 def save(out: str | Path, dest: str | Path | None = None) -> Path:
@@ -60,11 +84,7 @@ def save(out: str | Path, dest: str | Path | None = None) -> Path:
         raise UserError(f"{out} holds no agent runs to carry (agents/*__seed*/config.json)")
     sources = [(out / name, Path(name)) for name in PIPELINE_RECORDS if (out / name).is_file()]
     sources += [(run / f, Path("agents", run.name, f)) for run in runs for f in carried_files(run)]
-    too_big = [
-        f"{src} ({src.stat().st_size / 2**20:.1f} MiB)"
-        for src, _ in sources
-        if src.stat().st_size > MAX_FILE_MIB * 2**20
-    ]
+    too_big = [f"{src} ({src.stat().st_size / 2**20:.1f} MiB)" for src, _ in sources if _too_big(src)]
     if too_big:
         raise UserError(
             f"{', '.join(too_big)}: larger than {MAX_FILE_MIB:g} MiB, too big to carry in git (a replay buffer?); "
@@ -74,6 +94,12 @@ def save(out: str | Path, dest: str | Path | None = None) -> Path:
         for src, rel in sources:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp / rel)
+    for run in runs:
+        if leaves_out_checkpoint(run):
+            print(
+                f"{run.name}: finished; its resume checkpoint holds a file over {MAX_FILE_MIB:g} MiB (a replay buffer) "
+                "and is left out: the carried run can be evaluated and reported, not trained on"
+            )
     return dest
 
 

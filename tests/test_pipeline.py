@@ -421,6 +421,37 @@ def test_carry_names_a_folder_without_runs_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "next").exists()
 
 
+def test_a_finished_runs_replay_buffer_is_left_out_and_an_unfinished_runs_refused(tmp_path, pipeline_run, capsys):
+    config, _ = pipeline_run
+    first = tiny_config(
+        tmp_path / "first", vae=str(config.vae_checkpoint), seeds=(0,), video=False, random_baseline=False,
+        report_name=None,
+    )  # fmt: skip
+    run_pipeline(first, only=("train-agent",), log=lambda msg: None)
+    run = Path(first.out) / "agents" / "ppo__seed0"
+    state_path = run / "checkpoints" / "state.json"
+    state = json.loads(state_path.read_text())
+    buffer = run / "checkpoints" / f"replay_buffer_{state['step']}.pkl"  # what an off-policy run's checkpoint holds
+    buffer.write_bytes(bytes(int((carry.MAX_FILE_MIB + 1) * 2**20)))
+    state_path.write_text(json.dumps({**state, "files": {**state["files"], "replay_buffer": buffer.name}}))
+
+    carried = carry.save(first.out, tmp_path / "carried")
+    assert "ppo__seed0: finished; its resume checkpoint holds a file over 4 MiB" in capsys.readouterr().out
+    carried_run = carried / "agents" / "ppo__seed0"
+    assert not (carried_run / "checkpoints").exists() and (carried_run / "model.zip").is_file()
+    assert carry.restore(carried, tmp_path / "next") == ["ppo__seed0"]
+    elsewhere = dataclasses.replace(first, out=str(tmp_path / "next"))
+    train = next(stage for stage in pipeline.plan(elsewhere) if stage.kind == "train-agent")
+    assert pipeline.is_done(elsewhere, train)  # the next machine evaluates it without training it again
+
+    summary_path = run / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "agent_steps": state["step"] - 1}))  # stopped before its end
+    with pytest.raises(UserError, match=r"replay_buffer_\d+\.pkl \(5\.0 MiB\): larger than 4 MiB, too big to carry"):
+        carry.save(first.out, tmp_path / "unfinished")
+    assert not (tmp_path / "unfinished").exists()
+
+
 def test_carried_runs_resume_on_a_machine_that_never_held_them(tmp_path, pipeline_run, monkeypatch):
     config, _ = pipeline_run
     first = tiny_config(
