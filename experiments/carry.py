@@ -40,14 +40,14 @@ COPIES = {VAE_FILE: ("vae", "vae_sha256"), MEMORY_FILE: ("memory", "memory_sha25
 """Checkpoint copies in a run directory: the config key of their source and of their SHA-256."""
 
 
-def carried_files(run_dir: Path) -> list[Path]:
+def carried_files(run_dir: Path, without_checkpoint: bool) -> list[Path]:
     """The files of ``run_dir`` that ``save`` carries, relative to it: its top-level records and models (not the
-    VAE, memory or video copies) and, of ``checkpoints/`` and ``best/``, the pointer and the files it names; a
-    finished run's checkpoint only if it fits (:func:`leaves_out_checkpoint`)."""
+    VAE, memory or video copies) and, of ``checkpoints/`` (unless ``without_checkpoint``: see
+    :func:`leaves_out_checkpoint`) and ``best/``, the pointer and the files it names."""
     skipped = {*COPIES, VIDEO_FILE}
     files = [p.relative_to(run_dir) for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in skipped]
     for folder, pointer in ((CHECKPOINT_DIR, STATE_FILE), (BEST_DIR, BEST_FILE)):
-        if folder == CHECKPOINT_DIR and leaves_out_checkpoint(run_dir):
+        if folder == CHECKPOINT_DIR and without_checkpoint:
             continue
         record = read_json(run_dir / folder / pointer)
         if record is not None:
@@ -82,8 +82,9 @@ def save(out: str | Path, dest: str | Path | None = None) -> Path:
     runs = sorted(p for p in (out / "agents").glob("*__seed*") if (p / "config.json").is_file())
     if not runs:
         raise UserError(f"{out} holds no agent runs to carry (agents/*__seed*/config.json)")
+    left_out = {run for run in runs if leaves_out_checkpoint(run)}
     sources = [(out / name, Path(name)) for name in PIPELINE_RECORDS if (out / name).is_file()]
-    sources += [(run / f, Path("agents", run.name, f)) for run in runs for f in carried_files(run)]
+    sources += [(run / f, Path("agents", run.name, f)) for run in runs for f in carried_files(run, run in left_out)]
     too_big = [f"{src} ({src.stat().st_size / 2**20:.1f} MiB)" for src, _ in sources if _too_big(src)]
     if too_big:
         raise UserError(
@@ -94,12 +95,11 @@ def save(out: str | Path, dest: str | Path | None = None) -> Path:
         for src, rel in sources:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp / rel)
-    for run in runs:
-        if leaves_out_checkpoint(run):
-            print(
-                f"{run.name}: finished; its resume checkpoint holds a file over {MAX_FILE_MIB:g} MiB (a replay buffer) "
-                "and is left out: the carried run can be evaluated and reported, not trained on"
-            )
+    for run in sorted(left_out):
+        print(
+            f"{run.name}: finished; its resume checkpoint holds a file over {MAX_FILE_MIB:g} MiB (a replay buffer) "
+            "and is left out: the carried run can be evaluated and reported, not trained on"
+        )
     return dest
 
 
