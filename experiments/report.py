@@ -570,8 +570,9 @@ def write_report(
         "Training env frames per second: a run's env frames over its training wall-clock, in all its sessions.",
         throughput_statement(runs, stages, machines),
         "## Stages",
-        "Wall-clock per stage as run (a resumed stage shows its last session); peak memory is the stage "
-        "process's maximum resident set, its worker processes included.",
+        "Wall-clock per stage as run (a resumed stage shows its last session, while a training's steps/s and "
+        "env frames/s are its whole run's, over its training wall-clock in all sessions); peak memory is the "
+        "stage process's maximum resident set, its worker processes included.",
         stages_table(stages, [name for name, _ in pipeline.get("stage_commands", [])]),
     ]
     if plot_learning_curves(runs, assets / "learning_curves.png"):
