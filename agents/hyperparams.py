@@ -7,7 +7,8 @@ every env and env entries override it. Special keys: ``policy``, ``n_timesteps``
 ``frame_skip``, ``latent_history``, ``include_action``, ``env_kwargs``, ``frame_spec``
 (pixels only) and ``pixels`` (a mapping of overrides used with ``--pixels``), so a preset
 carries the whole recipe, observation included. Every other key goes to the algorithm's
-constructor; ``lin_<x>`` values become linear schedules and ``policy_kwargs`` may
+constructor; ``lin_<x>`` values become linear schedules (``x`` down to 0), ``cos_<x>`` cosine
+ones (``x`` down to 0 along half a cosine), and ``policy_kwargs`` may
 be a mapping or the zoo's ``"dict(...)"`` string (parsed without ``eval``).
 
 >>> hp = resolve_hyperparams("ppo", "worldmodel/DotTarget-v0")
@@ -17,6 +18,8 @@ be a mapping or the zoo's ``"dict(...)"`` string (parsed without ``eval``).
 'CnnPolicy'
 >>> algo_kwargs_for_sb3({"learning_rate": "lin_1e-3"})["learning_rate"](0.5)
 0.0005
+>>> round(algo_kwargs_for_sb3({"learning_rate": "cos_1e-3"})["learning_rate"](0.75), 7)
+0.0008536
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +91,7 @@ class Hyperparams:
     frame_spec: dict[str, Any] | None = None
     """FrameSpec fields for pixel observations (pixels only)."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Constructor keywords of the algorithm, in YAML form (schedules as ``lin_<x>`` strings)."""
+    """Constructor keywords of the algorithm, in YAML form (schedules as ``lin_<x>`` or ``cos_<x>`` strings)."""
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.__dict__)
@@ -236,9 +240,25 @@ def policy_kwargs_yaml(value: str | dict[str, Any] | None) -> dict[str, Any]:
     return {k: f"nn.{v.__name__}" if isinstance(v, type) else v for k, v in parse_policy_kwargs(value).items()}
 
 
+@dataclass(frozen=True)
+class CosineSchedule:
+    """``start`` at the beginning of training (progress remaining 1) down to 0 at its end, along half a cosine.
+
+    >>> CosineSchedule(1.0)(1.0), CosineSchedule(1.0)(0.5), CosineSchedule(1.0)(0.0)
+    (1.0, 0.5, 0.0)
+    """
+
+    start: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return round(self.start * 0.5 * (1.0 - math.cos(math.pi * progress_remaining)), 15)
+
+
 def _schedule(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
         return LinearSchedule(float(value[4:]), 0.0, 1.0)
+    if isinstance(value, str) and value.startswith("cos_"):
+        return CosineSchedule(float(value[4:]))
     return value
 
 

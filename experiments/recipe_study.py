@@ -54,7 +54,7 @@ class Arm:
     factor: str
     value: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    """Hyperparameters merged over the base file's CarRacing-v3 entry."""
+    """Hyperparameters merged over the base file's CarRacing-v3 entry (a value of None drops the base's key)."""
     algo: str = "ppo"
     latent_history: int = 2
     include_action: bool = False
@@ -65,7 +65,7 @@ class Arm:
 
     @property
     def base(self) -> Path:
-        return SAC_BASE if self.algo in ("sac", "tqc") else PPO_BASE
+        return SAC_BASE if self.algo in ("sac", "tqc", "crossq") else PPO_BASE
 
 
 SQUASHED = {"policy_kwargs": SQUASHED_POLICY}
@@ -109,6 +109,16 @@ ARMS: tuple[Arm, ...] = (
         "5 of batch 512 every 4 steps (tqc's samples per transition in half the steps)",
         {"gradient_steps": 5, "batch_size": 512},
         algo="tqc",
+    ),
+    Arm("tqc-lin", "TQC learning rate", "lin_7.3e-4 (linear decay to 0)", {"learning_rate": "lin_7.3e-4"}, algo="tqc"),
+    Arm("tqc-cos", "TQC learning rate", "cos_7.3e-4 (cosine decay to 0)", {"learning_rate": "cos_7.3e-4"}, algo="tqc"),
+    Arm(
+        "crossq",
+        "algorithm",
+        "CrossQ (batch-renormalised critics, no target networks; lr 1e-3, 8 gradient steps every 4 steps of the "
+        "2 envs: one per transition)",
+        {"learning_rate": 1.0e-3, "gradient_steps": 8, "tau": None},
+        algo="crossq",
     ),
     Arm(
         "recurrentppo",
@@ -171,7 +181,7 @@ def hyperparams(arm: Arm) -> dict[str, Any]:
     """The arm's full CarRacing-v3 entry: the base file's, with the arm's overrides."""
     entry = copy.deepcopy(yaml.safe_load(arm.base.read_text())[ENV_ID])
     entry.update(arm.overrides)
-    return entry
+    return {key: value for key, value in entry.items() if value is not None}  # None: the base's key dropped
 
 
 def vae_finished(checkpoint: Path) -> bool:

@@ -16,7 +16,7 @@ from experiments.recipe_study import ARM_RECORDS, ARMS, ENV_ID, arm_named, frame
 
 @pytest.mark.parametrize("arm", ARMS, ids=lambda arm: arm.name)
 def test_every_arm_resolves_for_its_algorithm(arm, tmp_path: Path) -> None:
-    if arm.algo in ("tqc", "recurrentppo"):
+    if arm.algo in ("tqc", "crossq", "recurrentppo"):
         pytest.importorskip("sb3_contrib")
     path = tmp_path / "arm.yaml"
     path.write_text(yaml.safe_dump({ENV_ID: hyperparams(arm)}))
@@ -128,3 +128,18 @@ def test_an_arm_whose_vae_is_still_training_is_skipped(tmp_path: Path, monkeypat
     assert not (tmp_path / "study").exists()
     (checkpoint.parent / "summary.json").write_text("{}")
     assert vae_finished(checkpoint)
+
+
+@pytest.mark.parametrize("name", ["tqc-lin", "tqc-cos"])
+def test_tqc_schedule_arms_decay_the_learning_rate_from_the_presets_value_to_zero(name: str) -> None:
+    from agents.hyperparams import algo_kwargs_for_sb3
+
+    schedule = algo_kwargs_for_sb3(hyperparams(arm_named(name)))["learning_rate"]
+    assert schedule(1.0) == pytest.approx(7.3e-4)
+    assert 0.0 < schedule(0.5) < 7.3e-4
+    assert schedule(0.0) == pytest.approx(0.0)
+
+
+def test_an_override_of_none_drops_the_base_key() -> None:
+    assert "tau" in hyperparams(arm_named("tqc"))
+    assert "tau" not in hyperparams(arm_named("crossq"))
