@@ -45,9 +45,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from agents.algorithms import AlgorithmSpec, get_algorithm
 from agents.hyperparams import algo_kwargs_for_sb3
 from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize
-from worldmodel.atomic import atomic_path, write_json_atomic
-from worldmodel.checkpoint import file_sha256
-from worldmodel.errors import UserError
+from worldmodel.common.atomic import atomic_path, write_json_atomic
+from worldmodel.common.errors import UserError
+from worldmodel.vae.checkpoint import file_sha256
 
 MODEL_FILE = "model.zip"
 VAE_FILE = "vae.safetensors"

@@ -4,9 +4,9 @@
 (:mod:`envs.collect`) sends to its worker processes; each worker loads the bundle
 (:func:`agents.bundle.load_bundle`, on the CPU) and gets a :class:`BundlePolicy`, which
 turns the raw frames of one env into exactly the observations the agent was trained on:
-the VAE's frame spec, its :class:`~worldmodel.encoder.LatentEncoder`, the latent
-history and previous action (:class:`~envs.latent_history.LatentHistory`) or the memory
-model's state (:class:`~envs.memory_state.MemoryState`) and the frozen
+the VAE's frame spec, its :class:`~worldmodel.vae.encoder.LatentEncoder`, the latent
+history and previous action (:class:`~envs.latent.history.LatentHistory`) or the memory
+model's state (:class:`~envs.memory.state.MemoryState`) and the frozen
 ``VecNormalize`` statistics. Exploration on top: ``epsilon`` (a uniform-random action
 with that probability) and ``noise`` (Gaussian, in action units, for ``Box`` actions;
 clipped to the bounds). Each episode's draws are seeded by ``reset(seed)``.
@@ -38,12 +38,12 @@ from agents.bundle import Bundle, BundleError, check_bundle, load_bundle
 from agents.vec_env import StackConfig, find_vec_normalize, find_vec_wrapper
 from envs import collect
 from envs.collect import CollectConfig
-from envs.factory import EnvConfig
-from envs.latent_history import LatentHistory
-from envs.latent_observation import FrameLatents
-from envs.memory_state import MemoryState
-from envs.vec_latent_observation import VecLatentObservation
-from worldmodel.configargs import config_from_args
+from envs.config import EnvConfig
+from envs.latent.gymnasium_env import FrameLatents
+from envs.latent.history import LatentHistory
+from envs.latent.sb3_vec_env import VecLatentObservation
+from envs.memory.state import MemoryState
+from worldmodel.common.configargs import config_from_args
 
 
 class BundlePolicy:

@@ -2,9 +2,9 @@
 
 :class:`VAEEncoderExtractor` is an SB3 ``BaseFeaturesExtractor`` whose weights start as a
 copy of a VAE checkpoint (encoder, latent heads and decoder, via
-:func:`worldmodel.checkpoint.load_vae`); its features are the posterior means of the
+:func:`worldmodel.vae.checkpoint.load_vae`); its features are the posterior means of the
 frames in each observation, so before any update they equal
-:class:`worldmodel.encoder.LatentEncoder`'s ``mean`` latents (standardised and with
+:class:`worldmodel.vae.encoder.LatentEncoder`'s ``mean`` latents (standardised and with
 inactive dimensions dropped when asked, with the checkpoint's statistics).
 
 What it expects (the ``finetune`` stack of :func:`agents.vec_env.build_vec_env`):
@@ -24,7 +24,7 @@ SB3's actor-critic policies re-initialise their features extractor orthogonally
 (``ortho_init``); :meth:`VAEEncoderExtractor.apply` keeps the VAE's weights through that.
 
 ``aux_recon_weight > 0`` keeps the VAE objective (reconstruction + beta * KL per image,
-:func:`worldmodel.vae.vae_loss`) as an auxiliary loss on each training batch's newest
+:func:`worldmodel.vae.model.vae_loss`) as an auxiliary loss on each training batch's newest
 frames: :class:`AddLoss` returns the features unchanged but sends gradient 1 into the
 weighted VAE loss whenever gradient flows back through them, which adds it to whatever
 RL loss the features feed (PPO's, A2C's, SAC's critic and actor losses, ...) without
@@ -34,9 +34,9 @@ skip it.
 >>> import tempfile, pathlib
 >>> import numpy as np, torch
 >>> from gymnasium import spaces
->>> from worldmodel.checkpoint import save_vae
+>>> from worldmodel.vae.checkpoint import save_vae
 >>> from worldmodel.frames import FrameSpec
->>> from worldmodel.vae import ConvVAE, VAEConfig
+>>> from worldmodel.vae.model import ConvVAE, VAEConfig
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "vae.safetensors"
 >>> save_vae(path, ConvVAE(VAEConfig(16, 16, latent_dim=4, width_multiplier=0.25)), FrameSpec(16, 16))
 >>> space = spaces.Box(0, 255, (2 * 3, 16, 16), np.uint8)  # 2 stacked RGB frames, channels first
@@ -59,13 +59,13 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from worldmodel.checkpoint import load_vae
 from worldmodel.frames import FrameSpec, frames_to_tensor, tensor_to_frames
-from worldmodel.vae import ConvVAE, vae_loss
+from worldmodel.vae.checkpoint import load_vae
+from worldmodel.vae.model import ConvVAE, vae_loss
 
 ENCODER_MODES = ("frozen", "finetune")
 EXTRACTOR_KEYS = ("features_extractor_class", "features_extractor_kwargs", "normalize_images")
-MIN_STD = 1e-6  # as worldmodel.encoder
+MIN_STD = 1e-6  # as worldmodel.vae.encoder
 
 
 class AddLoss(torch.autograd.Function):

@@ -9,7 +9,7 @@ the fine-tuned encoder's mean decoded by the fine-tuned VAE's decoder) | the ret
 Stopped part-way, an evaluation run again with the same settings resumes after the last
 finished episode, on the same tracks (:mod:`agents.evaluation_progress`).
 
->>> from worldmodel.configargs import field_docs
+>>> from worldmodel.common.configargs import field_docs
 >>> "H.264" in field_docs(EvaluateConfig)["video"]
 True
 """
@@ -38,12 +38,12 @@ from agents.evaluation_progress import (
 )
 from agents.vec_env import find_vec_wrapper
 from agents.video import PanelVideoWriter
-from envs.factory import resets_from_np_random
-from envs.vec_latent_observation import VecLatentObservation
-from worldmodel.atomic import write_json_atomic
-from worldmodel.checkpoint import file_sha256
-from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.encoder import LatentEncoder
+from envs.config import resets_from_np_random
+from envs.latent.sb3_vec_env import VecLatentObservation
+from worldmodel.common.atomic import write_json_atomic
+from worldmodel.common.configargs import add_config_arguments, config_from_args
+from worldmodel.vae.checkpoint import file_sha256
+from worldmodel.vae.encoder import LatentEncoder
 
 EVALUATION_FILE = "evaluation.json"
 """Where ``evaluate`` writes its results in the run directory by default."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from worldmodel.atomic import write_json_atomic
+from worldmodel.common.atomic import write_json_atomic
 
 PROGRESS_SUFFIX = ".progress.json"
 """``evaluation.json``'s progress is in ``evaluation.progress.json`` until it is written."""

@@ -47,7 +47,7 @@ from agents.bundle import (
     save_vec_normalize,
 )
 from agents.vec_env import find_vec_normalize
-from worldmodel.atomic import atomic_path, write_json_atomic
+from worldmodel.common.atomic import atomic_path, write_json_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"

@@ -10,7 +10,7 @@ stack (VecNormalize statistics synced by ``EvalCallback``, seeds disjoint from t
 training seeds), trains with evaluation, resume checkpoints, TensorBoard and a progress
 bar, and leaves a bundle in the run directory (see :mod:`agents.bundle`).
 
->>> from worldmodel.configargs import field_docs
+>>> from worldmodel.common.configargs import field_docs
 >>> field_docs(AgentConfig)["latent_history"]
 "Concatenate the latest k latents into each observation (default: the preset's latent_history, else 1)."
 """
@@ -71,11 +71,11 @@ from agents.resume import (
     state_from_bundle,
 )
 from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_normalize, load_stack_vae
-from worldmodel.atomic import write_json_atomic
-from worldmodel.checkpoint import file_sha256
-from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.device import default_precision, resolve_device
-from worldmodel.memory import load_memory
+from worldmodel.common.atomic import write_json_atomic
+from worldmodel.common.configargs import add_config_arguments, config_from_args
+from worldmodel.common.device import default_precision, resolve_device
+from worldmodel.memory.model import load_memory
+from worldmodel.vae.checkpoint import file_sha256
 
 
 @dataclass(frozen=True)

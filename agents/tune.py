@@ -49,10 +49,10 @@ from agents.resume import CHECKPOINT_DIR
 from agents.search_spaces import SearchSpace, search_space
 from agents.train import AgentConfig, resolve, train_agent
 from agents.vec_env import StackConfig, check_stack
-from worldmodel.atomic import atomic_path
-from worldmodel.checkpoint import file_sha256
-from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.errors import UserError
+from worldmodel.common.atomic import atomic_path
+from worldmodel.common.configargs import add_config_arguments, config_from_args
+from worldmodel.common.errors import UserError
+from worldmodel.vae.checkpoint import file_sha256
 
 STUDY_DB = "study.db"
 TRIALS_DIR = "trials"

@@ -13,7 +13,7 @@ uint8 frames (channels stacked), an explicit ``VecTransposeImage`` (so SB3 inser
 none) and optionally ``VecNormalize`` of rewards only; the policy's
 :class:`agents.encoder_extractor.VAEEncoderExtractor` encodes each frame.
 
-With ``backend="envpool"`` one :class:`envs.envpool_vec_env.EnvPoolVecEnv` replaces the
+With ``backend="envpool"`` one :class:`envs.envpool.vec_env.EnvPoolVecEnv` replaces the
 per-env ``make_env -> Monitor -> FrameSpecObservation`` stack (same presets, frame spec applied
 to the batch, Monitor's episode records); videos use one EnvPool env per ``DummyVecEnv`` slot.
 
@@ -51,13 +51,14 @@ from stable_baselines3.common.vec_env import (
 )
 
 from agents.encoder_extractor import ENCODER_MODES
-from envs.envpool_vec_env import EnvPoolVecEnv
-from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
+from envs.config import EnvConfig, env_preset
+from envs.envpool.vec_env import EnvPoolVecEnv
+from envs.factory import make_env, make_env_fn
 from envs.frame_wrapper import FrameSpecObservation
-from envs.vec_latent_observation import VecLatentObservation
-from envs.vec_memory_observation import VecMemoryObservation
-from worldmodel.checkpoint import VAECheckpoint, load_vae
+from envs.latent.sb3_vec_env import VecLatentObservation
+from envs.memory.sb3_vec_env import VecMemoryObservation
 from worldmodel.frames import FrameSpec
+from worldmodel.vae.checkpoint import VAECheckpoint, load_vae
 
 T = TypeVar("T")
 
@@ -96,7 +97,7 @@ class StackConfig:
     encoder: str = "frozen"
     """``frozen``: latents from the VAE in a wrapper; ``finetune``: frames, encoded inside the policy."""
     backend: str = "gymnasium"
-    """Env backend: ``gymnasium`` or ``envpool`` (C++ CarRacing-v3 and Atari, batched; see envs.envpool_env)."""
+    """Env backend: ``gymnasium`` or ``envpool`` (C++ CarRacing-v3 and Atari, batched; see envs.envpool.env)."""
     memory: bool = False
     """Observations ``[z_t, h_t]`` with the hidden state of the bundle's memory model (VecMemoryObservation)."""
     encoder_precision: str = "fp32"

@@ -22,7 +22,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from worldmodel.atomic import atomic_path
+from worldmodel.common.atomic import atomic_path
 from worldmodel.frames import FrameSpec
 
 TEXT_COLOUR = (255, 255, 255)

@@ -4,7 +4,7 @@ Worker processes (one env each) run whole episodes: episode ``i`` resets the env
 policy with seed ``seed + i``, so its content depends on nothing else -- not on the
 worker that ran it nor on the order episodes finish. Workers preprocess frames with the
 dataset's :class:`FrameSpec` and send finished episodes to the main process, which writes
-them with :class:`~worldmodel.dataset.DatasetWriter`. Running the same command again
+them with :class:`~worldmodel.data.dataset.DatasetWriter`. Running the same command again
 collects only the episodes the dataset lacks, so an interrupted run (Ctrl-C, ``kill -9``)
 resumes exactly. A worker that makes no step for ``step_timeout`` seconds, or dies, is
 reported with the env id and episode, killed and replaced, and the episode restarts.
@@ -34,11 +34,12 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
+from envs.config import EnvConfig, env_preset
+from envs.factory import make_env, make_env_fn
 from envs.policies import PolicyFactory, policy_factory
-from worldmodel.configargs import add_config_arguments, config_from_args
-from worldmodel.dataset import DatasetError, DatasetWriter, FrameDataset
-from worldmodel.errors import UserError
+from worldmodel.common.configargs import add_config_arguments, config_from_args
+from worldmodel.common.errors import UserError
+from worldmodel.data.dataset import DatasetError, DatasetWriter, FrameDataset
 from worldmodel.frames import FrameSpec
 
 STARTUP_TIMEOUT_S = 60.0
@@ -52,7 +53,7 @@ def default_n_envs() -> int:
 
 @dataclass(frozen=True)
 class CollectConfig:
-    """What to collect and where; unset env options come from the env's preset (:func:`envs.factory.env_preset`)."""
+    """What to collect and where; unset env options come from the env's preset (:func:`envs.config.env_preset`)."""
 
     env_id: str
     """Gymnasium id, e.g. CarRacing-v3, ALE/Pong-v5, Pendulum-v1, worldmodel/DotTarget-v0."""

@@ -24,8 +24,8 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.pixels import env_name, is_image_space
-from worldmodel.checkpoint import read_frame_spec
 from worldmodel.frames import FrameSpec
+from worldmodel.vae.checkpoint import read_frame_spec
 
 
 def as_frame_spec(frame_spec: FrameSpec | dict[str, Any] | str | os.PathLike) -> FrameSpec:

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.pipeline import PipelineConfig, StageError, plan, run_pipeline
-from experiments.pipeline_records import VIDEO_FILE
-from experiments.report import relative
+from experiments.pipeline.records import VIDEO_FILE
+from experiments.pipeline.report import relative
+from experiments.pipeline.stages import PipelineConfig, StageError, plan, run_pipeline
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained" / "carracing"
 DEMO_AGENT_FRAMES = 200_000

@@ -16,8 +16,8 @@ import json
 import sys
 
 from experiments.demo import DEMO
-from experiments.pipeline import StageError, plan, run_pipeline
-from experiments.pipeline_records import EVALUATION_FILE
+from experiments.pipeline.records import EVALUATION_FILE
+from experiments.pipeline.stages import StageError, plan, run_pipeline
 
 MARGIN = 100.0
 """Required lead of the trained agent's mean return over the random policy's (random scores about -50 to -90)."""

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from worldmodel.device import AUTO_PRECISION_ENV, cpu_has_fast_bf16
-from worldmodel.vae import VAEConfig
+from worldmodel.common.device import AUTO_PRECISION_ENV, cpu_has_fast_bf16
+from worldmodel.vae.model import VAEConfig
 
 BF16_IS_TESTED = cpu_has_fast_bf16() or os.environ.get(AUTO_PRECISION_ENV) == "bf16"
 needs_bf16 = pytest.mark.skipif(
@@ -54,9 +54,9 @@ def toy_vae_path(tmp_path_factory) -> str:
     """
     import numpy as np
 
-    from worldmodel.checkpoint import LatentStats, save_vae
     from worldmodel.frames import FrameSpec
-    from worldmodel.vae import ConvVAE
+    from worldmodel.vae.checkpoint import LatentStats, save_vae
+    from worldmodel.vae.model import ConvVAE
 
     torch.manual_seed(0)
     vae = ConvVAE(VAEConfig(height=32, width=32, latent_dim=6, width_multiplier=0.5))
@@ -75,8 +75,8 @@ def toy_vae_path(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def toy_memory_path(toy_vae_path, tmp_path_factory) -> str:
     """An untrained memory model (hidden 16) for the toy VAE's latents and DotTarget's 5 actions."""
-    from worldmodel.checkpoint import file_sha256
-    from worldmodel.memory import MDNRNN, MemoryConfig, save_memory
+    from worldmodel.memory.model import MDNRNN, MemoryConfig, save_memory
+    from worldmodel.vae.checkpoint import file_sha256
 
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("memory") / "memory.safetensors"
@@ -104,7 +104,7 @@ def latent_reference(toy_vae_path):
     target, so episodes end both by termination and by truncation. ``wrap(env)`` replaces the
     LatentObservation (then ``wrapper_kwargs`` are unused).
     """
-    from envs.latent_observation import LatentObservation
+    from envs.latent.gymnasium_env import LatentObservation
 
     def run(make_env, num_envs: int, steps: int, seed: int, wrap=None, **kwargs):
         runs = []
@@ -139,10 +139,10 @@ def one_torch_thread():
 
 def write_blob_dataset(data_dir, *, episodes: int = 4, steps: int = 23, size: int = 16, seed: int = 0):
     """A tiny dataset of a red blob drifting over green (frames ``size`` x ``size``), with the blob's
-    position as the true state, written with worldmodel.dataset.DatasetWriter; returns ``data_dir``."""
+    position as the true state, written with worldmodel.data.dataset.DatasetWriter; returns ``data_dir``."""
     import numpy as np
 
-    from worldmodel.dataset import DatasetWriter
+    from worldmodel.data.dataset import DatasetWriter
     from worldmodel.frames import FrameSpec
 
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -234,7 +234,7 @@ def _ddp_rank(rank: int, port: int, train, config, report_dir: str) -> None:
     import json
     from pathlib import Path
 
-    from worldmodel.distributed import all_reduce_sum, all_reduce_values, any_rank, init_distributed
+    from worldmodel.training.distributed import all_reduce_sum, all_reduce_values, any_rank, init_distributed
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)

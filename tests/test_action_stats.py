@@ -1,4 +1,4 @@
-"""experiments.action_stats measures where a Gaussian policy's mode lies against the actions it executes."""
+"""experiments.studies.action_stats measures where a Gaussian policy's mode lies against the actions it executes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from stable_baselines3 import PPO
 from agents.bundle import VAE_FILE, save_bundle
 from agents.train import AgentConfig, resolve, write_run_config
 from agents.vec_env import build_vec_env
-from experiments.action_stats import action_stats
+from experiments.studies.action_stats import action_stats
 
 TOY = "worldmodel/DotTargetContinuous-v0"
 

@@ -14,7 +14,7 @@ from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.train import AgentConfig, resolve, write_run_config
 from agents.vec_env import build_vec_env
 from agents.video import video_codec
-from worldmodel.checkpoint import load_vae
+from worldmodel.vae.checkpoint import load_vae
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +132,8 @@ def test_finetune_bundle_evaluates_with_a_reconstruction_video(finetune_bundle, 
 
 
 def test_compare_arms_probes_the_policy_s_fine_tuned_encoder(finetune_bundle, one_torch_thread):
-    from experiments.compare_arms import arm_vae, reconstruction_mse
-    from experiments.report import AgentRun
+    from experiments.pipeline.report import AgentRun
+    from experiments.studies.compare_arms import arm_vae, reconstruction_mse
 
     run_dir, model, _ = finetune_bundle
     vae = arm_vae(AgentRun("finetune-ppo", 0, run_dir, {}, None))

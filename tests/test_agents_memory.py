@@ -16,12 +16,12 @@ from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.train import AgentConfig, resolve, train_agent, write_run_config
 from agents.vec_env import StackConfig, build_vec_env
 from envs.collect import CollectConfig, collect_rollouts
-from envs.vec_memory_observation import VecMemoryObservation
-from worldmodel.checkpoint import CheckpointError, file_sha256, save_vae
-from worldmodel.dataset import FrameDataset
+from envs.memory.sb3_vec_env import VecMemoryObservation
+from worldmodel.data.dataset import FrameDataset
 from worldmodel.frames import FrameSpec
-from worldmodel.memory import MDNRNN, MemoryConfig, save_memory
-from worldmodel.vae import ConvVAE, VAEConfig
+from worldmodel.memory.model import MDNRNN, MemoryConfig, save_memory
+from worldmodel.vae.checkpoint import CheckpointError, file_sha256, save_vae
+from worldmodel.vae.model import ConvVAE, VAEConfig
 
 TOY = "worldmodel/DotTarget-v0"
 

@@ -29,11 +29,11 @@ from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.resume import read_state
 from agents.train import AgentConfig, add_arguments, resolve, train_agent, trainer_threads
 from agents.vec_env import StackConfig, build_vec_env, find_vec_wrapper
-from envs.vec_latent_observation import VecLatentObservation
-from envs.vec_memory_observation import VecMemoryObservation
-from worldmodel.checkpoint import file_sha256, load_vae, save_vae
+from envs.latent.sb3_vec_env import VecLatentObservation
+from envs.memory.sb3_vec_env import VecMemoryObservation
 from worldmodel.frames import FrameSpec
-from worldmodel.vae import ConvVAE, VAEConfig
+from worldmodel.vae.checkpoint import file_sha256, load_vae, save_vae
+from worldmodel.vae.model import ConvVAE, VAEConfig
 
 ON_POLICY = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
 OFF_POLICY = {"learning_starts": 64, "batch_size": 32, "buffer_size": 1000}

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from worldmodel.atomic import atomic_path, write_json_atomic
+from worldmodel.common.atomic import atomic_path, write_json_atomic
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path):

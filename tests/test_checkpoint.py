@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from worldmodel.checkpoint import CheckpointError, LatentStats, load_vae, save_vae
 from worldmodel.frames import FrameSpec
-from worldmodel.vae import ConvVAE
+from worldmodel.vae.checkpoint import CheckpointError, LatentStats, load_vae, save_vae
+from worldmodel.vae.model import ConvVAE
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_wrapped_and_channels_last_models_save_clean(tmp_path, tiny_config):
 
 
 def test_compiled_model_saves_without_prefix(tmp_path, tiny_config):
-    from worldmodel.checkpoint import clean_state_dict
+    from worldmodel.vae.checkpoint import clean_state_dict
 
     class Compiled(torch.nn.Module):  # the attribute name torch.compile uses
         def __init__(self, module):
@@ -130,7 +130,7 @@ def test_weights_not_matching_config(saved):
 
 
 def test_read_frame_spec_from_header_only(saved):
-    from worldmodel.checkpoint import read_frame_spec
+    from worldmodel.vae.checkpoint import read_frame_spec
 
     path, _, spec = saved
     assert read_frame_spec(path) == spec

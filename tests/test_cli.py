@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from worldmodel.checkpoint import save_vae
 from worldmodel.cli import COMMANDS, DEBUG_ENV, build_parser, is_user_error, main
 from worldmodel.frames import FrameSpec
-from worldmodel.vae import ConvVAE
+from worldmodel.vae.checkpoint import save_vae
+from worldmodel.vae.model import ConvVAE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from envs.factory import make_env
 from envs.policies import BrownianPolicy
 from envs.toy import DotTargetEnv
 from worldmodel.cli import main
-from worldmodel.dataset import FrameDataset
+from worldmodel.data.dataset import FrameDataset
 
 TOY = "worldmodel/DotTarget-v0"
 

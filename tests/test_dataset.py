@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from worldmodel.dataset import (
+from worldmodel.data.dataset import (
     COLLECTORS,
     MANIFEST,
     SHARDS,
@@ -16,7 +16,7 @@ from worldmodel.dataset import (
     check_frame_spec,
     rebuild_manifest,
 )
-from worldmodel.dataset import main as dataset_main
+from worldmodel.data.dataset import main as dataset_main
 from worldmodel.frames import FrameSpec
 
 SPEC = FrameSpec(height=8, width=8)
@@ -217,7 +217,7 @@ def test_add_episode_validates(tmp_path, episodes):
 
 RSS_SCRIPT = """
 import sys, numpy as np
-from worldmodel.dataset import FrameDataset
+from worldmodel.data.dataset import FrameDataset
 
 def rss_anon():
     for line in open("/proc/self/status"):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from worldmodel import device as device_mod
-from worldmodel.device import AUTO_PRECISION_ENV, autocast_dtype, default_precision, resolve_device
+from worldmodel.common import device as device_mod
+from worldmodel.common.device import AUTO_PRECISION_ENV, autocast_dtype, default_precision, resolve_device
 
 CPU = torch.device("cpu")
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.diagnostics import (
+from worldmodel.frames import FrameSpec, frames_to_tensor
+from worldmodel.vae.diagnostics import (
     image_grid,
     kl_bar_chart,
     latent_traversal,
@@ -13,8 +14,7 @@ from worldmodel.diagnostics import (
     reconstruction_grid,
     write_png,
 )
-from worldmodel.frames import FrameSpec, frames_to_tensor
-from worldmodel.vae import ConvVAE
+from worldmodel.vae.model import ConvVAE
 
 
 @pytest.fixture

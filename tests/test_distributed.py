@@ -13,13 +13,13 @@ import torch
 from conftest import needs_bf16, spawn_ddp
 from safetensors import safe_open
 
-from worldmodel.checkpoint import load_vae
-from worldmodel.distributed import any_rank, init_distributed
-from worldmodel.train import TrainVAEConfig, train_vae
-from worldmodel.vae import ConvVAE
+from worldmodel.training.distributed import any_rank, init_distributed
+from worldmodel.vae.checkpoint import load_vae
+from worldmodel.vae.model import ConvVAE
+from worldmodel.vae.train import TrainVAEConfig, train_vae
 
 # Tiny VAEs after one step carry little KL; test_train.py::test_posterior_collapse_warns checks the warning.
-pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.train.PosteriorCollapseWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.vae.train.PosteriorCollapseWarning")
 
 
 def _config(data_dir: str, out: Path, **overrides) -> TrainVAEConfig:

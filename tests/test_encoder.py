@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.checkpoint import load_vae
-from worldmodel.encoder import LatentEncoder
 from worldmodel.frames import FrameSpec, frames_to_tensor, tensor_to_frames
+from worldmodel.vae.checkpoint import load_vae
+from worldmodel.vae.encoder import LatentEncoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,9 +10,9 @@ from stable_baselines3 import PPO
 
 from agents.encoder_extractor import VAEEncoderExtractor, find_extractor, finetune_policy_kwargs
 from agents.vec_env import StackConfig, build_vec_env
-from worldmodel.checkpoint import load_vae
-from worldmodel.encoder import LatentEncoder
-from worldmodel.vae import ConvVAE, vae_loss
+from worldmodel.vae.checkpoint import load_vae
+from worldmodel.vae.encoder import LatentEncoder
+from worldmodel.vae.model import ConvVAE, vae_loss
 
 HISTORY = 2
 

@@ -39,7 +39,7 @@ import torch
 from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.train import AgentConfig, train_agent
 from envs.collect import CollectConfig, collect_rollouts
-from worldmodel.train import TrainVAEConfig, train_vae
+from worldmodel.vae.train import TrainVAEConfig, train_vae
 
 TOY = "worldmodel/DotTarget-v0"
 EVAL_EPISODES = 30

@@ -18,7 +18,7 @@ from test_end_to_end import EVAL_EPISODES, MARGIN, SEED, TOY, collect_and_train_
 
 from agents.evaluate import EvaluateConfig, evaluate_agent
 from agents.train import AgentConfig, train_agent
-from worldmodel.train_memory import TrainMemoryConfig, train_memory
+from worldmodel.memory.train import TrainMemoryConfig, train_memory
 
 
 @pytest.mark.slow

@@ -14,15 +14,16 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize, VecTransposeImage
 
 from envs.collect import CollectConfig, collect_rollouts
-from envs.envpool_env import EnvPoolUnavailableError, envpool_spec, import_envpool
-from envs.factory import EnvConfig, env_preset, make_env
-from worldmodel.dataset import DatasetError, FrameDataset
-from worldmodel.encoder import LatentEncoder
+from envs.config import EnvConfig, env_preset
+from envs.envpool.env import EnvPoolUnavailableError, envpool_spec, import_envpool
+from envs.factory import make_env
+from worldmodel.data.dataset import DatasetError, FrameDataset
 from worldmodel.frames import FrameSpec, preprocess_frames
+from worldmodel.vae.encoder import LatentEncoder
 
 envpool = pytest.importorskip("envpool", reason="the envpool extra is not installed: pip install 'worldmodel[envpool]'")
 
-from envs.envpool_vec_env import EnvPoolVecEnv  # noqa: E402  (needs envpool only to run, not to import)
+from envs.envpool.vec_env import EnvPoolVecEnv  # noqa: E402  (needs envpool only to run, not to import)
 
 SPEC = FrameSpec(height=32, width=32)
 GAS = np.array([0.0, 0.5, 0.0], np.float32)
@@ -145,7 +146,7 @@ def test_stacks_on_top_work():
 
 
 def test_latent_wrapper_equals_encoding_frames_by_hand(toy_vae_path):
-    from envs.vec_latent_observation import VecLatentObservation
+    from envs.latent.sb3_vec_env import VecLatentObservation
 
     config = car(frame_skip=2, max_episode_steps=60).replace(frame_spec=FrameSpec(height=32, width=32))
     raw = EnvPoolVecEnv(config, 2, seed=1, frame_spec=FrameSpec(height=96, width=96))
@@ -164,9 +165,9 @@ def test_latent_wrapper_equals_encoding_frames_by_hand(toy_vae_path):
 
 
 def test_a_vae_that_crops_reads_envpool_frames_preprocessed_once(tmp_path):
-    from envs.vec_latent_observation import VecLatentObservation
-    from worldmodel.checkpoint import save_vae
-    from worldmodel.vae import ConvVAE, VAEConfig
+    from envs.latent.sb3_vec_env import VecLatentObservation
+    from worldmodel.vae.checkpoint import save_vae
+    from worldmodel.vae.model import ConvVAE, VAEConfig
 
     spec = FrameSpec(height=32, width=32, crop=(0, 0, 84, 96))  # the dashboard cropped off
     path = tmp_path / "crop.safetensors"

@@ -4,7 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.factory import EnvConfig, env_preset, make_env, make_env_fn
+from envs.config import EnvConfig, env_preset
+from envs.factory import make_env, make_env_fn
 from envs.frame_skip import FrameSkip
 
 TOY = "worldmodel/DotTargetContinuous-v0"

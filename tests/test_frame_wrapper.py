@@ -6,8 +6,8 @@ from gymnasium.utils.env_checker import check_env
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
 from envs.pixels import PixelObservation
-from worldmodel.checkpoint import CheckpointError, load_vae
 from worldmodel.frames import FrameSpec
+from worldmodel.vae.checkpoint import CheckpointError, load_vae
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(different from the unwrapped).*")
 

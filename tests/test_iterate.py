@@ -1,4 +1,4 @@
-"""experiments.iterate on the toy env with tiny budgets: two rounds, resumed round by round."""
+"""experiments.pipeline.iterate on the toy env with tiny budgets: two rounds, resumed round by round."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from experiments.iterate import IterateConfig, refit_command, round_stages, run_iterate
+from experiments.pipeline.iterate import IterateConfig, refit_command, round_stages, run_iterate
 
-pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.train.PosteriorCollapseWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.vae.train.PosteriorCollapseWarning")
 
 
 def tiny_config(out, **changes) -> IterateConfig:
@@ -73,7 +73,7 @@ def test_second_round_collects_with_the_first_agent_and_refits_the_vae(two_round
 
 
 def test_compare_arms_reports_each_round_as_an_arm(two_rounds, tmp_path):
-    from experiments.compare_arms import Arm, write_report
+    from experiments.studies.compare_arms import Arm, write_report
 
     config, _, stages, _ = two_rounds
     out = config.round_dir(0).parent
@@ -104,10 +104,10 @@ def test_latent_shift_measures_how_far_the_code_moved():
     import numpy as np
     import torch
 
-    from experiments.compare_arms import latent_shift
-    from worldmodel.checkpoint import LatentStats, VAECheckpoint
+    from experiments.studies.compare_arms import latent_shift
     from worldmodel.frames import FrameSpec, frames_to_tensor
-    from worldmodel.vae import ConvVAE, VAEConfig
+    from worldmodel.vae.checkpoint import LatentStats, VAECheckpoint
+    from worldmodel.vae.model import ConvVAE, VAEConfig
 
     torch.manual_seed(0)
     vae = ConvVAE(VAEConfig(16, 16, latent_dim=4, width_multiplier=0.25)).eval()
@@ -138,7 +138,7 @@ def test_latent_shift_measures_how_far_the_code_moved():
 
 
 def test_compare_arms_bad_input_is_explained(two_rounds, tmp_path):
-    from experiments.compare_arms import Arm, parse_arm, write_report
+    from experiments.studies.compare_arms import Arm, parse_arm, write_report
 
     with pytest.raises(ValueError, match="LABEL=GLOB"):
         parse_arm("runs/x/agents/ppo__seed*")
@@ -151,7 +151,7 @@ def test_compare_arms_bad_input_is_explained(two_rounds, tmp_path):
 
 
 def test_later_rounds_never_collect_on_the_evaluation_tracks(tmp_path, monkeypatch):
-    import experiments.iterate as iterate
+    import experiments.pipeline.iterate as iterate
 
     config = tiny_config(tmp_path, rounds=3, collect_episodes=100)
     evaluation = config.pipeline(1)
@@ -165,7 +165,7 @@ def test_later_rounds_never_collect_on_the_evaluation_tracks(tmp_path, monkeypat
 
 
 def test_compare_arms_reads_the_evaluation_file_it_is_given(two_rounds, tmp_path):
-    from experiments.compare_arms import Arm, write_report
+    from experiments.studies.compare_arms import Arm, write_report
 
     config = two_rounds[0]
     run_dir = config.agent_dir(1)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from envs.latent_history import LatentHistory
+from envs.latent.history import LatentHistory
 
 
 def test_stacks_oldest_first_and_resets_only_masked_envs():

@@ -7,9 +7,9 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
-from envs.latent_observation import LatentObservation
-from worldmodel.checkpoint import load_vae
-from worldmodel.encoder import LatentEncoder
+from envs.latent.gymnasium_env import LatentObservation
+from worldmodel.vae.checkpoint import load_vae
+from worldmodel.vae.encoder import LatentEncoder
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),

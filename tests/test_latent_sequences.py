@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.checkpoint import file_sha256, save_vae
 from worldmodel.cli import main
-from worldmodel.dataset import DatasetWriter, FrameDataset
-from worldmodel.encoder import LatentEncoder
+from worldmodel.data.dataset import DatasetWriter, FrameDataset
 from worldmodel.frames import FrameSpec, frames_to_tensor
-from worldmodel.latent_sequences import LatentSequences, LatentsError, encode_dataset
-from worldmodel.vae import ConvVAE
+from worldmodel.memory.sequences import LatentSequences, LatentsError, encode_dataset
+from worldmodel.vae.checkpoint import file_sha256, save_vae
+from worldmodel.vae.encoder import LatentEncoder
+from worldmodel.vae.model import ConvVAE
 
 SPEC = FrameSpec(height=16, width=16)
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.distributed import init_distributed
-from worldmodel.latent_stats import ACTIVE_THRESHOLD, LatentMoments, accumulate_latents
-from worldmodel.vae import ConvVAE, kl_divergence
+from worldmodel.training.distributed import init_distributed
+from worldmodel.vae.latent_stats import ACTIVE_THRESHOLD, LatentMoments, accumulate_latents
+from worldmodel.vae.model import ConvVAE, kl_divergence
 
 
 def test_moments_match_numpy_over_batches():

@@ -10,12 +10,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from test_vec_latent_observation import ATOL, check_against_reference, make_toy
 
 import envs  # noqa: F401
-from envs.memory_observation import MemoryObservation
-from envs.vec_memory_observation import VecMemoryObservation
-from worldmodel.checkpoint import CheckpointError, file_sha256, save_vae
+from envs.memory.gymnasium_env import MemoryObservation
+from envs.memory.sb3_vec_env import VecMemoryObservation
 from worldmodel.frames import FrameSpec
-from worldmodel.memory import MDNRNN, MemoryConfig, load_memory, save_memory
-from worldmodel.vae import ConvVAE, VAEConfig
+from worldmodel.memory.model import MDNRNN, MemoryConfig, load_memory, save_memory
+from worldmodel.vae.checkpoint import CheckpointError, file_sha256, save_vae
+from worldmodel.vae.model import ConvVAE, VAEConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

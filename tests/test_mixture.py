@@ -1,4 +1,4 @@
-"""worldmodel.mixture: global indices over several datasets, and epochs mixed in proportions."""
+"""worldmodel.data.mixture: global indices over several datasets, and epochs mixed in proportions."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import write_blob_dataset
 
-from worldmodel.dataset import DatasetError, FrameDataset
-from worldmodel.mixture import FrameMixture, allocate, mixed_order
+from worldmodel.data.dataset import DatasetError, FrameDataset
+from worldmodel.data.mixture import FrameMixture, allocate, mixed_order
 
 
 def test_allocate_sums_to_total_and_follows_weights():

@@ -1,4 +1,4 @@
-"""experiments.pipeline on the toy env with tiny budgets: stages run, are skipped, and resume."""
+"""experiments.pipeline.stages on the toy env with tiny budgets: stages run, are skipped, and resume."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import yaml
 
 from agents.bundle import check_bundle
 from agents.resume import TrainingStopped
-from experiments import carry, pipeline
-from experiments.pipeline import (
+from experiments.pipeline import carry
+from experiments.pipeline import stages as pipeline
+from experiments.pipeline.records import STAGES_FILE
+from experiments.pipeline.stages import (
     INTERRUPTED,
     PipelineConfig,
     StageError,
@@ -26,9 +28,8 @@ from experiments.pipeline import (
     run_pipeline,
     stage_command,
 )
-from experiments.pipeline_records import STAGES_FILE
-from worldmodel.checkpoint import file_sha256
-from worldmodel.errors import UserError
+from worldmodel.common.errors import UserError
+from worldmodel.vae.checkpoint import file_sha256
 
 
 def tiny_config(out, **changes) -> PipelineConfig:
@@ -394,7 +395,7 @@ def test_parallel_jobs_need_isolated_stages(tmp_path):
 
 
 def test_records_of_a_pipeline_running_alongside_survive(tmp_path, monkeypatch):
-    from experiments import pipeline
+    from experiments.pipeline import stages as pipeline
 
     config = tiny_config(tmp_path / "run")
 

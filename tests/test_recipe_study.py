@@ -11,7 +11,16 @@ import pytest
 import yaml
 
 from agents.hyperparams import parse_policy_kwargs, resolve_hyperparams
-from experiments.recipe_study import ARM_RECORDS, ARMS, ENV_ID, arm_named, frame_skip, hyperparams, main, vae_finished
+from experiments.studies.recipe_study import (
+    ARM_RECORDS,
+    ARMS,
+    ENV_ID,
+    arm_named,
+    frame_skip,
+    hyperparams,
+    main,
+    vae_finished,
+)
 
 
 @pytest.mark.parametrize("arm", ARMS, ids=lambda arm: arm.name)

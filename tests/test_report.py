@@ -1,4 +1,4 @@
-"""experiments.report on a hand-made pipeline directory: tables, CIs, PNGs, milestones, commands."""
+"""experiments.pipeline.report on a hand-made pipeline directory: tables, CIs, PNGs, milestones, commands."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import report
-from experiments.report import confidence_interval, milestone_statement, write_report
-from worldmodel.diagnostics import write_png
+from experiments.pipeline import report
+from experiments.pipeline.report import confidence_interval, milestone_statement, write_report
+from worldmodel.vae.diagnostics import write_png
 
 
 def _agent(out, mode, seed, mean_return, *, frames_per_step=1, random=None, steps=1000):
@@ -174,7 +174,7 @@ def test_milestones_need_the_frame_budget_and_name_the_next_goal():
 
 
 def test_learning_curves_use_the_frames_and_wall_clock_recorded_at_each_evaluation(pipeline_dir):
-    from experiments.report import _curve, find_runs
+    from experiments.pipeline.report import _curve, find_runs
 
     run = next(r for r in find_runs(pipeline_dir) if r.mode == "ppo" and r.seed == 0)
     summary = json.loads((run.run_dir / "summary.json").read_text())
@@ -264,7 +264,7 @@ def test_report_title_says_what_it_holds_and_paths_are_relative(pipeline_dir, tm
     (pipeline_dir / "agents" / "ppo__seed0" / "eval.mp4").write_bytes(b"")
     text = write_report(pipeline_dir, name="car", report_dir="reports").read_text()
     assert text.startswith("# CarRacing-v3: agents on latents vs pixels (car)\n")
-    assert "`python -m experiments.report run --name car` from the pipeline output `run`" in text
+    assert "`python -m experiments.pipeline.report run --name car` from the pipeline output `run`" in text
     assert "- `run/agents/ppo__seed0/eval.mp4`" in text
     assert str(tmp_path) not in text
     shutil.rmtree(pipeline_dir / "agents" / "pixels-ppo__seed0")
@@ -275,5 +275,5 @@ def test_report_title_says_what_it_holds_and_paths_are_relative(pipeline_dir, tm
 def test_the_report_reads_pipeline_records_without_importing_the_pipeline():
     tree = ast.parse(Path(report.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "experiments.pipeline_records" in imported
-    assert "experiments.pipeline" not in imported  # the pipeline imports the report, never the other way round
+    assert "experiments.pipeline.records" in imported
+    assert "experiments.pipeline.stages" not in imported  # the pipeline imports the report, never the other way round

@@ -8,12 +8,12 @@ import torch
 from conftest import assert_same_runs, interrupt_call, nan_loss_at_call, write_blob_dataset
 from safetensors import safe_open
 
-from worldmodel import train as train_mod
-from worldmodel.checkpoint import load_vae
 from worldmodel.cli import main as cli_main
-from worldmodel.dataset import DatasetError
-from worldmodel.device import default_precision
-from worldmodel.train import (
+from worldmodel.common.device import default_precision
+from worldmodel.data.dataset import DatasetError
+from worldmodel.vae import train as train_mod
+from worldmodel.vae.checkpoint import load_vae
+from worldmodel.vae.train import (
     BatchPrefetcher,
     NonFiniteLossError,
     PosteriorCollapseWarning,
@@ -23,7 +23,7 @@ from worldmodel.train import (
 )
 
 # Tiny VAEs after a few steps carry little KL; test_posterior_collapse_warns checks the warning itself.
-pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.train.PosteriorCollapseWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.vae.train.PosteriorCollapseWarning")
 
 
 def tiny(data_dir, out, **overrides) -> TrainVAEConfig:
@@ -164,7 +164,7 @@ def test_bad_input_fails_before_training(tmp_path, episodes, overrides, match):
 
 
 def test_empty_dataset_is_rejected(tmp_path):
-    from worldmodel.dataset import DatasetWriter
+    from worldmodel.data.dataset import DatasetWriter
     from worldmodel.frames import FrameSpec
 
     with DatasetWriter(tmp_path / "data", env_id="Blob-v0", frame_spec=FrameSpec(height=16, width=16)):

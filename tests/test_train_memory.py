@@ -10,15 +10,15 @@ import torch
 from conftest import assert_same_runs, interrupt_call, nan_loss_at_call, spawn_ddp
 from safetensors import safe_open
 
-from worldmodel import train_memory as train_mod
-from worldmodel.checkpoint import file_sha256, save_vae
 from worldmodel.cli import main
 from worldmodel.frames import FrameSpec
-from worldmodel.latent_sequences import LatentEpisode, LatentsError, write_latents
-from worldmodel.memory import load_memory
-from worldmodel.train_memory import TrainMemoryConfig, TrainMemoryError, train_memory
-from worldmodel.training import NonFiniteLossError
-from worldmodel.vae import ConvVAE, VAEConfig
+from worldmodel.memory import train as train_mod
+from worldmodel.memory.model import load_memory
+from worldmodel.memory.sequences import LatentEpisode, LatentsError, write_latents
+from worldmodel.memory.train import TrainMemoryConfig, TrainMemoryError, train_memory
+from worldmodel.training.run import NonFiniteLossError
+from worldmodel.vae.checkpoint import file_sha256, save_vae
+from worldmodel.vae.model import ConvVAE, VAEConfig
 
 MOVES = np.array([[0, 0], [0, -1], [0, 1], [-1, 0], [1, 0]], np.float32)
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from worldmodel.vae import ConvVAE, VAEConfig, kl_divergence, vae_loss
+from worldmodel.vae.model import ConvVAE, VAEConfig, kl_divergence, vae_loss
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecTran
 
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
+from envs.latent.sb3_vec_env import VecLatentObservation
 from envs.pixels import PixelObservation
-from envs.vec_latent_observation import VecLatentObservation
-from worldmodel.checkpoint import load_vae
+from worldmodel.vae.checkpoint import load_vae
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

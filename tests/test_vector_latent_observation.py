@@ -7,7 +7,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
-from envs.vector_latent_observation import VectorLatentObservation
+from envs.latent.gymnasium_vector import VectorLatentObservation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,10 +5,10 @@ frame preprocessing, datasets, training and checkpoints. Gymnasium and Stable-Ba
 adapters live in ``envs`` and ``agents``.
 """
 
-from worldmodel.checkpoint import CheckpointError, LatentStats, VAECheckpoint, load_vae, save_vae
 from worldmodel.frames import FrameSpec, frames_to_tensor, preprocess_frame, preprocess_frames, tensor_to_frames
-from worldmodel.memory import MDNRNN, MemoryCheckpoint, MemoryConfig, load_memory, memory_loss, save_memory
-from worldmodel.vae import ConvVAE, VAEConfig, VAELoss, vae_loss
+from worldmodel.memory.model import MDNRNN, MemoryCheckpoint, MemoryConfig, load_memory, memory_loss, save_memory
+from worldmodel.vae.checkpoint import CheckpointError, LatentStats, VAECheckpoint, load_vae, save_vae
+from worldmodel.vae.model import ConvVAE, VAEConfig, VAELoss, vae_loss
 
 __version__ = "0.1.0"
 

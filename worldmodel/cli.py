@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from worldmodel.errors import UserError
+from worldmodel.common.errors import UserError
 
 DEBUG_ENV = "WORLDMODEL_DEBUG"
 """Set to 1 to see the traceback of every error, as ``--debug`` does."""
@@ -32,9 +32,9 @@ OPTIONAL_EXTRAS = {"optuna": "tune", "sb3_contrib": "contrib", "envpool": "envpo
 # subcommand -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("worldmodel.cli", "describe a VAE checkpoint (config, frame spec, metadata)"),
-    "train-vae": ("worldmodel.train", "train the VAE on a collected dataset (also under torchrun for DDP)"),
-    "encode": ("worldmodel.latent_sequences", "encode a dataset's episodes with a VAE into latent sequences"),
-    "train-memory": ("worldmodel.train_memory", "train the memory model (MDN-RNN) on a dataset's VAE latents"),
+    "train-vae": ("worldmodel.vae.train", "train the VAE on a collected dataset (also under torchrun for DDP)"),
+    "encode": ("worldmodel.memory.sequences", "encode a dataset's episodes with a VAE into latent sequences"),
+    "train-memory": ("worldmodel.memory.train", "train the memory model (MDN-RNN) on a dataset's VAE latents"),
     "collect": (
         "agents.bundle_policy",
         "collect rollouts from any Gymnasium env (random, brownian or a trained agent) into a dataset (resumable)",
@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "search an algorithm's hyperparameters and wrapper factors with Optuna into OUT/best.yaml (resumable)",
     ),
     "evaluate": ("agents.evaluate", "evaluate a train-agent run: returns, episode lengths, --video"),
-    "iterate": ("experiments.iterate", "collect -> train VAE -> train agent, in R resumable rounds"),
+    "iterate": ("experiments.pipeline.iterate", "collect -> train VAE -> train agent, in R resumable rounds"),
 }
 
 
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``worldmodel info CHECKPOINT``: print what the checkpoint describes, as JSON."""
-    from worldmodel.checkpoint import load_vae
+    from worldmodel.vae.checkpoint import load_vae
 
     ckpt = load_vae(args.checkpoint)
     n_params = sum(p.numel() for p in ckpt.vae.parameters())
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 def is_user_error(exc: BaseException) -> bool:
     """Whether ``exc`` is an error the user can fix from its message, rather than a bug.
 
-    That is: the project's own errors (:class:`~worldmodel.errors.UserError`: ``DatasetError``,
+    That is: the project's own errors (:class:`~worldmodel.common.errors.UserError`: ``DatasetError``,
     ``CheckpointError``, ``BundleError``, ``TrainVAEError``, ``CollectError``, ``StageError``, ...);
     ``ValueError``, which every library function raises for an argument it refuses, with the fix
     in its message; ``OSError`` (a path that is missing, unreadable or unwritable); and

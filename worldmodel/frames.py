@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from worldmodel.dictconfig import check_known_fields
+from worldmodel.common.dictconfig import check_known_fields
 
 INTERPOLATIONS = {
     "area": cv2.INTER_AREA,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from experiments.bench.machine import SECTIONS_DIR
-from worldmodel.atomic import atomic_path
+from experiments.pipeline.machine import SECTIONS_DIR
+from worldmodel.common.atomic import atomic_path
 
 BENCHMARKS = ("collect", "dataset_read", "train_vae", "latent_wrapper", "envpool", "memory", "tqc", "gpu")
 REPORTS = SECTIONS_DIR.parent

@@ -18,7 +18,7 @@ import numpy as np
 
 from envs.collect import CollectConfig, collect_rollouts
 from envs.factory import make_env_fn
-from experiments.bench.machine import describe_machine, write_section
+from experiments.pipeline.machine import describe_machine, write_section
 
 ENV_ID = "CarRacing-v3"
 MAX_STEPS = 200

@@ -23,8 +23,8 @@ import numpy as np
 from envs.collect import CollectConfig, run_episode
 from envs.factory import make_env
 from envs.policies import BrownianPolicy
-from experiments.bench.machine import describe_machine, write_section
-from worldmodel.dataset import DatasetWriter
+from experiments.pipeline.machine import describe_machine, write_section
+from worldmodel.data.dataset import DatasetWriter
 
 BASE_FRAMES = 10_000
 BATCH = 256
@@ -34,7 +34,7 @@ EPISODE_FRAMES = 500
 READER = """
 import json, sys, time
 import numpy as np
-from worldmodel.dataset import FrameDataset
+from worldmodel.data.dataset import FrameDataset
 
 def rss_anon():
     for line in open("/proc/self/status"):

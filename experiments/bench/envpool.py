@@ -2,7 +2,7 @@
 
 1. Raw env speed: the CarRacing-v3 preset (zoom-in skipped, 96x96 frames, action steer
    random / gas 0.5) stepped by Gymnasium envs in a ``SubprocVecEnv`` (the baseline) and by
-   :class:`envs.envpool_vec_env.EnvPoolVecEnv`, at 2, 4 and 8 envs, EnvPool with 2 threads
+   :class:`envs.envpool.vec_env.EnvPoolVecEnv`, at 2, 4 and 8 envs, EnvPool with 2 threads
    and with one thread per env. Base-env frames/s, ratio to the baseline at the same count
    and best against best.
 2. Training speed: ``train_agent`` with the same recipe on both backends for a fixed number
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from experiments.bench.machine import describe_machine, write_section
-from worldmodel.device import default_precision
+from experiments.pipeline.machine import describe_machine, write_section
+from worldmodel.common.device import default_precision
 
 ENV_ID = "CarRacing-v3"
 ENV_COUNTS = (2, 4, 8)
@@ -52,8 +52,9 @@ def raw_frames_per_second(backend: str, n_envs: int, num_threads: int | None = N
     """Base-env frames/s of ``n_envs`` preset CarRacing envs on ``backend``, 96x96 frames out."""
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    from envs.envpool_vec_env import EnvPoolVecEnv
-    from envs.factory import env_preset, make_env_fn
+    from envs.config import env_preset
+    from envs.envpool.vec_env import EnvPoolVecEnv
+    from envs.factory import make_env_fn
     from worldmodel.frames import FrameSpec
 
     config = env_preset(ENV_ID).replace(backend=backend)
@@ -107,8 +108,8 @@ def _train(backend: str, pixels: bool, encoder_precision: str, out: str, profile
     from stable_baselines3 import PPO
 
     from agents.train import AgentConfig, train_agent
-    from envs.envpool_vec_env import EnvPoolVecEnv
-    from envs.vec_latent_observation import VecLatentObservation
+    from envs.envpool.vec_env import EnvPoolVecEnv
+    from envs.latent.sb3_vec_env import VecLatentObservation
 
     torch.set_num_threads(1)
     timer = _Timer()

@@ -1,9 +1,9 @@
 """GPU figures: the encoder at large batches and VAE training, each against a baseline in the same run.
 
-- **Encoder**: :class:`~worldmodel.encoder.LatentEncoder` on CUDA, uint8 numpy frames in
+- **Encoder**: :class:`~worldmodel.vae.encoder.LatentEncoder` on CUDA, uint8 numpy frames in
   (host-to-device copy included), float32 numpy latents out, fp32 and bf16, batch 64 to 4096.
 - **VAE training**: the reference-design loop of :mod:`experiments.bench.train_vae` moved to
-  the GPU (batch 32, fp32, contiguous NCHW, Adam) against :func:`worldmodel.train.train_vae`
+  the GPU (batch 32, fp32, contiguous NCHW, Adam) against :func:`worldmodel.vae.train.train_vae`
   on the GPU (uint8 batches pinned and copied ``non_blocking``, channels-last), fp32 and
   bf16 autocast, on the same synthetic dataset.
 
@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from experiments.bench.latent_wrapper import FRAME_SPEC, encoder_rows, table
-from experiments.bench.machine import describe_machine, write_section
 from experiments.bench.train_vae import Baseline, make_dataset, ours
-from worldmodel.checkpoint import save_vae
-from worldmodel.encoder import LatentEncoder
-from worldmodel.vae import ConvVAE, VAEConfig
+from experiments.pipeline.machine import describe_machine, write_section
+from worldmodel.vae.checkpoint import save_vae
+from worldmodel.vae.encoder import LatentEncoder
+from worldmodel.vae.model import ConvVAE, VAEConfig
 
 ENCODER_BATCHES = (64, 256, 1024, 4096)
 TRAIN_STEPS = 300
@@ -63,7 +63,7 @@ def training_section(tmp: Path) -> list[str]:
         result = ours(ds, tmp / name.replace(" ", "").replace(",", "_"), steps=TRAIN_STEPS, **quick, **overrides)
         rate = result["images_per_s"]
         rows.append(
-            f"| worldmodel.train, {name}, {TRAIN_STEPS} steps | {rate:,.0f} | {rate / baseline.images_per_s:.2f}x "
+            f"| worldmodel.vae.train, {name}, {TRAIN_STEPS} steps | {rate:,.0f} | {rate / baseline.images_per_s:.2f}x "
             f"| {100 * result['data_wait_share']:.1f}% |"
         )
     return [

@@ -31,13 +31,13 @@ import torch
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv
 
 from envs.frame_wrapper import FrameSpecObservation
+from envs.latent.sb3_vec_env import VecLatentObservation
 from envs.pixels import PixelObservation
-from envs.vec_latent_observation import VecLatentObservation
-from experiments.bench.machine import describe_machine, write_section
-from worldmodel.checkpoint import save_vae
-from worldmodel.encoder import LatentEncoder
+from experiments.pipeline.machine import describe_machine, write_section
 from worldmodel.frames import FrameSpec
-from worldmodel.vae import ConvVAE, VAEConfig
+from worldmodel.vae.checkpoint import save_vae
+from worldmodel.vae.encoder import LatentEncoder
+from worldmodel.vae.model import ConvVAE, VAEConfig
 
 ENV_ID = "CarRacing-v3"
 FRAME_SPEC = FrameSpec(height=64, width=64, crop=(0, 0, 84, 96))  # drop the dashboard rows

@@ -22,16 +22,16 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from envs.vec_latent_observation import VecLatentObservation
-from envs.vec_memory_observation import VecMemoryObservation
+from envs.latent.sb3_vec_env import VecLatentObservation
+from envs.memory.sb3_vec_env import VecMemoryObservation
 from experiments.bench.latent_wrapper import table, with_threads
-from experiments.bench.machine import describe_machine, write_section
-from worldmodel.checkpoint import file_sha256, save_vae
+from experiments.pipeline.machine import describe_machine, write_section
 from worldmodel.frames import FrameSpec
-from worldmodel.latent_sequences import LatentEpisode, write_latents
-from worldmodel.memory import MDNRNN, MemoryConfig, save_memory
-from worldmodel.train_memory import TrainMemoryConfig, train_memory
-from worldmodel.vae import ConvVAE, VAEConfig
+from worldmodel.memory.model import MDNRNN, MemoryConfig, save_memory
+from worldmodel.memory.sequences import LatentEpisode, write_latents
+from worldmodel.memory.train import TrainMemoryConfig, train_memory
+from worldmodel.vae.checkpoint import file_sha256, save_vae
+from worldmodel.vae.model import ConvVAE, VAEConfig
 
 ENV_COUNTS = (1, 8, 64)
 ROUNDS = 3

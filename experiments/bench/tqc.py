@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from agents.hyperparams import algo_kwargs_for_sb3, resolve_hyperparams
 from agents.quantile_loss import QUANTILE_LOSS_USERS, set_quantile_loss, use_compiled_quantile_loss
 from experiments.bench.latent_wrapper import table, with_threads
-from experiments.bench.machine import describe_machine, write_section
+from experiments.pipeline.machine import describe_machine, write_section
 
 ENV_ID = "CarRacing-v3"
 OBS_DIM = 2 * 32  # latent history 2 of the shipped VAE's 32 latents

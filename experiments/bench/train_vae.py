@@ -1,22 +1,22 @@
-"""VAE training throughput and quality: ``worldmodel.train`` against a reference-style loop.
+"""VAE training throughput and quality: ``worldmodel.vae.train`` against a reference-style loop.
 
 Both train the World Models ConvVAE (64x64x3, z=32) on the same synthetic CarRacing-like
 dataset (grass, a drifting road, a red car, a black dashboard bar), written with
-:class:`~worldmodel.dataset.DatasetWriter` and read memory-mapped, with 2 torch threads.
+:class:`~worldmodel.data.dataset.DatasetWriter` and read memory-mapped, with 2 torch threads.
 
 - **baseline**: written here the way the reference PyTorch World Models trainer works:
   frames held in RAM, random batches of 32 converted to contiguous NCHW float32 in the
   loop, plain Adam (lr 1e-3), loss = MSE summed over pixels and batch + KL summed. It
   trains in two halves, before and after the main run, so a load change on a shared
   machine affects both sides, for as long in all as the main run took.
-- **worldmodel.train**: :func:`worldmodel.train.train_vae` with its defaults (batch 64
+- **worldmodel.vae.train**: :func:`worldmodel.vae.train.train_vae` with its defaults (batch 64
   for fp32 on a CPU, channels-last, AdamW with warm-up + cosine, background batch gathering, validation,
   latent statistics and checkpoints every epoch), with its step count chosen from a short
   probe run so that it runs about ``--budget`` seconds. The shard files are evicted
   from the page cache first, so reads come from disk, as for a dataset larger than RAM.
-- **worldmodel.train, batch 128**: the GPU/bf16 default batch for the same time, the
+- **worldmodel.vae.train, batch 128**: the GPU/bf16 default batch for the same time, the
   evidence for the fp32 CPU default of 64.
-- **worldmodel.train, bf16**: the same with bf16 autocast, to pick the CPU default.
+- **worldmodel.vae.train, bf16**: the same with bf16 autocast, to pick the CPU default.
 
 Held-out reconstruction MSE per pixel (decoding the latent mean) is measured the same way
 for both on the validation episodes.
@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.bench.machine import describe_machine, other_runnable, write_section
-from worldmodel.checkpoint import load_vae
-from worldmodel.dataset import SHARDS, DatasetWriter, FrameDataset
+from experiments.pipeline.machine import describe_machine, other_runnable, write_section
+from worldmodel.data.dataset import SHARDS, DatasetWriter, FrameDataset
 from worldmodel.frames import FrameSpec, frames_to_tensor
-from worldmodel.train import TrainVAEConfig, train_vae
-from worldmodel.vae import ConvVAE, VAEConfig
+from worldmodel.vae.checkpoint import load_vae
+from worldmodel.vae.model import ConvVAE, VAEConfig
+from worldmodel.vae.train import TrainVAEConfig, train_vae
 
 THREADS = 2
 
@@ -180,7 +180,7 @@ def run(budget_s: float = 50.0) -> str:
     lines = [
         "## train_vae",
         "",
-        "VAE training throughput and held-out quality: `worldmodel.train.train_vae` (defaults: batch 64 for fp32 "
+        "VAE training throughput and held-out quality: `worldmodel.vae.train.train_vae` (defaults: batch 64 for fp32 "
         "on a CPU, channels-last, AdamW + warm-up/cosine, background batch gathering from memory-mapped shards evicted "
         "from the page cache) against a loop written the way the reference World Models trainer works (batch 32, "
         "fp32, contiguous NCHW, plain Adam, summed MSE + KL, frames in RAM). Same ConvVAE (64x64x3, z=32, "
@@ -194,16 +194,16 @@ def run(budget_s: float = 50.0) -> str:
         "| loop | images/s | ratio | wall s | held-out MSE/pixel | data wait |",
         "|---|---|---|---|---|---|",
         f"| baseline (reference design) | {base_rate:.0f} | 1.00x | {baseline.seconds:.0f} | {base_mse:.5f} | - |",
-        f"| worldmodel.train, fp32, batch {main['batch_size']} (defaults here), {steps} steps | "
+        f"| worldmodel.vae.train, fp32, batch {main['batch_size']} (defaults here), {steps} steps | "
         f"{main['images_per_s']:.0f} | {ratio:.2f}x | {main['wall_s']:.0f} (all of train_vae) | {main_mse:.5f} | "
         f"{100 * main['data_wait_share']:.1f}% |",
-        f"| worldmodel.train, fp32, batch 128, same time | {big['images_per_s']:.0f} | "
+        f"| worldmodel.vae.train, fp32, batch 128, same time | {big['images_per_s']:.0f} | "
         f"{big['images_per_s'] / base_rate:.2f}x | {big['wall_s']:.0f} | {big_mse:.5f} | "
         f"{100 * big['data_wait_share']:.1f}% |",
-        f"| worldmodel.train, fp32, 12 steps (bf16's reference) | {probe['images_per_s']:.0f} | "
+        f"| worldmodel.vae.train, fp32, 12 steps (bf16's reference) | {probe['images_per_s']:.0f} | "
         f"{probe['images_per_s'] / base_rate:.2f}x | {probe['wall_s']:.0f} | - | "
         f"{100 * probe['data_wait_share']:.1f}% |",
-        f"| worldmodel.train, bf16 autocast, 12 steps | {bf16['images_per_s']:.0f} | "
+        f"| worldmodel.vae.train, bf16 autocast, 12 steps | {bf16['images_per_s']:.0f} | "
         f"{bf16['images_per_s'] / base_rate:.2f}x | {bf16['wall_s']:.0f} | - | "
         f"{100 * bf16['data_wait_share']:.1f}% |",
         "",

@@ -12,8 +12,8 @@ import shlex
 import sys
 
 from experiments.carracing.config import PRESETS
-from experiments.pipeline import RUNNERS, run_pipeline
-from worldmodel.errors import UserError
+from experiments.pipeline.stages import RUNNERS, run_pipeline
+from worldmodel.common.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:

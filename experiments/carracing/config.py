@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments.pipeline import PipelineConfig
+from experiments.pipeline.stages import PipelineConfig
 
 FULL = PipelineConfig(
     "CarRacing-v3",
@@ -132,7 +132,7 @@ FINETUNE = dataclasses.replace(
     report_name="carracing-finetune",
 )
 """Frozen-VAE latents vs an encoder fine-tuned inside the policy, 3 seeds each at 82k env frames (issue 8's
-comparison; the iterative arm is ``python -m experiments.iterate``)."""
+comparison; the iterative arm is ``python -m experiments.pipeline.iterate``)."""
 
 SMOKE = dataclasses.replace(
     FULL,

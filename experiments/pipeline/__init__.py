@@ -1,0 +1,1 @@
+"""Orchestration the commands use: the staged pipeline, its records and report, ``iterate``, carrying runs in git."""

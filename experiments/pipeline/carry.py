@@ -1,0 +1,173 @@
+"""Carry a pipeline's unfinished agent runs to the next machine through git: ``save`` and ``restore``.
+
+A 4M-frame run takes longer than a working session, and a new machine starts without ``runs/``.
+An on-policy run's resume state is small (a PPO model of a few hundred kB, its VecNormalize
+statistics and evaluation history), so it can be committed: ``save`` copies, of every agent run
+of a pipeline output, the files a resume or a report needs, leaving out what can be made again
+(the VAE and memory copies, which ``restore`` copies back from the checkpoints the run's config
+names and checks against its SHA-256), what is not needed (TensorBoard logs, videos, older
+checkpoints), and refusing what is too big for git (replay buffers). A finished run needs no resume
+checkpoint to be evaluated or reported, so a finished off-policy run is carried without its
+checkpoint (and its replay buffer); it can no longer be trained on from there::
+
+    python -m experiments.pipeline.carry save runs/carracing-recipe-4m    # -> experiments/carry/carracing-recipe-4m
+    python -m experiments.pipeline.carry restore experiments/carry/carracing-recipe-4m --out runs/carracing-recipe-4m
+    python -m experiments.carracing --preset recipe-4m --from-scratch --jobs 2   # resumes where it stopped
+
+``restore`` never replaces a run that is further along than the carried one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from agents.bundle import BEST_DIR, BEST_FILE, MEMORY_FILE, VAE_FILE
+from agents.resume import CHECKPOINT_DIR, STATE_FILE
+from experiments.pipeline.records import PIPELINE_RECORDS, VIDEO_FILE, read_json
+from worldmodel.common.atomic import atomic_dir
+from worldmodel.common.errors import UserError
+from worldmodel.vae.checkpoint import file_sha256
+
+CARRY_DIR = Path("experiments/carry")
+"""Where ``save`` puts a pipeline's runs by default: ``experiments/carry/<pipeline folder name>``."""
+MAX_FILE_MIB = 4.0
+"""The largest file ``save`` copies: a model of the latent recipes is well under 1 MiB; replay buffers are not."""
+COPIES = {VAE_FILE: ("vae", "vae_sha256"), MEMORY_FILE: ("memory", "memory_sha256")}
+"""Checkpoint copies in a run directory: the config key of their source and of their SHA-256."""
+
+
+def carried_files(run_dir: Path, without_checkpoint: bool) -> list[Path]:
+    """The files of ``run_dir`` that ``save`` carries, relative to it: its top-level records and models (not the
+    VAE, memory or video copies) and, of ``checkpoints/`` (unless ``without_checkpoint``: see
+    :func:`leaves_out_checkpoint`) and ``best/``, the pointer and the files it names."""
+    skipped = {*COPIES, VIDEO_FILE}
+    files = [p.relative_to(run_dir) for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in skipped]
+    for folder, pointer in ((CHECKPOINT_DIR, STATE_FILE), (BEST_DIR, BEST_FILE)):
+        if folder == CHECKPOINT_DIR and without_checkpoint:
+            continue
+        record = read_json(run_dir / folder / pointer)
+        if record is not None:
+            files += [Path(folder, pointer), *(Path(folder, name) for name in record.get("files", {}).values())]
+    return [f for f in files if not f.name.startswith(".")]  # no temporary files of a write under way
+
+
+def _too_big(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > MAX_FILE_MIB * 2**20
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` trained for the agent steps its config asked for (its summary says so)."""
+    summary, config = read_json(run_dir / "summary.json"), read_json(run_dir / "config.json")
+    return summary is not None and config is not None and summary["agent_steps"] >= config["agent"]["timesteps"]
+
+
+def leaves_out_checkpoint(run_dir: Path) -> bool:
+    """Whether ``save`` leaves out ``run_dir``'s resume checkpoint: the run is finished and the checkpoint holds a
+    file too big for git (a replay buffer). An unfinished run's checkpoint is never left out: ``save`` refuses it."""
+    state = read_json(run_dir / CHECKPOINT_DIR / STATE_FILE)
+    if state is None or not is_finished(run_dir):
+        return False
+    return any(_too_big(run_dir / CHECKPOINT_DIR / name) for name in state.get("files", {}).values())
+
+
+def save(out: str | Path, dest: str | Path | None = None) -> Path:
+    """Copy what resumes and reports the agent runs of the pipeline output ``out`` to ``dest`` (default:
+    ``experiments/carry/<out's name>``), replacing it as a whole; returns ``dest``."""
+    out = Path(out)
+    dest = CARRY_DIR / out.name if dest is None else Path(dest)
+    runs = sorted(p for p in (out / "agents").glob("*__seed*") if (p / "config.json").is_file())
+    if not runs:
+        raise UserError(f"{out} holds no agent runs to carry (agents/*__seed*/config.json)")
+    left_out = {run for run in runs if leaves_out_checkpoint(run)}
+    sources = [(out / name, Path(name)) for name in PIPELINE_RECORDS if (out / name).is_file()]
+    sources += [(run / f, Path("agents", run.name, f)) for run in runs for f in carried_files(run, run in left_out)]
+    too_big = [f"{src} ({src.stat().st_size / 2**20:.1f} MiB)" for src, _ in sources if _too_big(src)]
+    if too_big:
+        raise UserError(
+            f"{', '.join(too_big)}: larger than {MAX_FILE_MIB:g} MiB, too big to carry in git (a replay buffer?); "
+            "finish such runs on one machine"
+        )
+    with atomic_dir(dest) as tmp:
+        for src, rel in sources:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, tmp / rel)
+    for run in sorted(left_out):
+        print(
+            f"{run.name}: finished; its resume checkpoint holds a file over {MAX_FILE_MIB:g} MiB (a replay buffer) "
+            "and is left out: the carried run can be evaluated and reported, not trained on"
+        )
+    return dest
+
+
+def progress(run_dir: Path) -> int:
+    """How far ``run_dir`` trained: its final agent steps, else its resume checkpoint's step, else 0."""
+    summary, state = read_json(run_dir / "summary.json"), read_json(run_dir / CHECKPOINT_DIR / STATE_FILE)
+    if summary is not None:
+        return int(summary["agent_steps"])
+    return int(state["step"]) if state is not None else 0
+
+
+def restore(carried: str | Path, out: str | Path) -> list[str]:
+    """Copy the runs ``save`` carried to the pipeline output ``out``, with the VAE (and memory) copies made again
+    from the checkpoints their configs name; returns the runs restored. A run in ``out`` that is as far along or
+    further is kept, and a checkpoint whose SHA-256 differs from the one the run trained on is refused."""
+    carried, out = Path(carried), Path(out)
+    runs = sorted((carried / "agents").glob("*__seed*"))
+    if not runs:
+        raise UserError(
+            f"{carried} holds no carried agent runs: give a folder `python -m experiments.pipeline.carry save` made"
+        )
+    restored = []
+    for run in runs:
+        target = out / "agents" / run.name
+        if progress(target) >= progress(run):
+            continue
+        config = json.loads((run / "config.json").read_text())
+        with atomic_dir(target) as tmp:
+            shutil.copytree(run, tmp, dirs_exist_ok=True)
+            for name, (key, sha_key) in COPIES.items():
+                source = config["agent"].get(key)
+                if not config.get(sha_key) or not source:
+                    continue
+                if not Path(source).is_file() or file_sha256(source) != config[sha_key]:
+                    raise UserError(
+                        f"{run.name} trained on {source} with SHA-256 {config[sha_key][:12]}..., which is not here "
+                        "or has changed since: check out the commit the run was carried from"
+                    )
+                shutil.copyfile(source, tmp / name)
+        restored.append(run.name)
+    for name in PIPELINE_RECORDS:
+        if (carried / name).is_file() and not (out / name).is_file():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(carried / name, out / name)
+    return restored
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.pipeline.carry", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    save_parser = commands.add_parser("save", help="copy a pipeline output's runs to a folder to commit")
+    save_parser.add_argument("out", help="pipeline output directory, e.g. runs/carracing-recipe-4m")
+    save_parser.add_argument("--to", help=f"destination (default: {CARRY_DIR}/<out's name>)")
+    restore_parser = commands.add_parser("restore", help="copy carried runs back into a pipeline output")
+    restore_parser.add_argument("carried", help="a folder `save` made, e.g. experiments/carry/carracing-recipe-4m")
+    restore_parser.add_argument("--out", required=True, help="the pipeline output to restore them into")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "save":
+            print(f"saved to {save(args.out, args.to)}")
+        else:
+            restored = restore(args.carried, args.out)
+            print(f"restored {', '.join(restored) or 'nothing (every run here is as far along)'} into {args.out}")
+    except UserError as exc:
+        print(f"experiments.pipeline.carry: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""A one-line description of the machine and the date, and where benchmark sections are written.
+
+>>> "cores" in describe_machine()
+True
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from worldmodel.common.atomic import atomic_path
+from worldmodel.common.device import cpu_has_fast_bf16
+
+SECTIONS_DIR = Path(__file__).resolve().parents[1] / "reports" / "bench"
+
+
+def write_section(name: str, section: str) -> str:
+    """Write a benchmark's markdown ``section`` atomically to ``experiments/reports/bench/<name>.md``; return it."""
+    with atomic_path(SECTIONS_DIR / f"{name}.md") as tmp:
+        tmp.write_text(section)
+    return section
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def other_runnable() -> float:
+    """Processes runnable right now besides this one (Linux), else the 1-minute load average.
+
+    Unlike the load average, this does not lag: work paused (SIGSTOP) for a benchmark
+    no longer counts.
+    """
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        return float(max(0, running - 1))
+    except (OSError, IndexError, ValueError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def describe_machine() -> str:
+    """CPU model and its bf16 support, core count, other runnable processes, torch version, GPU (if any) and
+    today's date."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    bf16 = "native bf16 (avx512_bf16 or amx_bf16)" if cpu_has_fast_bf16() else "no native bf16 (emulated)"
+    return (
+        f"{cpu_model()} with {bf16}, {os.cpu_count()} cores ({other_runnable():.0f} other runnable processes at "
+        f"start), {gpu}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}, {datetime.date.today().isoformat()}"
+    )
