@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,61 @@ def test_read_frame_spec_from_header_only(saved):
 
     path, _, spec = saved
     assert read_frame_spec(path) == spec
+
+
+def _flip_bytes_in_tensor_data(path, count: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # safetensors: header length, JSON header, then tensor bytes
+    at = start + (len(data) - start) * 3 // 4
+    data[at : at + count] = bytes(b ^ 0xFF for b in data[at : at + count])
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_the_weights_are_refused_with_the_fix(tmp_path, tiny_config, capsys):
+    from worldmodel.cli import main
+
+    path = tmp_path / "vae.safetensors"
+    save_vae(path, ConvVAE(tiny_config), FrameSpec(height=16, width=16), step=1)
+    load_vae(path)  # intact: loads
+    _flip_bytes_in_tensor_data(path)
+    with pytest.raises(CheckpointError, match=r"do not match the checksum it was written with.*Re-copy it or retrain"):
+        load_vae(path)
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checksum" in err
+
+
+def test_flipped_bytes_in_a_memory_checkpoint_are_refused(tmp_path):
+    from worldmodel.memory.model import MDNRNN, MemoryConfig, load_memory, save_memory
+
+    path = tmp_path / "memory.safetensors"
+    save_memory(path, MDNRNN(MemoryConfig(latent_dim=4, action_dim=2, hidden=8)), vae_sha256="ab" * 32, step=0)
+    _flip_bytes_in_tensor_data(path)
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_memory(path, vae_sha256="ab" * 32)
+
+
+def test_file_format_names_never_change():
+    """Every checkpoint, dataset and latent file on disk carries these names; renaming one orphans them all."""
+    from worldmodel.data.format import FORMAT_NAME as DATASET_FORMAT
+    from worldmodel.memory.model import MEMORY_FORMAT
+    from worldmodel.memory.sequences import FORMAT_NAME as LATENTS_FORMAT
+    from worldmodel.vae.checkpoint import VAE_FORMAT
+
+    assert (VAE_FORMAT.name, MEMORY_FORMAT.name, DATASET_FORMAT, LATENTS_FORMAT) == (
+        "worldmodel.vae",
+        "worldmodel.memory",
+        "worldmodel.dataset",
+        "worldmodel.latents",
+    )
+
+
+def test_the_shipped_vae_and_memory_model_load():
+    from worldmodel.memory.model import load_memory
+    from worldmodel.vae.checkpoint import file_sha256
+
+    shipped = Path(__file__).resolve().parents[1] / "experiments" / "pretrained" / "carracing"
+    vae = load_vae(shipped / "vae.safetensors")
+    assert vae.frame_spec.shape == (64, 64, 3) and vae.vae.config.latent_dim == 32
+    memory = load_memory(shipped / "memory.safetensors", vae_sha256=file_sha256(shipped / "vae.safetensors"))
+    assert memory.model.config.latent_dim == 32

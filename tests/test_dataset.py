@@ -2,21 +2,14 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from worldmodel.data.dataset import (
-    COLLECTORS,
-    MANIFEST,
-    SHARDS,
-    DatasetError,
-    DatasetWriter,
-    FrameDataset,
-    check_frame_spec,
-    rebuild_manifest,
-)
-from worldmodel.data.dataset import main as dataset_main
+from worldmodel.data import DatasetError, DatasetWriter, FrameDataset, check_frame_spec, rebuild_manifest
+from worldmodel.data.__main__ import main as dataset_main
+from worldmodel.data.format import COLLECTORS, MANIFEST, SHARDS
 from worldmodel.frames import FrameSpec
 
 SPEC = FrameSpec(height=8, width=8)
@@ -217,7 +210,7 @@ def test_add_episode_validates(tmp_path, episodes):
 
 RSS_SCRIPT = """
 import sys, numpy as np
-from worldmodel.data.dataset import FrameDataset
+from worldmodel.data import FrameDataset
 
 def rss_anon():
     for line in open("/proc/self/status"):
@@ -261,3 +254,20 @@ def test_command_line_rebuilds_and_describes(dataset_dir, capsys):
     assert dataset_main([str(dataset_dir), "--rebuild", "--verify"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["episodes"] == 7 and summary["env_id"] == "Demo-v0"
+    out = subprocess.run([sys.executable, "-m", "worldmodel.data", str(dataset_dir), "--verify"], capture_output=True,
+                         text=True, check=True, timeout=120)  # fmt: skip
+    assert json.loads(out.stdout) == summary
+
+
+def test_unreadable_manifest_names_the_rebuild_command(dataset_dir):
+    (dataset_dir / COLLECTORS / "c.json").write_text("{")
+    with pytest.raises(DatasetError, match=rf"`python -m worldmodel.data {dataset_dir} --rebuild`"):
+        FrameDataset.open(dataset_dir)
+
+
+def test_verify_on_a_damaged_shard_is_one_line_and_exit_2(dataset_dir, capsys):
+    frames = sorted((Path(dataset_dir) / SHARDS).glob("*.frames.npy"))[0]
+    frames.write_bytes(frames.read_bytes()[:500])
+    assert dataset_main([str(dataset_dir), "--verify"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "truncated" in err and "run the same `worldmodel collect` command again" in err

@@ -112,7 +112,7 @@ def test_load_refuses_another_vae_naming_both(tmp_path):
 
 def test_load_refuses_foreign_truncated_and_future_files(tmp_path):
     foreign = tmp_path / "foreign.safetensors"
-    save_file({"x": torch.zeros(1)}, str(foreign), metadata={"format": "worldmodel.vae.model", "format_version": "1"})
+    save_file({"x": torch.zeros(1)}, str(foreign), metadata={"format": "worldmodel.vae", "format_version": "1"})
     with pytest.raises(CheckpointError, match=r"not a worldmodel memory checkpoint.*train-memory"):
         load_memory(foreign)
     path = tmp_path / "memory.safetensors"
@@ -122,7 +122,7 @@ def test_load_refuses_foreign_truncated_and_future_files(tmp_path):
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_memory(truncated)
     future = tmp_path / "future.safetensors"
-    save_file({"x": torch.zeros(1)}, str(future), metadata={"format": "worldmodel.memory.model", "format_version": "2"})
+    save_file({"x": torch.zeros(1)}, str(future), metadata={"format": "worldmodel.memory", "format_version": "2"})
     with pytest.raises(CheckpointError, match="version '2'"):
         load_memory(future)
 

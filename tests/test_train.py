@@ -10,11 +10,11 @@ from safetensors import safe_open
 
 from worldmodel.cli import main as cli_main
 from worldmodel.common.device import default_precision
-from worldmodel.data.dataset import DatasetError
+from worldmodel.data import DatasetError
+from worldmodel.training import loop as loop_mod
 from worldmodel.vae import train as train_mod
 from worldmodel.vae.checkpoint import load_vae
 from worldmodel.vae.train import (
-    BatchPrefetcher,
     NonFiniteLossError,
     PosteriorCollapseWarning,
     TrainVAEConfig,
@@ -106,10 +106,10 @@ def test_resume_after_kills_equals_uninterrupted_run(blob_dataset, tmp_path, mon
 
     resumed = tmp_path / "resumed"
     with monkeypatch.context() as patch:  # killed right after epoch 1 committed its state
-        interrupt_call(patch, train_mod, "save_train_state", 1, after=True)
+        interrupt_call(patch, loop_mod, "save_resume_state", 1, after=True)
         with pytest.raises(KeyboardInterrupt):
             train_vae(tiny(blob_dataset, resumed))
-    with monkeypatch.context() as patch:  # calls 1-4: epoch 2's steps, 5: its validation, 7: in epoch 3
+    with monkeypatch.context() as patch:  # calls 1-4: epoch 2's steps, 5-8: epoch 3's (validation: not counted)
         interrupt_call(patch, train_mod, "vae_loss", 7)
         with pytest.raises(KeyboardInterrupt):
             train_vae(tiny(blob_dataset, resumed, resume=True))
@@ -120,8 +120,8 @@ def test_resume_after_kills_equals_uninterrupted_run(blob_dataset, tmp_path, mon
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(blob_dataset, tmp_path, monkeypatch):
-    # calls 1-4: the steps of epoch 1, 5: its validation, 6: step 4 (epoch 2)
-    nan_loss_at_call(monkeypatch, train_mod, "vae_loss", 6, "total", "recon")
+    # calls 1-4: the steps of epoch 1, 5: step 4 (epoch 2); validation calls worldmodel.vae.evaluate's vae_loss
+    nan_loss_at_call(monkeypatch, train_mod, "vae_loss", 5, "total", "recon")
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match=r"non-finite at step 4 \(epoch 2\).*last good checkpoint"):
         train_vae(tiny(blob_dataset, out))
@@ -164,7 +164,7 @@ def test_bad_input_fails_before_training(tmp_path, episodes, overrides, match):
 
 
 def test_empty_dataset_is_rejected(tmp_path):
-    from worldmodel.data.dataset import DatasetWriter
+    from worldmodel.data import DatasetWriter
     from worldmodel.frames import FrameSpec
 
     with DatasetWriter(tmp_path / "data", env_id="Blob-v0", frame_spec=FrameSpec(height=16, width=16)):
@@ -196,26 +196,6 @@ def test_cli(blob_dataset, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "run" / "best.safetensors")
     assert cli_main([*args[:3], str(tmp_path / "other"), "--image-size", "32"]) == 2
     assert "does not match the dataset's frames" in capsys.readouterr().err
-
-
-def test_prefetcher_reports_errors_and_waits():
-    class Broken:
-        def frames(self, idx):
-            raise OSError("disk gone")
-
-    with pytest.raises(OSError, match="disk gone"), BatchPrefetcher(Broken(), [np.arange(2)]) as batches:
-        list(batches)
-
-    class Slow:
-        def frames(self, idx):
-            import time
-
-            time.sleep(0.05)
-            return np.zeros((len(idx), 2, 2, 3), np.uint8)
-
-    with BatchPrefetcher(Slow(), [np.arange(2)] * 3) as batches:
-        assert len(list(batches)) == 3
-    assert batches.wait_s > 0.1
 
 
 @pytest.mark.gpu
@@ -281,13 +261,14 @@ def test_resume_wins_over_init(full_run, blob_dataset, tmp_path, capsys):
 
 def test_mix_sets_each_datasets_share_of_every_epoch(blob_dataset, second_blob_dataset, tmp_path, monkeypatch):
     drawn = []
-    real_epoch = train_mod._train_epoch
+    real_order = train_mod._VAETrainer._epoch_order
 
-    def spy(module, vae, optimizer, scheduler, scaler, ds, perm, n_steps, config, *rest):
-        drawn.append(np.bincount(ds.source_of(perm[: n_steps * config.batch_size]), minlength=2))
-        return real_epoch(module, vae, optimizer, scheduler, scaler, ds, perm, n_steps, config, *rest)
+    def spy(trainer, count):
+        perm = real_order(trainer, count)
+        drawn.append(np.bincount(trainer.ds.source_of(perm[:count]), minlength=2))
+        return perm
 
-    monkeypatch.setattr(train_mod, "_train_epoch", spy)
+    monkeypatch.setattr(train_mod._VAETrainer, "_epoch_order", spy)
     out = tmp_path / "mixed"
     config = tiny(blob_dataset, out, epochs=2, more_data_dirs=(second_blob_dataset,), mix="0.75,0.25")
     train_vae(config)

@@ -16,6 +16,7 @@ from worldmodel.memory import train as train_mod
 from worldmodel.memory.model import load_memory
 from worldmodel.memory.sequences import LatentEpisode, LatentsError, write_latents
 from worldmodel.memory.train import TrainMemoryConfig, TrainMemoryError, train_memory
+from worldmodel.training import loop as loop_mod
 from worldmodel.training.run import NonFiniteLossError
 from worldmodel.vae.checkpoint import file_sha256, save_vae
 from worldmodel.vae.model import ConvVAE, VAEConfig
@@ -96,7 +97,7 @@ def test_resume_after_kills_equals_uninterrupted_run(toy, tmp_path, monkeypatch)
 
     resumed = tmp_path / "resumed"
     with monkeypatch.context() as patch:  # killed right after epoch 1 committed its state
-        interrupt_call(patch, train_mod, "save_resume_state", 1, after=True)
+        interrupt_call(patch, loop_mod, "save_resume_state", 1, after=True)
         with pytest.raises(KeyboardInterrupt):
             train_memory(config(toy, resumed))
     with monkeypatch.context() as patch:  # 8 windows an epoch: calls 1-8 are epoch 2's, 12 is in epoch 3

@@ -1,4 +1,4 @@
-"""Several :class:`~worldmodel.data.dataset.FrameDataset` s as one frame source, and epochs mixed in proportions.
+"""Several :class:`~worldmodel.data.reader.FrameDataset` s as one frame source, and epochs mixed in proportions.
 
 :class:`FrameMixture` numbers the frames of its datasets one after the other (dataset
 ``k``'s local frame ``i`` is global index ``offsets[k] + i``) and gathers any set of global
@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from worldmodel.data.dataset import DatasetError, FrameDataset
+from worldmodel.data.format import DatasetError
+from worldmodel.data.reader import FrameDataset
 from worldmodel.frames import FrameSpec
 
 
@@ -63,7 +64,7 @@ class FrameMixture:
     """Frames of several datasets with one frame spec, under global indices (see the module docstring).
 
     ``names`` label the datasets in errors and metrics (default: their directories).
-    Raises :class:`~worldmodel.data.dataset.DatasetError` naming both datasets when frame specs differ.
+    Raises :class:`~worldmodel.data.format.DatasetError` naming both datasets when frame specs differ.
     """
 
     def __init__(self, datasets: Sequence[FrameDataset], names: Sequence[str] | None = None) -> None:

@@ -24,18 +24,23 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
-from worldmodel.common.atomic import atomic_path
 from worldmodel.common.device import cpu_runs_bf16_lstm
 from worldmodel.common.dictconfig import DictConfig
-from worldmodel.vae.checkpoint import CheckpointError, FileFormat, clean_state_dict, read_format_header, read_tensors
+from worldmodel.vae.checkpoint import (
+    CheckpointError,
+    FileFormat,
+    clean_state_dict,
+    read_format_header,
+    read_tensors,
+    save_tensors,
+)
 
 LOG_STD_MIN = -7.0
 LOG_STD_MAX = 4.0
 MEMORY_FORMAT = FileFormat(
-    "worldmodel.memory.model",
+    "worldmodel.memory",  # the header every memory checkpoint carries: never rename it
     1,
     "memory checkpoint",
     "`worldmodel train-memory` or worldmodel.memory.model.save_memory",
@@ -312,8 +317,7 @@ def save_memory(path: str | os.PathLike, model: nn.Module, *, vae_sha256: str, *
         "vae_sha256": vae_sha256,
         "metadata": json.dumps(metadata),
     }
-    with atomic_path(path) as tmp:
-        save_file(clean_state_dict(model), str(tmp), metadata=header)
+    save_tensors(path, clean_state_dict(model), header)
 
 
 def load_memory(

@@ -17,7 +17,7 @@ another VAE, or encoding into it with another VAE, is refused naming both.
 >>> import tempfile, pathlib
 >>> import numpy as np
 >>> from worldmodel.vae.checkpoint import save_vae
->>> from worldmodel.data.dataset import DatasetWriter
+>>> from worldmodel.data import DatasetWriter
 >>> from worldmodel.frames import FrameSpec
 >>> from worldmodel.vae.model import ConvVAE, VAEConfig
 >>> tmp = pathlib.Path(tempfile.mkdtemp())
@@ -48,8 +48,12 @@ import numpy as np
 from worldmodel.common.atomic import TEMP_SUFFIX, atomic_path, write_json_atomic
 from worldmodel.common.configargs import add_config_arguments, config_from_args
 from worldmodel.common.errors import UserError
-from worldmodel.data.dataset import FrameDataset, check_frame_spec
+from worldmodel.data.format import check_frame_spec
+from worldmodel.data.reader import FrameDataset
 from worldmodel.vae.checkpoint import file_sha256
+
+COMMAND_HELP = "encode a dataset's episodes with a VAE into latent sequences"
+"""One line for ``worldmodel --help``."""
 
 FORMAT_NAME = "worldmodel.latents"
 FORMAT_VERSION = 1

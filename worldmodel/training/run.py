@@ -1,8 +1,8 @@
 """What every trainer here shares: run directories, exact resume state, metrics, the schedule, the NaN guard.
 
 ``worldmodel train-vae`` (:mod:`worldmodel.vae.train`) and ``worldmodel train-memory``
-(:mod:`worldmodel.memory.train`) hold only their model-specific loops; both keep a run
-directory the same way:
+(:mod:`worldmodel.memory.train`) hold only their model-specific parts of the epoch loop
+(:mod:`worldmodel.training.loop`), which keeps a run directory this way:
 
 - ``resume.safetensors``: weights, AdamW moments and, as JSON in its header, counters and
   scheduler state (no pickle), written atomically at the end of each epoch: the commit
@@ -196,10 +196,34 @@ def save_resume_state(
         save_file(tensors, str(tmp), metadata=full_header)
 
 
-def load_resume_state(
-    path: Path, *, format_name: str, error: type[TrainError] = TrainError
-) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str], dict[str, Any]]:
-    """Read a resume file: ``(model state dict, optimizer state dict, string header, JSON state)``."""
+@dataclass(frozen=True)
+class ResumeState:
+    """What a resume file holds, read by :func:`load_resume_state`."""
+
+    model: dict[str, torch.Tensor]
+    """The model's state dict."""
+    optimizer: dict[str, Any]
+    """The optimizer's state dict."""
+    header: dict[str, str]
+    """The string header entries (e.g. the model config as JSON)."""
+    state: dict[str, Any]
+    """The JSON state: ``counters``, ``scheduler`` and what the trainer added."""
+
+    def restore_model(self, model: torch.nn.Module, run: RunCounters) -> None:
+        """Load the weights into ``model`` and the counters into ``run`` (check the state matches first)."""
+        model.load_state_dict(self.model)
+        run.restore(self.state["counters"])
+
+    def restore_optimizer(
+        self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler
+    ) -> None:
+        """Load the AdamW moments and the schedule's position."""
+        optimizer.load_state_dict(self.optimizer)
+        scheduler.load_state_dict(self.state["scheduler"])
+
+
+def load_resume_state(path: Path, *, format_name: str, error: type[TrainError] = TrainError) -> ResumeState:
+    """Read a resume file written by :func:`save_resume_state` with the same ``format_name``."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
@@ -215,7 +239,7 @@ def load_resume_state(
             _, index, key = name.split(".", 2)
             opt_state.setdefault(int(index), {})[key] = value
     optimizer = {"state": opt_state, "param_groups": json.loads(header["param_groups"])}
-    return model, optimizer, header, json.loads(header["state"])
+    return ResumeState(model, optimizer, header, json.loads(header["state"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from worldmodel.common.errors import UserError
 from worldmodel.frames import FrameSpec
 from worldmodel.vae.model import ConvVAE, VAEConfig
 
-FORMAT_NAME = "worldmodel.vae.model"
+FORMAT_NAME = "worldmodel.vae"  # the header every VAE checkpoint carries: never rename it
 FORMAT_VERSION = 1
 STATS_PREFIX = "latent_stats."
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
@@ -115,8 +116,23 @@ def save_vae(
         "frame_spec": json.dumps(frame_spec.to_dict()),
         "metadata": json.dumps(metadata),
     }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    save_tensors(path, tensors, header)
+
+
+def save_untrained_vae(path: str | os.PathLike | None = None, *, size: int = 16, latent_dim: int = 4) -> str:
+    """Save a small untrained VAE for ``size`` x ``size`` RGB frames (plain resize) and return its path.
+
+    For runnable examples and smoke tests; ``path`` defaults to ``vae.safetensors`` in a new
+    temporary folder.
+
+    >>> load_vae(save_untrained_vae()).vae.config.latent_dim
+    4
+    """
+    if path is None:
+        path = Path(tempfile.mkdtemp()) / "vae.safetensors"
+    config = VAEConfig(size, size, latent_dim=latent_dim, width_multiplier=0.25)
+    save_vae(path, ConvVAE(config), FrameSpec(size, size))
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -181,13 +197,50 @@ def read_format_header(path: str | os.PathLike, fmt: FileFormat = VAE_FORMAT) ->
     return header
 
 
+CHECKSUM_KEY = "tensors_sha256"
+"""Header key of the SHA-256 of a checkpoint's tensors (:func:`tensors_sha256`); files written before it have none."""
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Hex SHA-256 of tensors: each one's name, dtype, shape and bytes, in name order.
+
+    >>> tensors_sha256({"w": torch.zeros(2)}) == tensors_sha256({"w": torch.zeros(2)})
+    True
+    >>> tensors_sha256({"w": torch.zeros(2)}) == tensors_sha256({"w": torch.tensor([0.0, 1e-30])})
+    False
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
+    """Write ``tensors`` and ``header`` to a safetensors file atomically, with the checksum of the tensors."""
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={**header, CHECKSUM_KEY: tensors_sha256(tensors)})
+
+
 def read_tensors(path: str | os.PathLike, fmt: FileFormat = VAE_FORMAT) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, on the CPU; a truncated file raises :class:`CheckpointError`."""
+    """Every tensor of a safetensors file, on the CPU.
+
+    A truncated file, or tensors that no longer match the checksum the file was written with
+    (flipped bytes), raise :class:`CheckpointError`.
+    """
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {name: f.get_tensor(name) for name in f.keys()}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            expected = (f.metadata() or {}).get(CHECKSUM_KEY)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(_unreadable(Path(path), exc, fmt)) from exc
+    if expected is not None and tensors_sha256(tensors) != expected:
+        raise CheckpointError(
+            f"{path}: its tensors do not match the checksum it was written with (the file is corrupt). "
+            f"Re-copy it or retrain; {fmt.resume_hint}."
+        )
+    return tensors
 
 
 def read_header(path: str | os.PathLike) -> dict[str, str]:

@@ -78,7 +78,7 @@ class LatentEncoder:
         self._autocast_dtype = autocast_dtype(self.precision, self.device)
         checkpoint = vae if isinstance(vae, VAECheckpoint) else load_vae(vae, device="cpu")
         # A private copy in channels-last layout: oneDNN's convs run ~25% faster on it (CPU
-        # benchmark in experiments/reports/benchmarks.md), and the caller's model stays as it was.
+        # benchmark in experiments/reports/benchmarks/), and the caller's model stays as it was.
         model = copy.deepcopy(checkpoint.vae).to(self.device, memory_format=torch.channels_last)
         cfg = model.config
         if checkpoint.frame_spec.shape != (cfg.height, cfg.width, cfg.channels):

@@ -1,0 +1,108 @@
+"""Held-out evaluation of a VAE on frames: loss terms with ``z = mu``, latent moments, encoder means.
+
+Frames are gathered by a :class:`~worldmodel.training.prefetch.BatchPrefetcher`; under DDP each
+rank evaluates its share of the indices and the sums are added over all ranks.
+
+>>> round(HeldOutLoss(recon=1.0, kl=0.5, total=1.5, mse_per_pixel=0.01).psnr, 6)
+20.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worldmodel.data.mixture import FrameMixture
+from worldmodel.frames import frames_to_tensor
+from worldmodel.training.distributed import DistContext, all_reduce_sum
+from worldmodel.training.prefetch import BatchPrefetcher, chunks
+from worldmodel.training.run import autocast
+from worldmodel.vae.latent_stats import LatentMoments, accumulate_latents
+from worldmodel.vae.model import ConvVAE, vae_loss
+
+
+@dataclass(frozen=True)
+class FrameFeed:
+    """How frames reach the model: through pinned host memory, in channels-last format, under autocast."""
+
+    amp_dtype: torch.dtype | None = None
+    """Autocast dtype (None: fp32)."""
+    channels_last: bool = False
+    pin: bool = False
+
+
+@dataclass(frozen=True)
+class HeldOutLoss:
+    """The VAE's mean loss terms per frame over held-out frames, with ``z = mu``."""
+
+    recon: float
+    kl: float
+    total: float
+    mse_per_pixel: float
+
+    @property
+    def psnr(self) -> float:
+        """Peak signal-to-noise ratio in dB of the reconstructions (pixels in [0, 1])."""
+        return 10.0 * math.log10(1.0 / max(self.mse_per_pixel, 1e-12))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"total": self.total, "mse_per_pixel": self.mse_per_pixel, "psnr": self.psnr}
+
+    @staticmethod
+    def mixed(evals: list[HeldOutLoss], weights: tuple[float, ...]) -> HeldOutLoss:
+        """The ``weights``-weighted mean of per-dataset evaluations (weights sum to 1)."""
+        terms = [sum(w * getattr(e, name) for e, w in zip(evals, weights, strict=True)) for name in
+                 ("recon", "kl", "total", "mse_per_pixel")]  # fmt: skip
+        return HeldOutLoss(*terms)
+
+
+@torch.no_grad()
+def evaluate(
+    vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, feed: FrameFeed, ctx: DistContext
+) -> HeldOutLoss:
+    """Loss terms with ``z = mu`` (as encoders use it) over ``indices`` (this rank's share), summed over ranks."""
+    vae.eval()
+    sums = torch.zeros(3, dtype=torch.float64)  # recon (squared error per image), kl, total
+    with BatchPrefetcher(ds, chunks(indices, batch), pin_memory=feed.pin) as batches:
+        for frames in batches:
+            x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=feed.channels_last)
+            with autocast(ctx.device, feed.amp_dtype):
+                mu, logvar = vae.encode(x)  # (B, z) each
+                x_hat = vae.decode(mu)
+            loss = vae_loss(x, x_hat, mu, logvar, vae.config)
+            n = len(x)
+            sums += torch.stack([loss.recon * n, loss.kl * n, loss.total * n]).double().cpu()
+    vae.train()
+    count = all_reduce_sum(torch.tensor([float(len(indices))], dtype=torch.float64).to(ctx.device), ctx)
+    sums = all_reduce_sum(sums.to(ctx.device), ctx).cpu() / float(count.item())
+    pixels = math.prod(ds.frame_spec.shape)
+    return HeldOutLoss(float(sums[0]), float(sums[1]), float(sums[2]), float(sums[0]) / pixels)
+
+
+@torch.no_grad()
+def latent_moments(
+    vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, feed: FrameFeed, ctx: DistContext
+) -> LatentMoments:
+    """Latent moments of the encoder over ``indices`` (this rank's share), summed over ranks."""
+    vae.eval()
+    with (
+        BatchPrefetcher(ds, chunks(indices, batch), pin_memory=feed.pin) as batches,
+        autocast(ctx.device, feed.amp_dtype),
+    ):
+        tensors = (frames_to_tensor(f, ds.frame_spec, ctx.device, channels_last=feed.channels_last) for f in batches)
+        moments = accumulate_latents(vae, tensors, vae.config.latent_dim)
+    vae.train()
+    return moments.reduce(ctx)
+
+
+@torch.no_grad()
+def encode_means(vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, device: torch.device) -> np.ndarray:
+    """float32 ``(len(indices), z)`` encoder means of the frames at ``indices``."""
+    out = []
+    for idx in chunks(indices, batch):
+        mu, _ = vae.encode(frames_to_tensor(ds.frames(idx), ds.frame_spec, device))
+        out.append(mu.float().cpu().numpy())
+    return np.concatenate(out)
