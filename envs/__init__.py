@@ -10,6 +10,7 @@ from envs.frame_wrapper import FrameSpecObservation
 from envs.latent.gymnasium_env import LatentObservation
 from envs.latent.gymnasium_vector import VectorLatentObservation
 from envs.latent.sb3_vec_env import VecLatentObservation
+from envs.latent.spec import LatentSpec
 from envs.memory.gymnasium_env import MemoryObservation
 from envs.memory.sb3_vec_env import VecMemoryObservation
 from envs.pixels import PixelObservation, is_image_space
@@ -23,6 +24,7 @@ __all__ = [
     "EnvPoolVecEnv",
     "FrameSpecObservation",
     "LatentObservation",
+    "LatentSpec",
     "MemoryObservation",
     "PixelObservation",
     "VecLatentObservation",

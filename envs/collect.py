@@ -4,7 +4,7 @@ Worker processes (one env each) run whole episodes: episode ``i`` resets the env
 policy with seed ``seed + i``, so its content depends on nothing else -- not on the
 worker that ran it nor on the order episodes finish. Workers preprocess frames with the
 dataset's :class:`FrameSpec` and send finished episodes to the main process, which writes
-them with :class:`~worldmodel.data.dataset.DatasetWriter`. Running the same command again
+them with :class:`~worldmodel.data.writer.DatasetWriter`. Running the same command again
 collects only the episodes the dataset lacks, so an interrupted run (Ctrl-C, ``kill -9``)
 resumes exactly. A worker that makes no step for ``step_timeout`` seconds, or dies, is
 reported with the env id and episode, killed and replaced, and the episode restarts.
@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -35,12 +35,19 @@ import gymnasium as gym
 import numpy as np
 
 from envs.config import EnvConfig, env_preset
+from envs.episode_claims import EpisodeClaims
 from envs.factory import make_env, make_env_fn
 from envs.policies import PolicyFactory, policy_factory
 from worldmodel.common.configargs import add_config_arguments, config_from_args
 from worldmodel.common.errors import UserError
-from worldmodel.data.dataset import DatasetError, DatasetWriter, FrameDataset
+from worldmodel.common.plugins import POLICIES_GROUP, load_entry_points
+from worldmodel.data import DatasetError, DatasetWriter, FrameDataset, set_aside_damaged_shards
 from worldmodel.frames import FrameSpec
+
+COMMAND_HELP = (
+    "collect rollouts from any Gymnasium env (random, brownian or a trained agent) into a dataset (resumable)"
+)
+"""One line for ``worldmodel --help``."""
 
 STARTUP_TIMEOUT_S = 60.0
 """The least time a worker gets to make its env before it counts as hung (imports and ROMs are slow when busy)."""
@@ -316,18 +323,26 @@ class EpisodePool:
         if slot.task is not None:
             pending.appendleft(slot.task)
 
-    def run(self, tasks: list[tuple[int, int]]) -> Iterator[tuple[int, int, dict[str, Any]]]:
-        """Run ``(episode_index, seed)`` tasks; yields each finished episode."""
+    def run(
+        self, tasks: list[tuple[int, int]], claim: Callable[[tuple[int, int]], bool] | None = None
+    ) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """Run ``(episode_index, seed)`` tasks; yields each finished episode.
+
+        ``claim(task)``, asked just before a task goes to a worker, may skip it (another collector has it).
+        """
         pending = deque(tasks)
         attempts: dict[int, int] = {}
         self._slots = [self._start() for _ in range(min(self.n_workers, len(tasks)))]
         try:
             while pending or any(s.task is not None for s in self._slots):
                 for slot in self._slots:
-                    if slot.ready and slot.task is None and pending:
-                        slot.task = pending.popleft()
+                    while slot.ready and slot.task is None and pending:
+                        task = pending.popleft()
+                        if claim is not None and not claim(task):
+                            continue
+                        slot.task = task
                         slot.heartbeat.value = time.monotonic()
-                        slot.conn.send(slot.task)
+                        slot.conn.send(task)
                 for conn in wait([s.conn for s in self._slots], timeout=0.2):
                     slot = next(s for s in self._slots if s.conn is conn)
                     try:
@@ -394,47 +409,73 @@ def collect_rollouts(config: CollectConfig, policy: PolicyFactory | None = None)
     attrs["env"] = env_config.to_dict()
     start = time.monotonic()
     new_episodes = new_frames = env_frames = 0
-    with DatasetWriter(
-        config.out,
-        env_id=config.env_id,
-        frame_spec=env_config.frame_spec,
-        collector_id=config.collector_id,
-        shard_mib=config.shard_mib,
-        attrs=attrs,
-    ) as writer:
-        existing = writer.existing_episodes()
-        tasks = [(i, config.seed + i) for i in range(config.episodes) if (i, config.seed + i) not in existing]
-        progress = _progress(config, done=config.episodes - len(tasks))
-        pool = EpisodePool(
-            env_config,
-            factory,
-            n_workers=config.n_envs,
-            max_steps=config.max_steps,
-            step_timeout=config.step_timeout,
-            max_retries=config.max_retries,
-            report=progress.write if progress is not None else None,
-        )
-        last_flush = time.monotonic()
-        try:
-            for episode_index, seed, ep in pool.run(tasks):
-                writer.add_episode(
-                    ep["frames"], ep["actions"], ep["rewards"], ep["terminated"], ep["truncated"],
-                    seed=seed, episode_index=episode_index, states=ep["states"],
-                )  # fmt: skip
-                new_episodes += 1
-                new_frames += len(ep["frames"])
-                env_frames += ep["env_frames"]
-                if time.monotonic() - last_flush > config.flush_seconds:
-                    writer.flush()
-                    last_flush = time.monotonic()
+    DatasetWriter.check(Path(config.out), config.env_id, env_config.frame_spec, config.collector_id)
+    with EpisodeClaims(config.out) as claims:
+        if claims.others_running():
+            print(f"{config.out}: another collector is writing here; damaged shards, if any, are left for later")
+        else:
+            for line in set_aside_damaged_shards(config.out):
+                print(line, file=sys.stderr)
+        with DatasetWriter(
+            config.out,
+            env_id=config.env_id,
+            frame_spec=env_config.frame_spec,
+            collector_id=config.collector_id,
+            shard_mib=config.shard_mib,
+            attrs=attrs,
+        ) as writer:
+
+            def claim(task: tuple[int, int]) -> bool:
+                """Claim the episode, then make sure no collector wrote it since this one started."""
+                if not claims.claim(task[0]):
+                    return False
+                if task in writer.existing_episodes():
+                    claims.release(task[0])
+                    return False
+                return True
+
+            def flush() -> None:
+                writer.flush()
+                for index in unflushed:
+                    claims.release(index)
+                unflushed.clear()
+
+            unflushed: list[int] = []
+            existing = writer.existing_episodes()
+            tasks = [(i, config.seed + i) for i in range(config.episodes) if (i, config.seed + i) not in existing]
+            progress = _progress(config, done=config.episodes - len(tasks))
+            pool = EpisodePool(
+                env_config,
+                factory,
+                n_workers=config.n_envs,
+                max_steps=config.max_steps,
+                step_timeout=config.step_timeout,
+                max_retries=config.max_retries,
+                report=progress.write if progress is not None else None,
+            )
+            last_flush = time.monotonic()
+            try:
+                for episode_index, seed, ep in pool.run(tasks, claim):
+                    writer.add_episode(
+                        ep["frames"], ep["actions"], ep["rewards"], ep["terminated"], ep["truncated"],
+                        seed=seed, episode_index=episode_index, states=ep["states"],
+                    )  # fmt: skip
+                    unflushed.append(episode_index)
+                    new_episodes += 1
+                    new_frames += len(ep["frames"])
+                    env_frames += ep["env_frames"]
+                    if time.monotonic() - last_flush > config.flush_seconds:
+                        flush()
+                        last_flush = time.monotonic()
+                    if progress is not None:
+                        progress.update(1)
+                        fps = new_frames / max(time.monotonic() - start, 1e-9)
+                        progress.set_postfix(frames=new_frames, fps=f"{fps:.0f}", refresh=False)
+                flush()
+            finally:
+                pool.close()
                 if progress is not None:
-                    progress.update(1)
-                    fps = new_frames / max(time.monotonic() - start, 1e-9)
-                    progress.set_postfix(frames=new_frames, fps=f"{fps:.0f}", refresh=False)
-        finally:
-            pool.close()
-            if progress is not None:
-                progress.close()
+                    progress.close()
     seconds = time.monotonic() - start
     try:
         ds = FrameDataset.open(config.out, verify="none")
@@ -467,9 +508,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, CollectConfig, positional=("env_id",))
 
 
-def run(args: argparse.Namespace, policy: PolicyFactory | None = None) -> int:
-    """``worldmodel collect ENV_ID --out DATA_DIR ...``: collect (with ``policy`` if given), then print a summary."""
+def installed_policy(config: CollectConfig) -> PolicyFactory | None:
+    """The policy an installed provider (entry-point group ``worldmodel.policies``) makes for ``config.policy``.
+
+    A provider is ``function(config) -> PolicyFactory | None``: None when ``config.policy`` is not
+    its kind (``agents`` provides trained-agent run directories). None from all of them: a
+    built-in policy name, which :func:`collect_rollouts` resolves.
+    """
+    for provider in load_entry_points(POLICIES_GROUP).values():
+        policy = provider(config)
+        if policy is not None:
+            return policy
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """``worldmodel collect ENV_ID --out DATA_DIR ...``: collect, then print a summary."""
     config = config_from_args(CollectConfig, args)
+    policy = installed_policy(config)
     try:
         summary = collect_rollouts(config, policy)
     except KeyboardInterrupt:

@@ -105,11 +105,16 @@ def latent_reference(toy_vae_path):
     LatentObservation (then ``wrapper_kwargs`` are unused).
     """
     from envs.latent.gymnasium_env import LatentObservation
+    from envs.latent.spec import LatentSpec
 
     def run(make_env, num_envs: int, steps: int, seed: int, wrap=None, **kwargs):
         runs = []
         for i in range(num_envs):
-            env = wrap(make_env()) if wrap else LatentObservation(make_env(), toy_vae_path, device="cpu", **kwargs)
+            env = (
+                wrap(make_env())
+                if wrap
+                else LatentObservation(make_env(), LatentSpec(toy_vae_path, device="cpu", **kwargs))
+            )
             obs, info = env.reset(seed=seed + i)
             run_i = {"reset": obs, "steps": []}
             for _ in range(steps):
@@ -139,10 +144,10 @@ def one_torch_thread():
 
 def write_blob_dataset(data_dir, *, episodes: int = 4, steps: int = 23, size: int = 16, seed: int = 0):
     """A tiny dataset of a red blob drifting over green (frames ``size`` x ``size``), with the blob's
-    position as the true state, written with worldmodel.data.dataset.DatasetWriter; returns ``data_dir``."""
+    position as the true state, written with worldmodel.data.DatasetWriter; returns ``data_dir``."""
     import numpy as np
 
-    from worldmodel.data.dataset import DatasetWriter
+    from worldmodel.data import DatasetWriter
     from worldmodel.frames import FrameSpec
 
     yy, xx = np.mgrid[0:size, 0:size] / size

@@ -15,7 +15,7 @@ from envs.factory import make_env
 from envs.policies import BrownianPolicy
 from envs.toy import DotTargetEnv
 from worldmodel.cli import main
-from worldmodel.data.dataset import FrameDataset
+from worldmodel.data import DatasetError, FrameDataset
 
 TOY = "worldmodel/DotTarget-v0"
 
@@ -112,7 +112,9 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
     collect_rollouts(config(tmp_path / "whole", episodes=40, max_steps=30, seed=5))
     assert_same_episodes(episodes_by_index(out), episodes_by_index(tmp_path / "whole"))
-    visible = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    visible = [
+        p for p in out.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
+    ]
     assert all(p.name.endswith((".json", ".npy", ".npz")) for p in visible)
     assert not list(out.rglob("*.tmp"))
 
@@ -214,3 +216,55 @@ def test_custom_policy_is_used_and_recorded(tmp_path):
     assert all((ds.episode(row).actions == 4).all() for row in range(ds.num_episodes))
     (collector,) = (tmp_path / "collectors").glob("*.json")
     assert json.loads(collector.read_text())["attrs"]["collect"]["policy"] == "AlwaysRight"
+
+
+@pytest.mark.parametrize("collector_ids", [(None, None), ("a", "b")], ids=["default-ids", "distinct-ids"])
+def test_two_collectors_into_one_directory_store_each_episode_once(tmp_path, collector_ids):
+    out = tmp_path / "data"
+    argv = [sys.executable, "-m", "worldmodel", "collect", TOY, "--out", str(out), "--episodes", "12",
+            "--n-envs", "1", "--max-steps", "30", "--no-progress"]  # fmt: skip
+    runs = [
+        subprocess.Popen([*argv, *(["--collector-id", cid] if cid else [])], stdout=subprocess.PIPE, text=True)
+        for cid in collector_ids
+    ]
+    assert all(run.wait(timeout=300) == 0 for run in runs)
+    ds = FrameDataset.open(out)
+    indices = sorted(ds.episode(row).episode_index for row in range(ds.num_episodes))
+    assert indices == list(range(12))  # every episode, none twice
+    new = [int(line.split("this run: ")[1].split(" episodes")[0]) for run in runs for line in run.stdout]
+    assert sum(new) == 12  # no episode collected twice
+
+
+def test_a_claim_left_by_a_killed_collector_is_taken_over(tmp_path):
+    from envs.episode_claims import EpisodeClaims
+
+    out = tmp_path / "data"
+    dead = EpisodeClaims(out).__enter__()
+    assert dead.claim(3)
+    os.close(dead._lock)  # what kill -9 does to its flock; its claim file stays
+    collect_rollouts(config(out, episodes=5))
+    assert sorted(episodes_by_index(out)) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_collecting_again_replaces_the_episodes_of_a_damaged_shard(tmp_path, capsys, damage):
+    out = tmp_path / "data"
+    cfg = config(out, episodes=6, n_envs=1, shard_mib=0.01)  # a shard every episode or two
+    collect_rollouts(cfg)
+    collect_rollouts(config(tmp_path / "whole", episodes=6, n_envs=1))
+    frames = sorted((out / "shards").glob("*.frames.npy"))
+    assert len(frames) >= 2
+    data = bytearray(frames[0].read_bytes())
+    if damage == "truncate":
+        frames[0].write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        data[-100:] = bytes(b ^ 0xFF for b in data[-100:])
+        frames[0].write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="run the same `worldmodel collect` command again"):
+        FrameDataset.open(out, verify="full")
+    summary = collect_rollouts(cfg)
+    err = capsys.readouterr().err
+    assert f"shard {frames[0].name.removesuffix('.frames.npy')}" in err and "collected again" in err
+    assert summary.new_episodes >= 1
+    assert_same_episodes(episodes_by_index(out), episodes_by_index(tmp_path / "whole"))  # every episode, as before
+    assert (out / "damaged" / frames[0].name).is_file()  # the damaged file is kept, set aside

@@ -8,6 +8,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
 from envs.latent.gymnasium_env import LatentObservation
+from envs.latent.spec import LatentSpec
 from worldmodel.vae.checkpoint import load_vae
 from worldmodel.vae.encoder import LatentEncoder
 
@@ -28,13 +29,15 @@ def make_pendulum():
 @pytest.mark.parametrize("make", [make_toy, make_pendulum], ids=["image-obs", "render"])
 @pytest.mark.parametrize("latent", ["mean", "sample"])
 def test_env_checkers_pass(toy_vae_path, make, latent):
-    env = LatentObservation(make(), toy_vae_path, device="cpu", latent=latent, history=2, include_action=True)
+    env = LatentObservation(
+        make(), LatentSpec(toy_vae_path, device="cpu", latent=latent, history=2, include_action=True)
+    )
     check_env(env, skip_render_check=True)
     sb3_check_env(env)
 
 
 def test_latent_is_the_encoding_of_the_preprocessed_frame(toy_vae_path):
-    env = LatentObservation(make_pendulum(), toy_vae_path, device="cpu")
+    env = LatentObservation(make_pendulum(), LatentSpec(toy_vae_path, device="cpu"))
     obs, info = env.reset(seed=0)
     assert "state" in info  # the render-based env keeps its vector observation
     spec = load_vae(toy_vae_path).frame_spec
@@ -44,7 +47,7 @@ def test_latent_is_the_encoding_of_the_preprocessed_frame(toy_vae_path):
 
 
 def test_rebuilt_from_recorded_constructor_args(toy_vae_path):
-    env = LatentObservation(make_pendulum(), toy_vae_path, device="cpu", history=2)
+    env = LatentObservation(make_pendulum(), LatentSpec(toy_vae_path, device="cpu", history=2))
     rebuilt = gym.make(env.spec)
     np.testing.assert_array_equal(env.reset(seed=4)[0], rebuilt.reset(seed=4)[0])
     action = np.array([0.5], dtype=np.float32)
@@ -52,7 +55,7 @@ def test_rebuilt_from_recorded_constructor_args(toy_vae_path):
 
 
 def test_sample_is_reproducible_under_reset_seed(toy_vae_path):
-    env = LatentObservation(make_toy(), toy_vae_path, device="cpu", latent="sample")
+    env = LatentObservation(make_toy(), LatentSpec(toy_vae_path, device="cpu", latent="sample"))
 
     def rollout(seed):
         out = [env.reset(seed=seed)[0]]
@@ -62,13 +65,15 @@ def test_sample_is_reproducible_under_reset_seed(toy_vae_path):
     first = rollout(0)
     np.testing.assert_array_equal(first, rollout(0))
     assert not np.allclose(first, rollout(1))
-    mean_env = LatentObservation(make_toy(), toy_vae_path, device="cpu")
+    mean_env = LatentObservation(make_toy(), LatentSpec(toy_vae_path, device="cpu"))
     assert not np.allclose(first[0], mean_env.reset(seed=0)[0])
 
 
 def test_history_and_action_reset_at_episode_boundaries(toy_vae_path):
     d, k = 6, 3
-    env = LatentObservation(make_toy(max_episode_steps=4), toy_vae_path, device="cpu", history=k, include_action=True)
+    env = LatentObservation(
+        make_toy(max_episode_steps=4), LatentSpec(toy_vae_path, device="cpu", history=k, include_action=True)
+    )
     assert env.observation_space.shape == (k * d + 5,)
     obs, _ = env.reset(seed=0)
     first = obs[:d]
@@ -89,8 +94,8 @@ def test_history_and_action_reset_at_episode_boundaries(toy_vae_path):
 
 def test_normalize_and_drop_inactive_use_checkpoint_stats(toy_vae_path):
     stats = load_vae(toy_vae_path).latent_stats
-    raw = LatentObservation(make_toy(), toy_vae_path, device="cpu").reset(seed=0)[0]
-    env = LatentObservation(make_toy(), toy_vae_path, device="cpu", normalize=True, drop_inactive=True)
+    raw = LatentObservation(make_toy(), LatentSpec(toy_vae_path, device="cpu")).reset(seed=0)[0]
+    env = LatentObservation(make_toy(), LatentSpec(toy_vae_path, device="cpu", normalize=True, drop_inactive=True))
     assert env.observation_space.shape == (int(stats.active.sum()),)
     expected = ((raw - stats.mean) / stats.std)[stats.active]
     np.testing.assert_allclose(env.reset(seed=0)[0], expected, rtol=1e-5, atol=1e-6)
@@ -98,32 +103,32 @@ def test_normalize_and_drop_inactive_use_checkpoint_stats(toy_vae_path):
 
 def test_env_without_pixels_is_a_clear_error(toy_vae_path):
     with pytest.raises(ValueError, match=r"CartPole-v1.*render_mode='rgb_array'"):
-        LatentObservation(gym.make("CartPole-v1"), toy_vae_path, device="cpu")
+        LatentObservation(gym.make("CartPole-v1"), LatentSpec(toy_vae_path, device="cpu"))
 
 
 def test_checkpoint_for_other_channels_is_a_clear_error(toy_vae_path):
     env = gym.wrappers.GrayscaleObservation(make_toy(), keep_dim=True)
     with pytest.raises(ValueError, match=r"frames of shape \(64, 64, 1\).*\(32, 32, 3\).*1 channel"):
-        LatentObservation(env, toy_vae_path, device="cpu")
+        LatentObservation(env, LatentSpec(toy_vae_path, device="cpu"))
 
 
 def test_env_resized_for_another_vae_is_a_clear_error(toy_vae_path):
     env = FrameSpecObservation(make_toy(), {"height": 16, "width": 16})
     with pytest.raises(ValueError, match=r"height=16.*\(16, 16, 3\).*expects frames made by.*\(32, 32, 3\)"):
-        LatentObservation(env, toy_vae_path, device="cpu")
+        LatentObservation(env, LatentSpec(toy_vae_path, device="cpu"))
 
 
 def test_env_resized_for_this_vae_is_not_resized_again(toy_vae_path):
-    env = LatentObservation(FrameSpecObservation(make_toy(), toy_vae_path), toy_vae_path, device="cpu")
-    plain = LatentObservation(make_toy(), toy_vae_path, device="cpu")
-    assert not env.frame_latents.preprocess and plain.frame_latents.preprocess
+    env = LatentObservation(FrameSpecObservation(make_toy(), toy_vae_path), LatentSpec(toy_vae_path, device="cpu"))
+    plain = LatentObservation(make_toy(), LatentSpec(toy_vae_path, device="cpu"))
+    assert not env.encoded.frame_latents.preprocess and plain.encoded.frame_latents.preprocess
     np.testing.assert_array_equal(env.reset(seed=1)[0], plain.reset(seed=1)[0])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
 def test_cuda_without_cuda_is_a_clear_error(toy_vae_path):
     with pytest.raises(ValueError, match=r"'cuda' requested but CUDA is not available"):
-        LatentObservation(make_toy(), toy_vae_path, device="cuda")
+        LatentObservation(make_toy(), LatentSpec(toy_vae_path, device="cuda"))
 
 
 class FloatFramesAfter(gym.ObservationWrapper):
@@ -146,7 +151,7 @@ class FloatFramesAfter(gym.ObservationWrapper):
 
 
 def test_wrong_frame_dtype_mid_episode_is_a_clear_error(toy_vae_path):
-    env = LatentObservation(FloatFramesAfter(make_toy(), step=3), toy_vae_path, device="cpu")
+    env = LatentObservation(FloatFramesAfter(make_toy(), step=3), LatentSpec(toy_vae_path, device="cpu"))
     env.reset(seed=0)
     env.step(0)
     env.step(0)
@@ -157,9 +162,9 @@ def test_wrong_frame_dtype_mid_episode_is_a_clear_error(toy_vae_path):
 def test_a_shared_encoder_is_reused_and_its_options_are_fixed(toy_vae_path):
     encoder = LatentEncoder(toy_vae_path, device="cpu")
     first = LatentObservation(make_toy(), encoder)
-    second = LatentObservation(make_toy(), encoder, history=2)
+    second = LatentObservation(make_toy(), LatentSpec(encoder, history=2))
     assert first.encoder is second.encoder is encoder
-    plain = LatentObservation(make_toy(), toy_vae_path, device="cpu")
+    plain = LatentObservation(make_toy(), LatentSpec(toy_vae_path, device="cpu"))
     np.testing.assert_array_equal(first.reset(seed=2)[0], plain.reset(seed=2)[0])
     with pytest.raises(ValueError, match=r"\{'latent': 'sample'\} cannot change an existing LatentEncoder"):
-        LatentObservation(make_toy(), encoder, latent="sample")
+        LatentObservation(make_toy(), LatentSpec(encoder, latent="sample"))

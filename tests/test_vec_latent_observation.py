@@ -9,6 +9,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecTran
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
 from envs.latent.sb3_vec_env import VecLatentObservation
+from envs.latent.spec import LatentSpec
 from envs.pixels import PixelObservation
 from worldmodel.vae.checkpoint import load_vae
 
@@ -48,8 +49,8 @@ def test_matches_loop_of_single_env_wrappers(toy_vae_path, latent_reference, pre
     steps, seed = 40, 3
     reference = latent_reference(make_toy, 4, steps, seed, **KWARGS)
     make = functools.partial(make_preprocessed_toy, toy_vae_path) if preprocessed else make_toy
-    venv = VecLatentObservation(DummyVecEnv([make] * 4), toy_vae_path, device="cpu", **KWARGS)
-    assert venv.frame_latents.preprocess is not preprocessed
+    venv = VecLatentObservation(DummyVecEnv([make] * 4), LatentSpec(toy_vae_path, device="cpu", **KWARGS))
+    assert venv.encoded.frame_latents.preprocess is not preprocessed
     venv.seed(seed)
     check_against_reference(venv, reference, steps)
     # The untrained VAE still separates frames far beyond the tolerance, so the comparison has teeth.
@@ -60,7 +61,7 @@ def test_subproc_vec_env_matches_reference(toy_vae_path, latent_reference):
     steps, seed = 30, 5
     reference = latent_reference(make_toy, 2, steps, seed)
     fns = [functools.partial(make_preprocessed_toy, toy_vae_path)] * 2
-    venv = VecLatentObservation(SubprocVecEnv(fns), toy_vae_path, device="cpu")
+    venv = VecLatentObservation(SubprocVecEnv(fns), LatentSpec(toy_vae_path, device="cpu"))
     try:
         venv.seed(seed)
         check_against_reference(venv, reference, steps)
@@ -73,7 +74,7 @@ def test_render_based_sub_envs(toy_vae_path):
         return PixelObservation(gym.make("Pendulum-v1", render_mode="rgb_array"))
 
     spec = load_vae(toy_vae_path).frame_spec
-    venv = VecLatentObservation(DummyVecEnv([make] * 2), toy_vae_path, device="cpu")
+    venv = VecLatentObservation(DummyVecEnv([make] * 2), LatentSpec(toy_vae_path, device="cpu"))
     obs = venv.reset()
     assert obs.shape == (2, 6) and obs.dtype == np.float32
     frames = venv.venv.get_images()
@@ -83,7 +84,9 @@ def test_render_based_sub_envs(toy_vae_path):
 
 def test_sample_is_reproducible_under_seed(toy_vae_path):
     def rollout(seed):
-        venv = VecLatentObservation(DummyVecEnv([make_toy] * 2), toy_vae_path, device="cpu", latent="sample")
+        venv = VecLatentObservation(
+            DummyVecEnv([make_toy] * 2), LatentSpec(toy_vae_path, device="cpu", latent="sample")
+        )
         venv.seed(seed)
         out = [venv.reset()]
         for _ in range(10):
@@ -97,17 +100,17 @@ def test_sample_is_reproducible_under_seed(toy_vae_path):
 def test_non_image_observations_are_rejected(toy_vae_path):
     venv = DummyVecEnv([lambda: gym.make("CartPole-v1")])
     with pytest.raises(ValueError, match=r"needs uint8 HWC image observations.*PixelObservation"):
-        VecLatentObservation(venv, toy_vae_path, device="cpu")
+        VecLatentObservation(venv, LatentSpec(toy_vae_path, device="cpu"))
 
 
 def test_sub_envs_resized_for_another_vae_are_rejected(toy_vae_path):
     venv = DummyVecEnv([lambda: FrameSpecObservation(make_toy(), {"height": 16, "width": 16})])
     with pytest.raises(ValueError, match=r"height=16.*expects frames made by.*height=32"):
-        VecLatentObservation(venv, toy_vae_path, device="cpu")
+        VecLatentObservation(venv, LatentSpec(toy_vae_path, device="cpu"))
 
 
 def test_ppo_learns_with_mlp_policy_and_no_transpose(toy_vae_path):
-    venv = VecLatentObservation(DummyVecEnv([make_toy] * 2), toy_vae_path, device="cpu", **KWARGS)
+    venv = VecLatentObservation(DummyVecEnv([make_toy] * 2), LatentSpec(toy_vae_path, device="cpu", **KWARGS))
     model = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, device="cpu", seed=0)
     model.learn(64)
     assert not isinstance(model.get_env(), VecTransposeImage)
@@ -119,7 +122,7 @@ def test_ppo_learns_with_mlp_policy_and_no_transpose(toy_vae_path):
 )
 def test_off_policy_algorithms_learn_and_store_latent_terminal_observations(toy_vae_path, algo, env_id):
     make = functools.partial(gym.make, env_id, max_episode_steps=10)
-    venv = VecLatentObservation(DummyVecEnv([make] * 2), toy_vae_path, device="cpu", **KWARGS)
+    venv = VecLatentObservation(DummyVecEnv([make] * 2), LatentSpec(toy_vae_path, device="cpu", **KWARGS))
     model = algo("MlpPolicy", venv, learning_starts=50, buffer_size=1000, batch_size=32, device="cpu", seed=0)
     model.learn(300)
     buffer = model.replay_buffer

@@ -8,6 +8,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 import envs  # noqa: F401
 from envs.frame_wrapper import FrameSpecObservation
 from envs.latent.gymnasium_vector import VectorLatentObservation
+from envs.latent.spec import LatentSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -20,7 +21,9 @@ def test_next_step_autoreset_matches_loop_of_single_env_wrappers(toy_vae_path, l
     """Gymnasium's default mode: the step after an episode end is a reset step (action ignored)."""
     steps, seed, n = 40, 3, 4
     reference = latent_reference(make_toy, n, steps, seed, **KWARGS)
-    vector_env = VectorLatentObservation(SyncVectorEnv([make_toy] * n), toy_vae_path, device="cpu", **KWARGS)
+    vector_env = VectorLatentObservation(
+        SyncVectorEnv([make_toy] * n), LatentSpec(toy_vae_path, device="cpu", **KWARGS)
+    )
     obs, _ = vector_env.reset(seed=seed)
     np.testing.assert_allclose(obs, [run["reset"] for run in reference], atol=ATOL)
     position = [0] * n  # next reference step of each env
@@ -48,7 +51,7 @@ def test_same_step_autoreset_encodes_final_obs(toy_vae_path, latent_reference):
     steps, seed, n = 40, 7, 3
     reference = latent_reference(make_toy, n, steps, seed, **KWARGS)
     vector_env = SyncVectorEnv([make_toy] * n, autoreset_mode=AutoresetMode.SAME_STEP)
-    vector_env = VectorLatentObservation(vector_env, toy_vae_path, device="cpu", **KWARGS)
+    vector_env = VectorLatentObservation(vector_env, LatentSpec(toy_vae_path, device="cpu", **KWARGS))
     obs, _ = vector_env.reset(seed=seed)
     np.testing.assert_allclose(obs, [run["reset"] for run in reference], atol=ATOL)
     ends = {"terminated": 0, "truncated": 0}
@@ -70,8 +73,8 @@ def test_spaces_and_preprocessed_sub_envs(toy_vae_path):
     def make():
         return FrameSpecObservation(make_toy(), toy_vae_path)
 
-    vector_env = VectorLatentObservation(SyncVectorEnv([make] * 2), toy_vae_path, device="cpu", history=3)
-    assert not vector_env.frame_latents.preprocess
+    vector_env = VectorLatentObservation(SyncVectorEnv([make] * 2), LatentSpec(toy_vae_path, device="cpu", history=3))
+    assert not vector_env.encoded.frame_latents.preprocess
     assert vector_env.single_observation_space == gym.spaces.Box(-np.inf, np.inf, (18,), np.float32)
     assert vector_env.observation_space.shape == (2, 18)
     obs, _ = vector_env.reset(seed=0)
@@ -81,17 +84,21 @@ def test_spaces_and_preprocessed_sub_envs(toy_vae_path):
 def test_disabled_autoreset_is_rejected(toy_vae_path):
     vector_env = SyncVectorEnv([make_toy], autoreset_mode=AutoresetMode.DISABLED)
     with pytest.raises(ValueError, match=r"autoreset modes \['NEXT_STEP', 'SAME_STEP'\].*DISABLED"):
-        VectorLatentObservation(vector_env, toy_vae_path, device="cpu")
+        VectorLatentObservation(vector_env, LatentSpec(toy_vae_path, device="cpu"))
 
 
 def test_non_image_sub_envs_are_rejected(toy_vae_path):
     with pytest.raises(ValueError, match=r"needs uint8 HWC image observations.*PixelObservation"):
-        VectorLatentObservation(SyncVectorEnv([lambda: gym.make("CartPole-v1")]), toy_vae_path, device="cpu")
+        VectorLatentObservation(
+            SyncVectorEnv([lambda: gym.make("CartPole-v1")]), LatentSpec(toy_vae_path, device="cpu")
+        )
 
 
 def test_sample_is_reproducible_under_seed(toy_vae_path):
     def rollout(seed):
-        vector_env = VectorLatentObservation(SyncVectorEnv([make_toy] * 2), toy_vae_path, device="cpu", latent="sample")
+        vector_env = VectorLatentObservation(
+            SyncVectorEnv([make_toy] * 2), LatentSpec(toy_vae_path, device="cpu", latent="sample")
+        )
         out = [vector_env.reset(seed=seed)[0]]
         out += [vector_env.step(np.array([1, 2]))[0] for _ in range(5)]
         return np.stack(out)
@@ -110,7 +117,7 @@ def test_async_workers_forked_after_torch_match_sync(toy_vae_path):
     actions = np.random.default_rng(0).integers(0, 5, (15, 2))
     observations = []
     for vector_env in (AsyncVectorEnv([make] * 2, context="fork"), SyncVectorEnv([make] * 2)):
-        vector_env = VectorLatentObservation(vector_env, toy_vae_path, device="cpu")
+        vector_env = VectorLatentObservation(vector_env, LatentSpec(toy_vae_path, device="cpu"))
         out = [vector_env.reset(seed=0)[0]] + [vector_env.step(a)[0] for a in actions]
         vector_env.close()
         observations.append(np.stack(out))

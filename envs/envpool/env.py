@@ -8,7 +8,7 @@ silently run another env. :class:`EnvPoolEnv` is one such env behind the Gymnasi
 factory's wrappers (skipped start frames, frame skip), collection workers and evaluation
 use it unchanged; :class:`envs.envpool.vec_env.EnvPoolVecEnv` steps a whole batch for training.
 
-Known differences from Gymnasium (measured in ``experiments/reports/envpool.md``):
+Known differences from Gymnasium (measured in ``experiments/reports/envpool/README.md``):
 CarRacing's tracks come from EnvPool's own generator (the same seed gives another track than
 Gymnasium's), it renders with OpenCV rather than pygame, and it has no discrete mode or true
 state. Atari frames are max-pooled over the last two frames of each skip (ALE v5 in Gymnasium

@@ -15,11 +15,10 @@ import os
 
 import gymnasium as gym
 
-from envs.latent.gymnasium_env import LatentObservation, latent_encoder
-from envs.memory.state import MemoryState, memory_model
+from envs.latent.gymnasium_env import LatentObservation
+from envs.latent.spec import LatentSpecLike
+from envs.memory.state import memory_spec, memory_state
 from worldmodel.memory.model import MemoryCheckpoint
-from worldmodel.vae.checkpoint import VAECheckpoint
-from worldmodel.vae.encoder import LatentEncoder
 
 
 class MemoryObservation(LatentObservation):
@@ -32,26 +31,23 @@ class MemoryObservation(LatentObservation):
     Args:
         env: the env (image observations, or frames from ``render()`` as in
             :class:`envs.latent.gymnasium_env.LatentObservation`).
-        vae: a VAE checkpoint path, a loaded checkpoint (with its path) or a shared
-            :class:`~worldmodel.vae.encoder.LatentEncoder` (mean latents, not normalised).
+        spec: a :class:`~envs.latent.spec.LatentSpec`, a dict of its fields or a VAE checkpoint
+            path; its VAE must be the memory model's (a path, or a loaded checkpoint with its
+            path) and only ``device``, ``precision`` and ``compile`` may leave their defaults
+            (mean latents of every dimension, not normalised, no history: see
+            :func:`envs.memory.state.memory_spec`).
         memory: a memory checkpoint path or a loaded :class:`~worldmodel.memory.model.MemoryCheckpoint`.
-        device, precision: see :class:`worldmodel.vae.encoder.LatentEncoder`.
         include_cell: append the LSTM cell state too.
 
-    >>> import tempfile, pathlib
+    >>> import pathlib
     >>> import gymnasium as gym
-    >>> import envs
-    >>> from worldmodel.vae.checkpoint import file_sha256, save_vae
-    >>> from worldmodel.frames import FrameSpec
+    >>> from envs import LatentSpec
     >>> from worldmodel.memory.model import MDNRNN, MemoryConfig, save_memory
-    >>> from worldmodel.vae.model import ConvVAE, VAEConfig
-    >>> tmp = pathlib.Path(tempfile.mkdtemp())
-    >>> save_vae(tmp / "vae.safetensors", ConvVAE(VAEConfig(16, 16, latent_dim=4, width_multiplier=0.25)),
-    ...          FrameSpec(16, 16))
-    >>> save_memory(tmp / "memory.safetensors", MDNRNN(MemoryConfig(4, 5, discrete_actions=True, hidden=8)),
-    ...             vae_sha256=file_sha256(tmp / "vae.safetensors"))
-    >>> env = MemoryObservation(gym.make("worldmodel/DotTarget-v0"), str(tmp / "vae.safetensors"),
-    ...                         str(tmp / "memory.safetensors"), device="cpu")
+    >>> from worldmodel.vae.checkpoint import file_sha256, save_untrained_vae
+    >>> vae = save_untrained_vae(latent_dim=4)
+    >>> memory = pathlib.Path(vae).with_name("memory.safetensors")  # an untrained LSTM of 8 units for 5 actions
+    >>> save_memory(memory, MDNRNN(MemoryConfig(4, 5, discrete_actions=True, hidden=8)), vae_sha256=file_sha256(vae))
+    >>> env = MemoryObservation(gym.make("worldmodel/DotTarget-v0"), LatentSpec(vae, device="cpu"), memory)
     >>> env.observation_space
     Box(-inf, inf, (12,), float32)
     >>> obs, info = env.reset(seed=0)
@@ -62,15 +58,11 @@ class MemoryObservation(LatentObservation):
     def __init__(
         self,
         env: gym.Env,
-        vae: LatentEncoder | VAECheckpoint | str | os.PathLike,
+        spec: LatentSpecLike,
         memory: MemoryCheckpoint | str | os.PathLike,
         *,
-        device: str = "auto",
-        precision: str = "fp32",
         include_cell: bool = False,
     ) -> None:
-        gym.utils.RecordConstructorArgs.__init__(
-            self, vae=vae, memory=memory, device=device, precision=precision, include_cell=include_cell
-        )
-        encoder = latent_encoder(vae, device=device, precision=precision)
-        self._setup(env, encoder, MemoryState(memory_model(memory, encoder), 1, env.action_space, include_cell))
+        spec = memory_spec(spec)
+        gym.utils.RecordConstructorArgs.__init__(self, spec=spec.recorded(), memory=memory, include_cell=include_cell)
+        self._setup(env, spec, memory_state(memory, include_cell))

@@ -12,12 +12,10 @@ import os
 
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.latent.gymnasium_env import latent_encoder
 from envs.latent.sb3_vec_env import VecLatentObservation
-from envs.memory.state import MemoryState, memory_model
+from envs.latent.spec import LatentSpecLike
+from envs.memory.state import memory_spec, memory_state
 from worldmodel.memory.model import MemoryCheckpoint
-from worldmodel.vae.checkpoint import VAECheckpoint
-from worldmodel.vae.encoder import LatentEncoder
 
 
 class VecMemoryObservation(VecLatentObservation):
@@ -25,26 +23,20 @@ class VecMemoryObservation(VecLatentObservation):
 
     ``infos[i]["terminal_observation"]`` becomes ``[z_T, h_T]``: the final frame's latent with
     the hidden state advanced by the last action, as the single-env wrapper returns it; the
-    env's state is then reset for its next episode. Keywords as
+    env's state is then reset for its next episode. Arguments as
     :class:`envs.memory.gymnasium_env.MemoryObservation`; stepping as
     :class:`envs.latent.sb3_vec_env.VecLatentObservation`.
 
-    >>> import tempfile, pathlib
+    >>> import pathlib
     >>> import gymnasium as gym
-    >>> import envs
     >>> from stable_baselines3.common.vec_env import DummyVecEnv
-    >>> from worldmodel.vae.checkpoint import file_sha256, save_vae
-    >>> from worldmodel.frames import FrameSpec
     >>> from worldmodel.memory.model import MDNRNN, MemoryConfig, save_memory
-    >>> from worldmodel.vae.model import ConvVAE, VAEConfig
-    >>> tmp = pathlib.Path(tempfile.mkdtemp())
-    >>> save_vae(tmp / "vae.safetensors", ConvVAE(VAEConfig(16, 16, latent_dim=4, width_multiplier=0.25)),
-    ...          FrameSpec(16, 16))
-    >>> save_memory(tmp / "memory.safetensors", MDNRNN(MemoryConfig(4, 5, discrete_actions=True, hidden=8)),
-    ...             vae_sha256=file_sha256(tmp / "vae.safetensors"))
+    >>> from worldmodel.vae.checkpoint import file_sha256, save_untrained_vae
+    >>> vae = save_untrained_vae(latent_dim=4)
+    >>> memory = pathlib.Path(vae).with_name("memory.safetensors")
+    >>> save_memory(memory, MDNRNN(MemoryConfig(4, 5, discrete_actions=True, hidden=8)), vae_sha256=file_sha256(vae))
     >>> venv = DummyVecEnv([lambda: gym.make("worldmodel/DotTarget-v0")] * 3)
-    >>> venv = VecMemoryObservation(venv, str(tmp / "vae.safetensors"), str(tmp / "memory.safetensors"),
-    ...                             device="cpu")
+    >>> venv = VecMemoryObservation(venv, {"vae": vae, "device": "cpu"}, memory)
     >>> venv.reset().shape
     (3, 12)
     """
@@ -52,13 +44,9 @@ class VecMemoryObservation(VecLatentObservation):
     def __init__(
         self,
         venv: VecEnv,
-        vae: LatentEncoder | VAECheckpoint | str | os.PathLike,
+        spec: LatentSpecLike,
         memory: MemoryCheckpoint | str | os.PathLike,
         *,
-        device: str = "auto",
-        precision: str = "fp32",
         include_cell: bool = False,
     ) -> None:
-        encoder = latent_encoder(vae, device=device, precision=precision)
-        model = memory_model(memory, encoder)
-        self._setup(venv, encoder, MemoryState(model, venv.num_envs, venv.action_space, include_cell))
+        self._setup(venv, memory_spec(spec), memory_state(memory, include_cell))

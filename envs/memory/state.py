@@ -27,9 +27,43 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from envs.latent.encoded_observations import StateFactory
+from envs.latent.spec import LatentSpec, LatentSpecLike
 from worldmodel.memory.model import MDNRNN, MemoryCheckpoint, load_memory
 from worldmodel.vae.checkpoint import file_sha256
 from worldmodel.vae.encoder import LatentEncoder
+
+MEMORY_LATENTS = {"latent": "mean", "history": 1, "include_action": False, "normalize": False, "drop_inactive": False}
+"""The :class:`LatentSpec` fields a memory model's input fixes: mean latents, every dimension, unnormalised."""
+
+
+def memory_spec(spec: LatentSpecLike) -> LatentSpec:
+    """``spec`` as a :class:`LatentSpec`, checked to give the latents the memory model was trained on.
+
+    Only ``vae``, ``device``, ``precision`` and ``compile`` are free; the memory
+    observation ``[z_t, h_t]`` replaces history and previous action.
+    """
+    spec = LatentSpec.coerce(spec)
+    changed = {name: getattr(spec, name) for name, value in MEMORY_LATENTS.items() if getattr(spec, name) != value}
+    encoder = spec.vae if isinstance(spec.vae, LatentEncoder) else None
+    if encoder is not None:
+        options = {"latent": encoder.latent, "normalize": encoder.normalize, "drop_inactive": encoder.drop_inactive}
+        changed |= {name: value for name, value in options.items() if value != MEMORY_LATENTS[name]}
+    if changed:
+        raise ValueError(
+            f"the memory model reads mean, unnormalised latents of every dimension, one step at a time, but the "
+            f"spec sets {changed}; leave them at {MEMORY_LATENTS} (the hidden state h_t carries the past)"
+        )
+    return spec
+
+
+def memory_state(memory: MemoryCheckpoint | str | os.PathLike, include_cell: bool = False) -> StateFactory:
+    """The memory wrappers' state factory: a :class:`MemoryState` of ``memory`` checked against the encoder."""
+
+    def make(encoder: LatentEncoder, num_envs: int, action_space: gym.Space) -> MemoryState:
+        return MemoryState(memory_model(memory, encoder), num_envs, action_space, include_cell)
+
+    return make
 
 
 def memory_model(memory: MemoryCheckpoint | str | os.PathLike, encoder: LatentEncoder) -> MDNRNN:

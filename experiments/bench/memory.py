@@ -23,6 +23,7 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from envs.latent.sb3_vec_env import VecLatentObservation
+from envs.latent.spec import LatentSpec
 from envs.memory.sb3_vec_env import VecMemoryObservation
 from experiments.bench.latent_wrapper import table, with_threads
 from experiments.pipeline.machine import describe_machine, write_section
@@ -67,10 +68,11 @@ def seconds_per_step(venv: VecEnv, steps: int) -> float:
 
 def wrapper_rows(vae: Path, memory: Path, device: str, threads: int | None) -> list[str]:
     rows = []
+    spec = LatentSpec(vae, device=device)
     for n in ENV_COUNTS:
         variants = {
-            "latent": VecLatentObservation(DummyVecEnv([StubFrameEnv] * n), str(vae), device=device),
-            "memory": VecMemoryObservation(DummyVecEnv([StubFrameEnv] * n), str(vae), str(memory), device=device),
+            "latent": VecLatentObservation(DummyVecEnv([StubFrameEnv] * n), spec),
+            "memory": VecMemoryObservation(DummyVecEnv([StubFrameEnv] * n), spec, memory),
         }
         for venv in variants.values():
             venv.reset()
