@@ -1,21 +1,26 @@
-"""Run directories that restore a trained agent: the SB3 zip plus everything its observations depend on.
+"""Run directories that restore a trained agent: its policy plus everything its observations depend on.
 
 Layout of ``RUN_DIR``::
 
-    model.zip            SB3 model (final; with --encoder finetune it holds the fine-tuned VAE)
+    policy.json          how to rebuild the final policy: algorithm, policy class, keywords, spaces (JSON)
+    policy.safetensors   the final policy's weights (with --encoder finetune: the fine-tuned VAE too)
+    model.zip            SB3 model (weights, optimiser, step counters): for `train-agent --resume` only
     vae.safetensors      copy of the VAE (latent and finetune runs); its SHA-256 is in config.json
     memory.safetensors   copy of the memory model (--memory runs); its SHA-256 is in config.json
     vec_normalize.npz    VecNormalize statistics, no pickle (when normalising)
     config.json          resolved training config, hyperparameters and the observation stack
     evaluations.npz      EvalCallback curve; learning_curve.png plots it
     summary.json         final numbers (steps, steps/s, last evaluation)
-    best/                with --keep-best: the policy of the best training evaluation (model and
-                         VecNormalize statistics named by step, best.json naming them; see agents.resume)
+    best/                with --keep-best: the policy of the best training evaluation (policy files, model
+                         and VecNormalize statistics named by step, best.json naming them; see agents.resume)
     checkpoints/         resume state (see agents.resume); tb/ TensorBoard logs
 
-Bundles are trusted-only: SB3 zips still deserialise a few entries with cloudpickle.
-:func:`load_model` replaces the schedules and spaces through ``custom_objects`` so no
-pickled code runs for them, but do not load bundles from people you do not trust.
+:func:`load_bundle` (``evaluate``, ``collect --policy RUN_DIR``) reads only JSON,
+safetensors and ``np.load(allow_pickle=False)`` arrays (:mod:`agents.policy_file`), so
+loading a stranger's run directory runs none of its code. SB3 zips deserialise entries with
+cloudpickle: they are trusted-only, read by ``train-agent --resume`` and by
+``python -m agents.bundle convert RUN_DIR``, which writes the policy files of a run
+directory made before they existed.
 
 >>> import tempfile, pathlib
 >>> run_dir = pathlib.Path(tempfile.mkdtemp())
@@ -28,13 +33,15 @@ True
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -44,6 +51,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from agents.algorithms import AlgorithmSpec, get_algorithm
 from agents.hyperparams import algo_kwargs_for_sb3
+from agents.policy_file import POLICY_FILE, WEIGHTS_FILE, LoadedPolicy, PolicyFileError, load_policy, save_policy
 from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize
 from worldmodel.common.atomic import atomic_path, write_json_atomic
 from worldmodel.common.errors import UserError
@@ -59,6 +67,7 @@ EVALUATIONS_FILE = "evaluations.npz"
 CURVE_FILE = "learning_curve.png"
 BEST_DIR = "best"
 BEST_FILE = "best.json"
+CONVERT_COMMAND = "python -m agents.bundle convert"
 POLICIES = ("final", "best")
 """Which policy of a run to load: the one training ended with, or the best training evaluation's."""
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
@@ -125,7 +134,8 @@ def load_vec_normalize(venv: VecNormalize, path: Path) -> None:
 
 
 def save_bundle(run_dir: Path, model: BaseAlgorithm, venv: VecEnv) -> None:
-    """Write the model and, when ``venv`` normalises, its statistics into ``run_dir``."""
+    """Write the policy files, the SB3 zip and, when ``venv`` normalises, its statistics into ``run_dir``."""
+    save_policy(model, run_dir / POLICY_FILE, run_dir / WEIGHTS_FILE)
     save_model(model, run_dir / MODEL_FILE)
     normalizer = find_vec_normalize(venv)
     if normalizer is not None:
@@ -163,7 +173,9 @@ def load_model(
     *,
     extractor_vae: Path | None = None,
 ) -> BaseAlgorithm:
-    """Load an SB3 zip for ``venv`` with :func:`custom_objects` (trusted files only).
+    """Load an SB3 zip for ``venv`` with :func:`custom_objects`: trusted files only, as it unpickles.
+
+    For ``train-agent --resume`` and ``convert``; evaluation loads the policy files instead.
 
     ``extractor_vae`` (``--encoder finetune`` runs): the VAE file the policy's
     :class:`~agents.encoder_extractor.VAEEncoderExtractor` is built from before the zip's
@@ -193,15 +205,30 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def policy_files(run_dir: str | Path, policy: str = "final") -> tuple[Path, Path]:
-    """The model zip and VecNormalize statistics of ``policy`` (``final`` or ``best``) in ``run_dir``.
+class PolicyFiles(NamedTuple):
+    """The files of one policy of a run directory."""
 
-    >>> policy_files("runs/x")
-    (PosixPath('runs/x/model.zip'), PosixPath('runs/x/vec_normalize.npz'))
+    spec: Path
+    """``policy.json``: how to rebuild the policy (:mod:`agents.policy_file`)."""
+    weights: Path
+    """``policy.safetensors``: its weights."""
+    vec_normalize: Path
+    """VecNormalize statistics (``.npz``), when the stack normalises."""
+    model: Path
+    """The SB3 zip: trusted-only (cloudpickle), for ``train-agent --resume`` and ``convert``."""
+
+
+def policy_files(run_dir: str | Path, policy: str = "final") -> PolicyFiles:
+    """The files of ``policy`` (``final`` or ``best``) in ``run_dir``.
+
+    >>> policy_files("runs/x").weights
+    PosixPath('runs/x/policy.safetensors')
     """
     run_dir = Path(run_dir)
     if policy == "final":
-        return run_dir / MODEL_FILE, run_dir / NORMALIZE_FILE
+        return PolicyFiles(
+            run_dir / POLICY_FILE, run_dir / WEIGHTS_FILE, run_dir / NORMALIZE_FILE, run_dir / MODEL_FILE
+        )
     if policy != "best":
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     best = read_best(run_dir)
@@ -211,8 +238,13 @@ def policy_files(run_dir: str | Path, policy: str = "final") -> tuple[Path, Path
             "evaluation has run yet. Evaluate the final policy, or train on with `worldmodel train-agent ... "
             f"--out {run_dir} --resume --keep-best`"
         )
-    files = best["files"]
-    return run_dir / BEST_DIR / files["model"], run_dir / BEST_DIR / files.get("vec_normalize", NORMALIZE_FILE)
+    files, step, folder = best["files"], best["step"], run_dir / BEST_DIR
+    return PolicyFiles(  # a best/ kept before the policy files existed names none: convert writes these names
+        folder / files.get("policy", f"policy_{step}.json"),
+        folder / files.get("policy_weights", f"policy_{step}.safetensors"),
+        folder / files.get("vec_normalize", NORMALIZE_FILE),
+        folder / files["model"],
+    )
 
 
 def read_best(run_dir: Path) -> dict[str, Any] | None:
@@ -226,15 +258,22 @@ def check_bundle(run_dir: str | Path, policy: str = "final") -> dict[str, Any]:
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     stack = config["stack"]
-    model_path, normalize_path = policy_files(run_dir, policy)
-    if not model_path.is_file():
+    files = policy_files(run_dir, policy)
+    missing = [path.relative_to(run_dir) for path in (files.spec, files.weights) if not path.is_file()]
+    if missing and files.model.is_file():
         raise BundleError(
-            f"{run_dir} is missing {model_path.relative_to(run_dir)}: training did not finish. Continue it with "
+            f"{run_dir} has no {' or '.join(map(str, missing))} (the policy without pickle), only SB3's pickled "
+            f"{files.model.relative_to(run_dir)}; if you trust whoever made it, convert it once with "
+            f"`{CONVERT_COMMAND} {run_dir}`"
+        )
+    if missing:
+        raise BundleError(
+            f"{run_dir} is missing {missing[0]}: training did not finish. Continue it with "
             f"`worldmodel train-agent ... --out {run_dir} --resume`"
         )
-    if stack["normalize"] is not None and not normalize_path.is_file():
+    if stack["normalize"] is not None and not files.vec_normalize.is_file():
         raise BundleError(
-            f"{run_dir} is missing {normalize_path.relative_to(run_dir)} (VecNormalize statistics); the agent "
+            f"{run_dir} is missing {files.vec_normalize.relative_to(run_dir)} (VecNormalize statistics); the agent "
             "cannot see the observations it was trained on without them. Restore the file from the original run "
             "directory"
         )
@@ -268,14 +307,35 @@ def _check_copy(path: Path, expected: str, what: str) -> None:
 
 @dataclass
 class Bundle:
-    """A loaded run directory: the model on a stack rebuilt exactly as in training."""
+    """A loaded run directory: the policy on a stack rebuilt exactly as in training."""
 
     run_dir: Path
     config: dict[str, Any]
     stack: StackConfig
     algorithm: AlgorithmSpec
-    model: BaseAlgorithm
+    model: LoadedPolicy
+    """The policy, rebuilt without pickle; ``model.predict`` is the algorithm's ``predict``."""
     venv: VecEnv
+
+
+def _build_stack(
+    run_dir: Path, stack: StackConfig, normalize_path: Path | None, *, n_envs: int, seed: int, device: str, **kw: Any
+) -> VecEnv:
+    """The run's evaluation stack (VecNormalize frozen, with the statistics in ``normalize_path`` unless None)."""
+    venv = build_vec_env(
+        stack,
+        n_envs=n_envs,
+        seed=seed,
+        vae=None if stack.pixels else run_dir / VAE_FILE,
+        device=device,
+        training=False,
+        memory=run_dir / MEMORY_FILE if stack.memory else None,
+        **kw,
+    )
+    normalizer = find_vec_normalize(venv)
+    if normalizer is not None and normalize_path is not None:
+        load_vec_normalize(normalizer, normalize_path)
+    return venv
 
 
 def load_bundle(
@@ -289,7 +349,7 @@ def load_bundle(
     subproc: bool = False,
     backend: str | None = None,
 ) -> Bundle:
-    """Rebuild the evaluation stack of ``run_dir`` (VecNormalize frozen) and load the model onto it.
+    """Rebuild the evaluation stack of ``run_dir`` (VecNormalize frozen) and load the policy for it; never unpickles.
 
     ``subproc=True`` steps the envs in worker processes (encoding stays in this process).
     ``backend`` runs the same stack on another env backend (None: the one it trained on).
@@ -297,36 +357,72 @@ def load_bundle(
     """
     run_dir = Path(run_dir)
     config = check_bundle(run_dir, policy)
-    model_path, normalize_path = policy_files(run_dir, policy)
+    files = policy_files(run_dir, policy)
     stack = StackConfig.from_dict(config["stack"])
     if backend is not None:
         stack = dataclasses.replace(stack, backend=backend)
     spec = get_algorithm(config["algo"])
-    vae_path = None if stack.pixels else run_dir / VAE_FILE
-    venv = build_vec_env(
-        stack,
-        n_envs=n_envs,
-        seed=seed,
-        vae=vae_path,
-        device=device,
-        training=False,
-        subproc=subproc,
-        frame_tap=frame_tap,
-        memory=run_dir / MEMORY_FILE if stack.memory else None,
-    )
-    normalizer = find_vec_normalize(venv)
-    if normalizer is not None:
-        load_vec_normalize(normalizer, normalize_path)
-    model = load_model(
-        model_path,
-        spec,
-        config["hyperparams"]["algo_kwargs"],
-        venv,
-        device,
-        extractor_vae=vae_path if stack.encoder == "finetune" else None,
-    )
-    venv.seed(seed)  # SB3's load re-seeds the env with the training seed; the caller's seed wins
+    venv = _build_stack(run_dir, stack, files.vec_normalize, n_envs=n_envs, seed=seed, device=device,
+                        subproc=subproc, frame_tap=frame_tap)  # fmt: skip
+    try:
+        model = load_policy(
+            files.spec, files.weights, device, vae=run_dir / VAE_FILE if stack.encoder == "finetune" else None
+        )
+    except PolicyFileError as exc:
+        venv.close()
+        raise BundleError(str(exc)) from None
+    mismatch = _mismatch(model, spec, venv)
+    if mismatch:
+        venv.close()
+        raise BundleError(
+            f"{files.spec} {mismatch}: it is another run's policy, or this backend's spaces differ from training's. "
+            "Restore the run's own files, or evaluate on the backend it trained on"
+        )
+    venv.seed(seed)  # loading seeds the global generators with the training seed, as SB3 does; envs take the caller's
     return Bundle(run_dir=run_dir, config=config, stack=stack, algorithm=spec, model=model, venv=venv)
+
+
+def _mismatch(model: LoadedPolicy, spec: AlgorithmSpec, venv: VecEnv) -> str | None:
+    """What in the policy file does not fit the run's config and stack, in words; None when all fits."""
+    if model.algorithm.name != spec.name:
+        return f"holds a {model.algorithm.name} policy, but config.json says {spec.name}"
+    for what, ours, theirs in (
+        ("observations", model.observation_space, venv.observation_space),
+        ("actions", model.action_space, venv.action_space),
+    ):
+        if ours != theirs:
+            return f"describes {what} {ours}, but the run's stack gives {theirs}"
+    return None
+
+
+def convert_bundle(run_dir: str | Path, device: str = "cpu") -> list[Path]:
+    """Write the policy files of ``run_dir``'s final policy and kept best policy from their SB3 zips; returns them.
+
+    TRUSTED FILES ONLY: this loads the zips, which unpickle with cloudpickle and can run any code. It
+    is for run directories written before train-agent wrote policy files, by you or people you trust.
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    check_copies(run_dir, config)
+    spec = get_algorithm(config["algo"])
+    stack = dataclasses.replace(StackConfig.from_dict(config["stack"]), backend="gymnasium")  # the spaces evaluate sees
+    if not policy_files(run_dir).model.is_file():
+        raise BundleError(f"{run_dir} has no {MODEL_FILE} to convert: training did not finish")
+    venv = _build_stack(run_dir, stack, None, n_envs=1, seed=0, device=device)  # for the spaces; no statistics
+    extractor_vae = run_dir / VAE_FILE if stack.encoder == "finetune" else None
+    written: list[Path] = []
+    for policy in (p for p in POLICIES if p == "final" or read_best(run_dir) is not None):
+        files = policy_files(run_dir, policy)
+        model = load_model(files.model, spec, config["hyperparams"]["algo_kwargs"], venv, device,
+                           extractor_vae=extractor_vae)  # fmt: skip
+        save_policy(model, files.spec, files.weights)
+        if policy == "best":
+            best = read_best(run_dir)
+            best["files"] |= {"policy": files.spec.name, "policy_weights": files.weights.name}
+            write_json_atomic(run_dir / BEST_DIR / BEST_FILE, best)
+        written += [files.spec, files.weights]
+    venv.close()
+    return written
 
 
 def write_learning_curve(run_dir: Path, title: str) -> Path | None:
@@ -359,3 +455,33 @@ def write_learning_curve(run_dir: Path, title: str) -> Path | None:
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.bundle convert RUN_DIR...``: add the pickle-free policy files to older run directories."""
+    parser = argparse.ArgumentParser(prog="python -m agents.bundle", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert = commands.add_parser(
+        "convert",
+        help="write policy.json + policy.safetensors from a run directory's SB3 zips (trusted files only)",
+        description=(
+            "Write policy.json and policy.safetensors (and best/'s) from RUN_DIR's SB3 model.zip, so that evaluate "
+            "and collect --policy load it without pickle. This command itself loads the zips with cloudpickle, "
+            "which can run arbitrary code: convert only run directories you or people you trust made."
+        ),
+    )
+    convert.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train-agent run directories")
+    convert.add_argument("--device", default="cpu", help="device to load the models on (default: cpu)")
+    args = parser.parse_args(argv)
+    try:
+        for run_dir in args.run_dirs:
+            for path in convert_bundle(run_dir, args.device):
+                print(f"wrote {path}")
+    except UserError as exc:
+        print(f"{parser.prog} convert: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

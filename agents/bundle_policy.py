@@ -12,8 +12,8 @@ with that probability) and ``noise`` (Gaussian, in action units, for ``Box`` act
 clipped to the bounds). Each episode's draws are seeded by ``reset(seed)``.
 
 Only latent bundles are supported (a ``--pixels`` run is refused with a clear error).
-This module also provides the ``worldmodel collect`` command (:mod:`envs.collect`'s, with
-``--policy RUN_DIR`` resolved here, since ``envs`` never imports ``agents``).
+:func:`collect_policy` is registered (``pyproject.toml``, group ``worldmodel.policies``) as the
+provider ``worldmodel collect --policy RUN_DIR`` asks, since ``envs`` never imports ``agents``.
 
 >>> factory = BundlePolicyFactory("runs/agents/my-run", epsilon=0.1)
 >>> import pickle
@@ -23,7 +23,6 @@ This module also provides the ``worldmodel collect`` command (:mod:`envs.collect
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,12 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.bundle import Bundle, BundleError, check_bundle, load_bundle
 from agents.vec_env import StackConfig, find_vec_normalize, find_vec_wrapper
-from envs import collect
 from envs.collect import CollectConfig
 from envs.config import EnvConfig
-from envs.latent.gymnasium_env import FrameLatents
+from envs.latent.encoded_observations import FrameLatents
 from envs.latent.history import LatentHistory
 from envs.latent.sb3_vec_env import VecLatentObservation
 from envs.memory.state import MemoryState
-from worldmodel.common.configargs import config_from_args
 
 
 class BundlePolicy:
@@ -169,7 +166,10 @@ class BundlePolicyFactory:
 
 
 def collect_policy(config: CollectConfig) -> BundlePolicyFactory | None:
-    """The agent factory when ``config.policy`` is a run directory; None for a built-in policy name."""
+    """The agent factory when ``config.policy`` is a run directory; None for a built-in policy name.
+
+    The ``worldmodel.policies`` entry point of ``agents``, called by ``worldmodel collect``.
+    """
     if not Path(config.policy).is_dir():
         if config.policy_noise or config.epsilon:
             raise ValueError("--policy-noise and --epsilon apply to a trained agent: pass --policy RUN_DIR")
@@ -177,13 +177,3 @@ def collect_policy(config: CollectConfig) -> BundlePolicyFactory | None:
     factory = BundlePolicyFactory(config.policy, noise=config.policy_noise, epsilon=config.epsilon)
     factory.check_env(config.env_config)
     return factory
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``worldmodel collect`` (:mod:`envs.collect`), whose --policy may name a RUN_DIR."""
-    collect.add_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    """``worldmodel collect``: build the agent policy from --policy RUN_DIR if given, then collect."""
-    return collect.run(args, collect_policy(config_from_args(CollectConfig, args)))

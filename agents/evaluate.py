@@ -45,6 +45,9 @@ from worldmodel.common.configargs import add_config_arguments, config_from_args
 from worldmodel.vae.checkpoint import file_sha256
 from worldmodel.vae.encoder import LatentEncoder
 
+COMMAND_HELP = "evaluate a train-agent run: returns, episode lengths, --video"
+"""One line for ``worldmodel --help``."""
+
 EVALUATION_FILE = "evaluation.json"
 """Where ``evaluate`` writes its results in the run directory by default."""
 BEST_EVALUATION_FILE = "evaluation-best.json"
@@ -298,13 +301,13 @@ def _run_resumable(
         return run_episodes(bundle.venv, act, config.episodes, seed=seed)
     settings = {
         "policy": config.policy,
-        "policy_sha256": file_sha256(policy_files(bundle.run_dir, config.policy)[0]),
+        "policy_sha256": file_sha256(policy_files(bundle.run_dir, config.policy).weights),
         "episodes": config.episodes,
         "seed": seed,
         "n_envs": config.n_envs,
         "deterministic": config.deterministic,
     }
-    progress = EvaluationProgress(progress_path(out), settings, config.n_envs)
+    progress = EvaluationProgress(progress_path(out), settings, episode_targets(config.episodes, config.n_envs))
     if progress.resumed:
         print(f"resuming the evaluation from {progress.path}: {progress.log.count()} episodes already finished")
     return run_episodes(

@@ -99,10 +99,11 @@ class EvaluationProgress:
     so it cannot restart exactly at an episode; it runs whole after the policy's episodes.
     """
 
-    def __init__(self, path: Path, settings: dict[str, Any], n_envs: int) -> None:
+    def __init__(self, path: Path, settings: dict[str, Any], targets: np.ndarray) -> None:
+        """``targets``: the episodes each env of the evaluation is to finish."""
         self.path, self.settings = path, settings
-        stored = _stored_log(path, settings, n_envs) if path.is_file() else None
-        self.log = stored if stored is not None else EpisodeLog.empty(n_envs)
+        stored = _stored_log(path, settings, targets) if path.is_file() else None
+        self.log = stored if stored is not None else EpisodeLog.empty(len(targets))
         self.resumed = stored is not None
 
     def save(self) -> None:
@@ -114,8 +115,13 @@ class EvaluationProgress:
         self.path.unlink(missing_ok=True)
 
 
-def _stored_log(path: Path, settings: dict[str, Any], n_envs: int) -> EpisodeLog | None:
-    """The log in the progress file ``path`` if it is this evaluation's; None, saying why, if not."""
+def _stored_log(path: Path, settings: dict[str, Any], targets: np.ndarray) -> EpisodeLog | None:
+    """The log in the progress file ``path`` if it is this evaluation's and possible; None, saying why, if not.
+
+    Possible: one entry per env, no env with more finished episodes than its target, and every
+    stored generator state one that NumPy accepts (a damaged file must not crash every rerun).
+    """
+    n_envs = len(targets)
     try:
         stored = json.loads(path.read_text())
         if stored["settings"] != settings:
@@ -124,7 +130,13 @@ def _stored_log(path: Path, settings: dict[str, Any], n_envs: int) -> EpisodeLog
         log = EpisodeLog.from_dict(stored["log"])
         if len(log.finished) != n_envs or len(log.start_states) != n_envs:
             raise ValueError(f"it logs {len(log.finished)} envs, not {n_envs}")
-    except (ValueError, KeyError, TypeError) as error:  # json's decode error is a ValueError
+        for k, (done, target) in enumerate(zip(log.finished, targets, strict=True)):
+            if len(done) > target:
+                raise ValueError(f"env {k} has {len(done)} finished episodes, more than the {target} it is to play")
+        for state in log.start_states:
+            if state is not None:
+                generator_from_state(state)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # json's decode error is a ValueError
         print(
             f"{path} is not a readable evaluation progress file ({type(error).__name__}: {error}): starting over; "
             "the file is replaced after the first finished episode"

@@ -6,7 +6,8 @@ buffer of off-policy algorithms, the VecNormalize statistics (npz), and last
 ``state.json``, which names those files and holds the callbacks' state (evaluation
 history, env frames, elapsed time). Every file is written atomically and ``state.json``
 only ever names complete files, so a ``kill -9`` at any point leaves a loadable
-checkpoint. The replay buffer is SB3's pickle: checkpoints are for resuming your own runs.
+checkpoint. The model zip and the replay buffer are SB3's pickles: checkpoints are for resuming your own
+runs (trusted files only).
 Inside :func:`checkpoint_on_signal` the first SIGINT (Ctrl-C) or SIGTERM writes a checkpoint at
 the next rollout end and stops training there, so stopping a run loses nothing.
 :class:`KeepBestCallback` keeps the best training evaluation's policy in ``RUN_DIR/best/`` the
@@ -46,6 +47,7 @@ from agents.bundle import (
     save_model,
     save_vec_normalize,
 )
+from agents.policy_file import save_policy
 from agents.vec_env import find_vec_normalize
 from worldmodel.common.atomic import atomic_path, write_json_atomic
 
@@ -224,15 +226,25 @@ def checkpoint_on_signal(callback: ResumeCallback) -> Iterator[None]:
 
 
 def save_snapshot(
-    pointer: Path, model: BaseAlgorithm, env: VecEnv, record: dict[str, Any], *, replay_buffer: bool = False
+    pointer: Path,
+    model: BaseAlgorithm,
+    env: VecEnv,
+    record: dict[str, Any],
+    *,
+    replay_buffer: bool = False,
+    policy_file: bool = False,
 ) -> None:
     """Write the model (and its replay buffer if asked) and ``env``'s VecNormalize statistics beside ``pointer``,
     named by step, then write ``pointer``: ``record`` plus the step and file names. Files of earlier snapshots
-    in that directory are deleted afterwards, so a kill at any point leaves a complete snapshot."""
+    in that directory are deleted afterwards, so a kill at any point leaves a complete snapshot.
+    ``policy_file``: also the pickle-free policy files (:mod:`agents.policy_file`) that ``evaluate`` loads."""
     step = model.num_timesteps
     directory = pointer.parent
     directory.mkdir(parents=True, exist_ok=True)
     files = {"model": f"model_{step}.zip"}
+    if policy_file:
+        files |= {"policy": f"policy_{step}.json", "policy_weights": f"policy_{step}.safetensors"}
+        save_policy(model, directory / files["policy"], directory / files["policy_weights"])
     save_model(model, directory / files["model"])
     if replay_buffer:
         files["replay_buffer"] = f"replay_buffer_{step}.pkl"
@@ -253,8 +265,8 @@ class KeepBestCallback(BaseCallback):
     """Keeps the policy of the best training evaluation in ``RUN_DIR/best/`` (``train-agent --keep-best``).
 
     After each evaluation of ``eval_callback`` whose mean return beats the one recorded in
-    ``best/best.json`` (across resumes and continued runs), the model and its VecNormalize
-    statistics are written there as :func:`save_snapshot` does; ``best.json`` holds the
+    ``best/best.json`` (across resumes and continued runs), the policy files, the model and its
+    VecNormalize statistics are written there as :func:`save_snapshot` does; ``best.json`` holds the
     step, the env frames and the evaluation's mean and std return. Place it after the
     ``EvalCallback`` and the :class:`ResumeCallback` (for the env frames) in the callback list.
     """
@@ -286,5 +298,5 @@ class KeepBestCallback(BaseCallback):
                 "std_return": float(returns.std()),
                 "episodes": len(returns),
             }
-            save_snapshot(self.pointer, self.model, self.training_env, record)
+            save_snapshot(self.pointer, self.model, self.training_env, record, policy_file=True)
         return True

@@ -59,6 +59,7 @@ from agents.hyperparams import (
     check_replay_memory,
     resolve_hyperparams,
 )
+from agents.policy_file import check_storable
 from agents.quantile_loss import QUANTILE_LOSS_USERS, use_compiled_quantile_loss
 from agents.resume import (
     CHECKPOINT_DIR,
@@ -76,6 +77,9 @@ from worldmodel.common.configargs import add_config_arguments, config_from_args
 from worldmodel.common.device import default_precision, resolve_device
 from worldmodel.memory.model import load_memory
 from worldmodel.vae.checkpoint import file_sha256
+
+COMMAND_HELP = "train an SB3 agent on VAE latents (or --pixels) into a run directory"
+"""One line for ``worldmodel --help``."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,8 @@ class AgentConfig:
     """Also keep the policy of the best training evaluation in RUN_DIR/best/ (score it with
     `worldmodel evaluate RUN_DIR --policy best`): late PPO training can lose what it had learned."""
     resume: bool = False
-    """Continue the run in --out from its last checkpoint."""
+    """Continue the run in --out from its last checkpoint (its SB3 zip and replay buffer are unpickled: trusted
+    run directories only)."""
     progress_bar: bool = True
     """Show a progress bar."""
     tensorboard: bool = True
@@ -429,6 +434,7 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None, 
     else:
         model = _new_model(spec, hp, venv, config, run_dir, vae_path)
         resume_callback = ResumeCallback(run_dir, config.checkpoint_freq, eval_callback)
+    check_storable(model)  # the bundle's policy files are written at the end: refuse what they cannot hold now
     start_step = int(model.num_timesteps)
     keep_best = None
     if config.keep_best and eval_callback is not None:

@@ -54,6 +54,9 @@ from worldmodel.common.configargs import add_config_arguments, config_from_args
 from worldmodel.common.errors import UserError
 from worldmodel.vae.checkpoint import file_sha256
 
+COMMAND_HELP = "search an algorithm's hyperparameters and wrapper factors with Optuna into OUT/best.yaml (resumable)"
+"""One line for ``worldmodel --help``."""
+
 STUDY_DB = "study.db"
 TRIALS_DIR = "trials"
 RECIPE_FILE = "recipe.yaml"

@@ -56,6 +56,7 @@ from envs.envpool.vec_env import EnvPoolVecEnv
 from envs.factory import make_env, make_env_fn
 from envs.frame_wrapper import FrameSpecObservation
 from envs.latent.sb3_vec_env import VecLatentObservation
+from envs.latent.spec import LatentSpec
 from envs.memory.sb3_vec_env import VecMemoryObservation
 from worldmodel.frames import FrameSpec
 from worldmodel.vae.checkpoint import VAECheckpoint, load_vae
@@ -300,10 +301,11 @@ def build_vec_env(
     elif stack.memory:
         if memory is None:
             raise ValueError("a memory stack needs the memory checkpoint (`worldmodel train-agent --memory CKPT`)")
-        venv = VecMemoryObservation(venv, checkpoint, memory, device=device, precision=stack.encoder_precision)
+        venv = VecMemoryObservation(
+            venv, LatentSpec(checkpoint, device=device, precision=stack.encoder_precision), memory
+        )
     else:
-        venv = VecLatentObservation(
-            venv,
+        spec = LatentSpec(
             checkpoint,
             device=device,
             latent=stack.latent,
@@ -313,6 +315,7 @@ def build_vec_env(
             drop_inactive=stack.drop_inactive,
             precision=stack.encoder_precision,
         )
+        venv = VecLatentObservation(venv, spec)
     if stack.normalize is not None:
         kwargs = dict(stack.normalize)
         if not training:

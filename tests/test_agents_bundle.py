@@ -1,20 +1,36 @@
 """Bundles: save -> load gives the same actions on the same observations (frozen and fine-tuned encoders);
-bad bundles are refused."""
+bad bundles are refused; loading never unpickles (a zip crafted to run code is ignored); older bundles convert."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import pickle
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import cloudpickle
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.save_util import load_from_zip_file
 
 from agents.bundle import NORMALIZE_FILE, VAE_FILE, BundleError, load_bundle, save_bundle
+from agents.bundle import main as bundle_main
+from agents.bundle_policy import BundlePolicyFactory
 from agents.encoder_extractor import find_extractor, finetune_policy_kwargs
 from agents.evaluate import EvaluateConfig, evaluate_agent
+from agents.resume import save_snapshot
 from agents.train import AgentConfig, resolve, write_run_config
 from agents.vec_env import build_vec_env
 from agents.video import video_codec
 from worldmodel.vae.checkpoint import load_vae
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "experiments" / "pretrained" / "carracing"
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +90,14 @@ def test_missing_files_say_what_to_do(trained_bundle, tmp_path):
     run_dir, *_ = trained_bundle
     for name in ("config.json", "vae.safetensors", NORMALIZE_FILE):
         (tmp_path / name).write_bytes((run_dir / name).read_bytes())
-    with pytest.raises(BundleError, match=r"missing model.zip.*--resume"):
+    with pytest.raises(BundleError, match=r"missing policy.json.*--resume"):
         load_bundle(tmp_path)
     (tmp_path / "model.zip").write_bytes((run_dir / "model.zip").read_bytes())
+    fix = re.escape(f"`python -m agents.bundle convert {tmp_path}`")
+    with pytest.raises(BundleError, match=rf"no policy\.json or policy\.safetensors .*{fix}"):
+        load_bundle(tmp_path)
+    for name in ("policy.json", "policy.safetensors"):
+        (tmp_path / name).write_bytes((run_dir / name).read_bytes())
     (tmp_path / NORMALIZE_FILE).unlink()
     with pytest.raises(BundleError, match=f"missing {NORMALIZE_FILE}"):
         load_bundle(tmp_path)
@@ -146,3 +167,112 @@ def test_compare_arms_probes_the_policy_s_fine_tuned_encoder(finetune_bundle, on
     x = torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 255
     expected = float(((vae.decode(vae.encode(x)[0]) - x) ** 2).mean())
     assert reconstruction_mse(vae, frames, spec, batch=2) == pytest.approx(expected, rel=1e-5)
+
+
+def _copy_run(run_dir: Path, dest: Path) -> Path:
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("checkpoints", "tb"))
+    return dest
+
+
+@pytest.fixture
+def unpickling_fails(monkeypatch):
+    """pickle's and cloudpickle's loaders, and torch.load of anything but plain tensors, raise."""
+    import cloudpickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("something was unpickled")
+
+    for module in (pickle, cloudpickle):
+        monkeypatch.setattr(module, "load", refuse)
+        monkeypatch.setattr(module, "loads", refuse)
+    torch_load = torch.load
+
+    def tensors_only(*args, weights_only=None, **kwargs):
+        if weights_only is not True:
+            refuse()
+        return torch_load(*args, weights_only=True, **kwargs)
+
+    monkeypatch.setattr(torch, "load", tensors_only)
+
+
+def test_evaluation_never_unpickles(trained_bundle, tmp_path, unpickling_fails, one_torch_thread):
+    run_dir, *_ = trained_bundle
+    with pytest.raises(AssertionError, match="unpickled"):  # the ban bites: SB3's load needs cloudpickle
+        PPO.load(run_dir / "model.zip", device="cpu")
+    results = evaluate_agent(EvaluateConfig(str(run_dir), episodes=2, device="cpu", out=str(tmp_path / "e.json")))
+    assert len(results["returns"]) == 2
+
+
+@pytest.mark.slow
+def test_the_pretrained_bundle_evaluates_without_unpickling(tmp_path, unpickling_fails):
+    """The shipped bundle (CarRacing-v3, about a minute an episode on 2 busy cores)."""
+    assert not (PRETRAINED / "model.zip").exists()  # nothing pickled is shipped
+    results = evaluate_agent(EvaluateConfig(str(PRETRAINED), episodes=1, seed=1_000_000, out=str(tmp_path / "e.json")))
+    assert results["algo"] == "tqc" and len(results["returns"]) == 1
+
+
+class _Payload:
+    """Unpickling it creates the directory ``marker``: a stand-in for any code a crafted zip could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def _plant_payload(zip_path: Path, marker: Path) -> None:
+    """Rewrite the SB3 zip so that loading it runs :class:`_Payload` (in its policy class, which SB3 always
+    deserialises)."""
+    with zipfile.ZipFile(zip_path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(entries["data"])
+    payload = base64.b64encode(cloudpickle.dumps(_Payload(marker))).decode()
+    data["policy_class"] = {":type:": "<class 'abc.ABCMeta'>", ":serialized:": payload}
+    entries["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+
+
+def test_a_zip_crafted_to_run_code_is_evaluated_without_running_it(trained_bundle, tmp_path, one_torch_thread):
+    run_dir = _copy_run(trained_bundle[0], tmp_path / "run")
+    marker = tmp_path / "payload-ran"
+    _plant_payload(run_dir / "model.zip", marker)
+    evaluate_agent(EvaluateConfig(str(run_dir), episodes=1, device="cpu", out=str(tmp_path / "e.json")))
+    bundle_policy = BundlePolicyFactory(str(run_dir))(load_bundle(run_dir, device="cpu").venv.action_space)
+    assert bundle_policy.bundle.model.num_timesteps == 256
+    assert not marker.exists()
+    load_from_zip_file(run_dir / "model.zip")  # the payload is live: SB3's loader runs it
+    assert marker.is_dir()
+
+
+def test_a_policy_file_naming_a_class_outside_the_allow_list_is_refused(trained_bundle, tmp_path):
+    run_dir = _copy_run(trained_bundle[0], tmp_path / "run")
+    record = json.loads((run_dir / "policy.json").read_text())
+    record["policy_kwargs"]["activation_fn"] = "builtins.exec"
+    (run_dir / "policy.json").write_text(json.dumps(record))
+    with pytest.raises(BundleError, match=r"names activation_fn 'builtins\.exec', which is not one of ReLU") as info:
+        load_bundle(run_dir, device="cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_convert_writes_the_policy_files_of_an_older_bundle_and_its_best(trained_bundle, tmp_path, capsys):
+    run_dir = _copy_run(trained_bundle[0], tmp_path / "run")
+    _, model, venv = trained_bundle
+    save_snapshot(run_dir / "best" / "best.json", model, venv, {"mean_return": 1.0})  # a best/ without policy files
+    for name in ("policy.json", "policy.safetensors"):
+        (run_dir / name).unlink()
+    for policy in ("final", "best"):
+        with pytest.raises(BundleError, match=r"python -m agents\.bundle convert"):
+            load_bundle(run_dir, policy=policy, device="cpu")
+    assert bundle_main(["convert", str(run_dir)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    obs = np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32)
+    for policy in ("final", "best"):
+        bundle = load_bundle(run_dir, policy=policy, device="cpu")
+        expected = model.predict(obs, deterministic=True)[0]
+        np.testing.assert_array_equal(bundle.model.predict(obs, deterministic=True)[0], expected)
+        bundle.venv.close()
+    best = json.loads((run_dir / "best" / "best.json").read_text())
+    assert best["files"]["policy"] == "policy_256.json" and (run_dir / "best" / "policy_256.safetensors").is_file()

@@ -12,10 +12,12 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
+import agents.evaluate as evaluate_module
 from agents.evaluate import EvaluateConfig, evaluate_agent, policy_act
 from agents.evaluation_progress import EvaluationProgress, progress_path
 from agents.train import AgentConfig, train_agent
 from agents.video import video_codec
+from envs.toy import DotTargetEnv
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +45,42 @@ def test_evaluation_writes_json_and_a_three_panel_h264_video(run_dir, tmp_path):
     assert sum(1 for _ in reader) == results["lengths"][0] + 1  # the reset frame, then one per step
 
 
-def test_random_baseline_uses_the_same_seeds_and_is_deterministic(run_dir, tmp_path):
+def test_random_baseline_uses_the_same_seeds_and_is_deterministic(run_dir, tmp_path, monkeypatch):
+    # the tracks of seed 7: the env reset with seed 7, then twice from its own RNG (actions never draw from it)
+    env = DotTargetEnv()
+    tracks = [env.reset(seed=7)[1]["state"].tolist()] + [env.reset()[1]["state"].tolist() for _ in range(2)]
+    assert len({tuple(track) for track in tracks}) == 3
+    runs = []  # per run_episodes call (the agent's, then the random policy's): (seed, start state) of each reset
+    real_run, real_reset = evaluate_module.run_episodes, DotTargetEnv.reset
+
+    def run_episodes(*args, **kwargs):
+        runs.append([])
+        return real_run(*args, **kwargs)
+
+    def reset(env, *, seed=None, options=None):
+        obs, info = real_reset(env, seed=seed, options=options)
+        if runs:  # inside run_episodes
+            runs[-1].append((seed, info["state"].tolist()))
+        return obs, info
+
+    monkeypatch.setattr(evaluate_module, "run_episodes", run_episodes)
+    monkeypatch.setattr(DotTargetEnv, "reset", reset)
     first = evaluate_agent(
         EvaluateConfig(str(run_dir), episodes=3, seed=7, random_baseline=True, out=str(tmp_path / "a.json"))
     )
+    agent, rand = runs
+    assert [seed for seed, _ in agent[:3]] == [7, None, None]  # seeded once, then the env's RNG
+    assert [start for _, start in agent[:3]] == tracks
+    assert rand == agent  # the random policy: the same seed, then the same start states
+    assert len(first["returns"]) == len(first["random"]["returns"]) == 3
+    assert first["random"]["returns"] != first["returns"]  # a different policy on those tracks
+
     second = evaluate_agent(
         EvaluateConfig(str(run_dir), episodes=3, seed=7, random_baseline=True, out=str(tmp_path / "b.json"))
     )
+    assert runs[2:] == [agent, rand]
     assert first["returns"] == second["returns"] and first["random"]["returns"] == second["random"]["returns"]
-    assert (tmp_path / "a.json").is_file()
+    assert json.loads((tmp_path / "a.json").read_text())["random"]["returns"] == first["random"]["returns"]
 
 
 def test_parallel_envs_run_the_same_episodes_as_one_env_per_seed(run_dir, tmp_path):
@@ -142,7 +171,23 @@ def _log_one_env_too_many(text: str) -> str:
     return json.dumps(stored)
 
 
-@pytest.mark.parametrize("spoil", [_truncate, _log_one_env_too_many], ids=["truncated", "wrong-env-count"])
+def _claim_more_episodes_than_asked(text: str) -> str:
+    stored = json.loads(text)
+    stored["log"]["finished"][0] = [[1.0, 10]] * 10
+    return json.dumps(stored)
+
+
+def _malform_a_generator_state(text: str) -> str:
+    stored = json.loads(text)
+    stored["log"]["start_states"] = [{"bit_generator": "NoSuchGenerator", "state": 1}]
+    return json.dumps(stored)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [_truncate, _log_one_env_too_many, _claim_more_episodes_than_asked, _malform_a_generator_state],
+    ids=["truncated", "wrong-env-count", "more-episodes-than-asked", "malformed-rng-state"],
+)
 def test_an_unreadable_progress_file_is_named_and_the_evaluation_starts_over(
     run_dir, tmp_path, monkeypatch, capsys, spoil
 ):

@@ -14,7 +14,7 @@ from agents.train import AgentConfig, resolve, write_run_config
 from agents.vec_env import build_vec_env
 from envs.collect import CollectConfig, collect_rollouts
 from worldmodel.cli import main
-from worldmodel.data.dataset import FrameDataset
+from worldmodel.data import FrameDataset
 
 TOY = "worldmodel/DotTarget-v0"
 
