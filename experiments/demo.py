@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from experiments.pipeline.config import PipelineConfig, plan
+from experiments.pipeline.markdown import relative, write_markdown
 from experiments.pipeline.records import VIDEO_FILE
-from experiments.pipeline.report import relative
-from experiments.pipeline.stages import PipelineConfig, StageError, plan, run_pipeline
+from experiments.pipeline.report import REPORT_FILE
+from experiments.pipeline.stages import StageError, run_pipeline
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained" / "carracing"
 DEMO_AGENT_FRAMES = 200_000
@@ -66,7 +68,9 @@ PRETRAINED_EPISODES = 2
 
 def evaluate_pretrained(out: Path, seed: int) -> dict[str, Any] | None:
     """Evaluate the shipped pretrained bundle with a video; None (and a message) when it is not shipped."""
-    if not (PRETRAINED_DIR / "model.zip").is_file():
+    from agents.policy_file import POLICY_FILE
+
+    if not (PRETRAINED_DIR / POLICY_FILE).is_file():
         print(
             f"[demo] no pretrained bundle in {PRETRAINED_DIR} (this checkout does not ship one yet), so there is no "
             "video of a trained driver. Train one with `python -m experiments.carracing` (see "
@@ -94,9 +98,9 @@ def _append_pretrained(report: Path, result: dict[str, Any] | None) -> None:
         text = (
             f"The shipped bundle `{relative(PRETRAINED_DIR)}` ({result['algo']} on {result['mode']}): return "
             f"{result['mean_return']:.1f} ± {result['std_return']:.1f} over {result['episodes']} tracks "
-            f"(seeds from {result['seed']}); video: `pretrained.mp4`."
+            f"(seeds from {result['seed']}); video: `pretrained.mp4`, beside the report's folder."
         )
-    report.write_text(report.read_text() + f"\n## Pretrained agent\n\n{text}\n")
+    write_markdown(report, ["## Pretrained agent", text], part="pretrained")  # replaced, not added, on a rerun
 
 
 def run_demo(out: Path, *, fresh: bool = False) -> int:
@@ -121,7 +125,7 @@ def run_demo(out: Path, *, fresh: bool = False) -> int:
     video = run_dir / VIDEO_FILE
     if video.is_file():
         shutil.copyfile(video, out / "demo_agent.mp4")
-    report = out / f"{REPORT_NAME}.md"
+    report = out / REPORT_NAME / REPORT_FILE
     _append_pretrained(report, evaluate_pretrained(out, config.eval_seed))
     print(f"\n[demo] finished in {(time.monotonic() - started) / 60:.1f} min. Results in {out}/:")
     print(f"  {report}  the report (returns, stages, learning curve, VAE reconstructions)")

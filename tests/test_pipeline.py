@@ -18,13 +18,12 @@ from agents.bundle import check_bundle
 from agents.resume import TrainingStopped
 from experiments.pipeline import carry
 from experiments.pipeline import stages as pipeline
+from experiments.pipeline.config import PipelineConfig, plan
 from experiments.pipeline.records import STAGES_FILE
 from experiments.pipeline.stages import (
     INTERRUPTED,
-    PipelineConfig,
     StageError,
     evaluate_config,
-    plan,
     run_pipeline,
     stage_command,
 )
@@ -183,7 +182,8 @@ def test_an_existing_vae_replaces_collection_and_vae_training(tmp_path, pipeline
     run_config = json.loads((tmp_path / "reuse" / "agents" / "ppo__seed0" / "config.json").read_text())
     assert run_config["agent"]["vae"] == str(vae)
     assert stages["train-agent/ppo/seed0"]["env_frames"] >= 512
-    assert f"read the existing checkpoint `{vae}`" in (tmp_path / "reuse" / "reports" / "tiny.md").read_text()
+    report = (tmp_path / "reuse" / "reports" / "tiny" / "README.md").read_text()
+    assert f"read the existing checkpoint `{vae}`" in report
 
 
 def test_a_missing_vae_is_refused_before_anything_is_made(tmp_path):
@@ -260,7 +260,7 @@ def test_keep_best_scores_each_runs_best_training_policy_too(tmp_path, pipeline_
     scored = json.loads((run / "evaluation-best.json").read_text())
     assert scored["policy_step"] == best["step"] and scored["episodes"] == long.eval_episodes
     assert stages["evaluate-best/ppo/seed0"]["mean_return"] == scored["mean_return"]
-    report = (tmp_path / "long" / "reports" / "tiny.md").read_text()
+    report = (tmp_path / "long" / "reports" / "tiny" / "README.md").read_text()
     assert "### Best training-evaluation policies" in report and f"| {scored['mean_return']:.1f} ± " in report
     messages: list[str] = []
     run_pipeline(long, log=messages.append)
@@ -488,6 +488,39 @@ def test_carried_runs_resume_on_a_machine_that_never_held_them(tmp_path, pipelin
         carry.restore(carried, tmp_path / "third")
     assert not (tmp_path / "third" / "agents" / "ppo__seed0").exists()
     monkeypatch.setattr(carry, "MAX_FILE_MIB", 0.01)  # a model larger than that stands in for a replay buffer
-    with pytest.raises(UserError, match=r"model_\d+\.zip \(0\.\d MiB\): larger than 0.01 MiB, too big to carry"):
+    with pytest.raises(UserError, match=r"model_\d+\.zip \(0\.\d MiB\).*: larger than 0.01 MiB, too big to carry"):
         carry.save(tmp_path / "next", tmp_path / "carry" / "next")
     assert not (tmp_path / "carry" / "next").exists()
+
+
+def test_carried_files_identical_to_a_reports_records_are_kept_once_and_restored_from_there(tmp_path):
+    run = tmp_path / "out" / "agents" / "ppo__seed0"  # a finished run as a report's records hold it, and its model
+    (run / "best").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"agent": {"timesteps": 10}}))
+    (run / "summary.json").write_text(json.dumps({"agent_steps": 10}))
+    (run / "best" / "best.json").write_text(json.dumps({"files": {"model": "model_5.zip"}}))
+    (run / "best" / "model_5.zip").write_bytes(b"best weights")
+    (run / "model.zip").write_bytes(b"weights")
+    (tmp_path / "out" / "pipeline.json").write_text("{}")
+    records = tmp_path / "reports" / "tiny" / "records"
+    shutil.copytree(tmp_path / "out", records, ignore=shutil.ignore_patterns("*.zip"))
+    (records / "pipeline.json").write_text('{"changed": "since"}')  # not identical: carried too
+
+    carried = carry.save(tmp_path / "out", tmp_path / "carry" / "tiny", records=records)
+    assert sorted(str(p.relative_to(carried)) for p in carried.rglob("*") if p.is_file()) == [
+        "agents/ppo__seed0/best/model_5.zip", "agents/ppo__seed0/model.zip", "pipeline.json", carry.SHARED_FILE,
+    ]  # fmt: skip
+    shared = json.loads((carried / carry.SHARED_FILE).read_text())
+    assert shared["records"] == "../../reports/tiny/records"
+    assert sorted(shared["sha256"]) == [
+        "agents/ppo__seed0/best/best.json", "agents/ppo__seed0/config.json", "agents/ppo__seed0/summary.json",
+    ]  # fmt: skip
+    assert carry.restore(carried, tmp_path / "next") == ["ppo__seed0"]
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert (tmp_path / "next" / path.relative_to(tmp_path / "out")).read_bytes() == path.read_bytes()
+
+    (records / "agents" / "ppo__seed0" / "summary.json").write_text(json.dumps({"agent_steps": 11}))
+    with pytest.raises(UserError, match=r"agents/ppo__seed0/summary\.json .* has changed since"):
+        carry.restore(carried, tmp_path / "third")
+    assert not (tmp_path / "third").exists()

@@ -15,6 +15,7 @@ from experiments.studies.recipe_study import (
     ARM_RECORDS,
     ARMS,
     ENV_ID,
+    STUDY_FILE,
     arm_named,
     frame_skip,
     hyperparams,
@@ -67,21 +68,21 @@ def _finished_arm(run: Path, det: list[float], sampled: list[float], seed: int =
 def test_report_tables_finished_arms_only_and_plots_their_curves(tmp_path: Path) -> None:
     _finished_arm(tmp_path / "runs" / "squash", det=[1.0, 2.0, 3.0], sampled=[10.0, 10.0, 10.0])
     (tmp_path / "runs" / "fs4").mkdir()  # started, not finished: no row
-    notes, report = tmp_path / "notes.md", tmp_path / "reports" / "recipe.md"
-    notes.write_text("# Notes first")
-    assert (
-        main(["--out", str(tmp_path / "runs"), "--arms", "squash,fs4", "--notes", str(notes), "--report", str(report)])
-        == 0
-    )
-    text = report.read_text()
-    assert text.startswith("# Notes first")
+    report = tmp_path / "reports" / "recipe"
+    argv = ["--out", str(tmp_path / "runs"), "--arms", "squash,fs4", "--report", str(report)]
+    assert main(argv) == 0
+    readme = report / "README.md"
+    readme.write_text("# Notes first, by hand\n\n" + readme.read_text())
+    assert main(argv) == 0  # written again: the prose above the generated part is kept
+    text = readme.read_text()
+    assert text.startswith("# Notes first, by hand\n\n<!-- generated: begin -->\n## The screening table")
     rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
     assert rows == [
         "| actions | tanh-squashed gSDE actions (base of the arms below) | `squash` | 300,000 | 10.0 | 500 | "
         "**2.0 ± 2.5** | 10.0 ± 0.0 | - | 0.50 | 4% | 0.60 |"
     ]
-    assert (tmp_path / "reports" / "recipe" / "screening_curves.png").stat().st_size > 1000
-    assert "![screening curves](recipe/screening_curves.png)" in text
+    assert (report / "screening_curves.png").stat().st_size > 1000
+    assert "![screening curves](screening_curves.png)" in text
 
 
 def test_report_pools_arms_repeated_over_seeds(tmp_path: Path) -> None:
@@ -89,17 +90,17 @@ def test_report_pools_arms_repeated_over_seeds(tmp_path: Path) -> None:
     _finished_arm(tmp_path / "seed2" / "fs4", det=[5.0, 5.0], sampled=[5.0, 5.0], seed=2)
     _finished_arm(tmp_path / "seed1" / "squash", det=[4.0, 4.0, 4.0], sampled=[10.0, 10.0, 10.0], seed=1)
     (tmp_path / "seed3" / "fs4").mkdir(parents=True)  # not finished: fs4 has one seed, no row
-    report = tmp_path / "recipe.md"
+    report = tmp_path / "recipe"
     argv = ["--out", str(tmp_path / "seed2"), "--arms", "squash,fs4", "--report", str(report)]
     assert main([*argv, "--seed-outs", str(tmp_path / "seed1"), str(tmp_path / "seed3")]) == 0
-    text = report.read_text()
+    text = (report / "README.md").read_text()
     repeated = text.split("## Arms repeated over seeds")[1]
     rows = [line for line in repeated.splitlines() if line.startswith("| `")]
     # seed means 4.0 and 2.0, listed by seed: mean 3.0, t(0.975, 1) * sd / sqrt(2) = 12.7
     assert rows == ["| `squash` | 2 | 4.0 (seed 1), 2.0 (seed 2) | **3.0 ± 12.7** | 10.0 ± 0.0 |"]
     assert "Each arm: seed 2, ~303k env frames" in text  # the seed of --out's runs
     assert main(argv) == 0
-    assert "## Arms repeated over seeds" not in report.read_text()  # one seed per arm: no section
+    assert "## Arms repeated over seeds" not in (report / "README.md").read_text()  # one seed per arm: no section
 
 
 def test_the_report_is_written_again_from_its_records_once_the_runs_are_gone(tmp_path: Path) -> None:
@@ -107,16 +108,19 @@ def test_the_report_is_written_again_from_its_records_once_the_runs_are_gone(tmp
     (tmp_path / "seed0" / "squash" / "model.zip").write_bytes(b"weights")
     (tmp_path / "seed0" / "fs4").mkdir()  # not finished: no records
     _finished_arm(tmp_path / "seed1" / "squash", det=[4.0, 4.0, 4.0], sampled=[10.0, 10.0, 10.0], seed=1)
-    report = tmp_path / "reports" / "recipe.md"
+    report = tmp_path / "reports" / "recipe"
     argv = ["--arms", "squash,fs4", "--report", str(report)]
     assert main([*argv, "--out", str(tmp_path / "seed0"), "--seed-outs", str(tmp_path / "seed1")]) == 0
-    first = report.read_text()
-    records = tmp_path / "reports" / "recipe" / "records"
+    first = (report / "README.md").read_text()
+    records = report / "records"
     assert sorted(p.name for p in (records / "seed0" / "squash").iterdir()) == sorted(ARM_RECORDS)
-    assert sorted(p.name for p in records.iterdir()) == ["seed0", "seed1"] and not (records / "seed0" / "fs4").exists()
+    assert sorted(p.name for p in records.iterdir()) == ["seed0", "seed1", STUDY_FILE]
+    assert not (records / "seed0" / "fs4").exists()
+    study = json.loads((records / STUDY_FILE).read_text())
+    assert study == {"out": "seed0", "seed_outs": ["seed1"], "arms": ["squash", "fs4"]}
     shutil.rmtree(tmp_path / "seed0"), shutil.rmtree(tmp_path / "seed1")
     assert main([*argv, "--out", str(records / "seed0"), "--seed-outs", str(records / "seed1")]) == 0
-    assert report.read_text() == first
+    assert (report / "README.md").read_text() == first
     assert "| `squash` | 2 | 2.0 (seed 0), 4.0 (seed 1) |" in first
 
 

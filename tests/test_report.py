@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -12,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.pipeline import report
-from experiments.pipeline.report import confidence_interval, milestone_statement, write_report
+from experiments.pipeline import markdown, report
+from experiments.pipeline.markdown import confidence_interval
+from experiments.pipeline.report import milestone_statement, write_report
 from worldmodel.vae.diagnostics import write_png
 
 
@@ -65,10 +65,32 @@ def pipeline_dir(tmp_path):
     return out
 
 
-def test_confidence_interval_is_student_t():
-    values = [1.0, 2.0, 4.0]
-    expected = 4.303 * np.std(values, ddof=1) / math.sqrt(3)
-    assert confidence_interval(values) == pytest.approx(expected, rel=1e-3)
+# By hand: n values, their mean, sample variance s^2, standard error se = s / sqrt(n), t = t_{0.975, n-1} from a
+# t table, half-width t * se. For 0..n-1: mean (n-1)/2, s^2 = n(n+1)/12, se^2 = (n+1)/12.
+#   [0, 2]        n=2    mean 1     s^2 = 2                       se = 1        t_1 = 12.706   12.706
+#   [1, 2, 4]     n=3    mean 7/3   s^2 = (16+1+25)/9/2 = 7/3     se = 0.88192  t_2 = 4.303    3.7949
+#   [1, ..., 5]   n=5    mean 3     s^2 = 10/4                    se = 0.70711  t_4 = 2.776    1.9629
+#   0..20         n=21   mean 10    s^2 = 38.5                    se = 1.35401  t_20 = 2.086   2.8245
+#   0..40         n=41   mean 20    s^2 = 143.5                   se = 1.87083  t_40 = 2.021   3.7809
+#   0..100        n=101  mean 50    s^2 = 858.5                   se = 2.91548  t_100 = 1.984  5.7843
+@pytest.mark.parametrize(
+    ("values", "half_width", "text"),
+    [
+        ([0.0, 2.0], 12.706, "1.00 ± 12.71"),
+        ([1.0, 2.0, 4.0], 3.7949, "2.33 ± 3.79"),
+        ([1.0, 2.0, 3.0, 4.0, 5.0], 1.9629, "3.00 ± 1.96"),
+        (list(range(21)), 2.8245, "10.00 ± 2.82"),
+        (list(range(41)), 3.7809, "20.00 ± 3.78"),
+        (list(range(101)), 5.7843, "50.00 ± 5.78"),
+    ],
+    ids=["dof1", "dof2", "dof4", "dof20", "dof40", "dof100"],
+)
+def test_confidence_interval_is_student_t(values, half_width, text):
+    assert confidence_interval(values) == pytest.approx(half_width, rel=3e-4)  # t to 3 decimals: within 2.5e-4
+    assert markdown.mean_ci(values, 2) == text
+
+
+def test_confidence_interval_needs_two_values():
     with pytest.raises(ValueError, match="at least 2"):
         confidence_interval([1.0])
 
@@ -77,10 +99,10 @@ def test_report_has_tables_pngs_and_commands(pipeline_dir, tmp_path):
     reports = tmp_path / "reports"
     path = write_report(pipeline_dir, name="car", report_dir=reports)
     text = path.read_text()
-    assert path == reports / "car.md"
+    assert path == reports / "car" / "README.md"
     for png in ("learning_curves.png", "recon.png", "samples.png"):
         assert (reports / "car" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert f"(car/{png})" in text
+        assert f"]({png})" in text  # beside the report, in its folder
     assert "| ppo on latents | 1 | 520.0 ± 2.0 | 4 | 1,000 | 1,000 |" in text
     assert "| ppo on pixels | 0 | 300.0 ± 2.0 | 4 | 2,000 | 1,000 |" in text
     ci = confidence_interval([500.0, 520.0, 540.0])
@@ -145,8 +167,8 @@ def test_compared_pipelines_join_the_tables_on_the_same_tracks_only(pipeline_dir
 def test_report_rewrites_atomically_and_rejects_non_pipeline_dirs(pipeline_dir, tmp_path):
     first = write_report(pipeline_dir, name="car", report_dir=tmp_path).read_text()
     assert (
-        write_report(pipeline_dir, name="car", report_dir=tmp_path).read_text().split("\n", 3)[3]
-        == first.split("\n", 3)[3]
+        write_report(pipeline_dir, name="car", report_dir=tmp_path).read_text().split("\n", 4)[4]
+        == first.split("\n", 4)[4]  # after the marker, the title, a blank line and the time it was written
     )
     with pytest.raises(FileNotFoundError, match="not a pipeline output directory"):
         write_report(tmp_path / "nothing", name="x", report_dir=tmp_path)
@@ -263,13 +285,13 @@ def test_report_title_says_what_it_holds_and_paths_are_relative(pipeline_dir, tm
     monkeypatch.chdir(tmp_path)
     (pipeline_dir / "agents" / "ppo__seed0" / "eval.mp4").write_bytes(b"")
     text = write_report(pipeline_dir, name="car", report_dir="reports").read_text()
-    assert text.startswith("# CarRacing-v3: agents on latents vs pixels (car)\n")
+    assert text.startswith("<!-- generated: begin -->\n# CarRacing-v3: agents on latents vs pixels (car)\n")
     assert "`python -m experiments.pipeline.report run --name car` from the pipeline output `run`" in text
     assert "- `run/agents/ppo__seed0/eval.mp4`" in text
     assert str(tmp_path) not in text
     shutil.rmtree(pipeline_dir / "agents" / "pixels-ppo__seed0")
     text = write_report(pipeline_dir, name="car", report_dir="reports").read_text()
-    assert text.startswith("# CarRacing-v3: agents on latents (car)\n")
+    assert text.startswith("<!-- generated: begin -->\n# CarRacing-v3: agents on latents (car)\n")
 
 
 def test_the_report_reads_pipeline_records_without_importing_the_pipeline():
@@ -277,3 +299,34 @@ def test_the_report_reads_pipeline_records_without_importing_the_pipeline():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "experiments.pipeline.records" in imported
     assert "experiments.pipeline.stages" not in imported  # the pipeline imports the report, never the other way round
+
+
+def test_a_rewrite_keeps_the_prose_outside_the_generated_part(pipeline_dir, tmp_path):
+    path = write_report(pipeline_dir, name="car", report_dir=tmp_path)
+    begin, end = markdown.generated_markers()
+    first = path.read_text()
+    assert first.startswith(begin + "\n# CarRacing-v3") and first.endswith(end + "\n")  # a new report: all generated
+    path.write_text("Written by hand, above.\n\n" + first + "\n## Notes\n\nWritten by hand, below.\n")
+    _agent(pipeline_dir, "ppo", 3, 560.0)
+    text = write_report(pipeline_dir, name="car", report_dir=tmp_path).read_text()
+    assert text.startswith("Written by hand, above.\n\n" + begin + "\n# CarRacing-v3")
+    assert text.endswith(end + "\n\n## Notes\n\nWritten by hand, below.\n")
+    assert "| ppo on latents | 3 | 560.0 ± 2.0 |" in text and text.count("## Returns") == 1
+
+
+def test_markdown_parts_are_replaced_or_added_and_unmarked_text_is_never_overwritten(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("# Benchmarks\n\nBy hand.\n")
+    with pytest.raises(ValueError, match="without the '<!-- generated: begin -->'"):
+        markdown.write_markdown(path, ["## a table"])
+    markdown.write_markdown(path, ["## collect", "v1"], part="collect")
+    markdown.write_markdown(path, ["## gpu", "v1"], part="gpu")
+    markdown.write_markdown(path, ["## collect", "v2"], part="collect")
+    assert path.read_text() == (
+        "# Benchmarks\n\nBy hand.\n\n"
+        "<!-- generated: begin collect -->\n## collect\n\nv2\n<!-- generated: end collect -->\n\n"
+        "<!-- generated: begin gpu -->\n## gpu\n\nv1\n<!-- generated: end gpu -->\n"
+    )
+    path.write_text(path.read_text().replace("<!-- generated: end gpu -->\n", ""))
+    with pytest.raises(ValueError, match="found 1 and 0"):
+        markdown.write_markdown(path, ["## gpu", "v2"], part="gpu")

@@ -24,7 +24,7 @@ from envs.collect import CollectConfig, run_episode
 from envs.factory import make_env
 from envs.policies import BrownianPolicy
 from experiments.pipeline.machine import describe_machine, write_section
-from worldmodel.data.dataset import DatasetWriter
+from worldmodel.data import DatasetWriter
 
 BASE_FRAMES = 10_000
 BATCH = 256
@@ -34,7 +34,7 @@ EPISODE_FRAMES = 500
 READER = """
 import json, sys, time
 import numpy as np
-from worldmodel.data.dataset import FrameDataset
+from worldmodel.data import FrameDataset
 
 def rss_anon():
     for line in open("/proc/self/status"):

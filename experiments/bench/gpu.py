@@ -76,7 +76,9 @@ def training_section(tmp: Path) -> list[str]:
 
 def run() -> str:
     if not torch.cuda.is_available():
-        return "gpu: no CUDA device here; experiments/reports/bench/gpu.md keeps its last run"
+        return (
+            "gpu: no CUDA device here; the gpu section of experiments/reports/benchmarks/README.md keeps its last run"
+        )
     start = time.perf_counter()
     machine = describe_machine()
     with tempfile.TemporaryDirectory() as tmp:

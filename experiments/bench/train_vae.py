@@ -2,7 +2,7 @@
 
 Both train the World Models ConvVAE (64x64x3, z=32) on the same synthetic CarRacing-like
 dataset (grass, a drifting road, a red car, a black dashboard bar), written with
-:class:`~worldmodel.data.dataset.DatasetWriter` and read memory-mapped, with 2 torch threads.
+:class:`~worldmodel.data.writer.DatasetWriter` and read memory-mapped, with 2 torch threads.
 
 - **baseline**: written here the way the reference PyTorch World Models trainer works:
   frames held in RAM, random batches of 32 converted to contiguous NCHW float32 in the
@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from experiments.pipeline.machine import describe_machine, other_runnable, write_section
-from worldmodel.data.dataset import SHARDS, DatasetWriter, FrameDataset
+from worldmodel.data import DatasetWriter, FrameDataset
+from worldmodel.data.format import SHARDS
 from worldmodel.frames import FrameSpec, frames_to_tensor
 from worldmodel.vae.checkpoint import load_vae
 from worldmodel.vae.model import ConvVAE, VAEConfig

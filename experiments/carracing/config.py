@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments.pipeline.stages import PipelineConfig
+from experiments.pipeline.config import PipelineConfig
 
 FULL = PipelineConfig(
     "CarRacing-v3",
@@ -52,7 +52,7 @@ RECIPE = dataclasses.replace(
     out="runs/carracing-recipe-1m",
     vae="experiments/pretrained/carracing/vae.safetensors",
     backend="envpool",
-    random_baseline=False,  # a uniform-random policy scores about -37 (carracing-compare.md): 10 min saved
+    random_baseline=False,  # a uniform-random policy scores about -37 (report carracing-compare): 10 min saved
     report_name="carracing-recipe-1m",
 )
 """Issue 18's final comparison: the tuned latent recipe (``agents/presets/ppo.yaml``) over the shipped VAE against
@@ -119,7 +119,7 @@ COMPARE = dataclasses.replace(
 )
 """Latent PPO vs pixel PPO, 3 seeds each at 81,920 env frames (20 PPO rollouts of the latent runs), the six runs at
 once (``--jobs 6``) on a many-core machine; the small VAE of the shipped bundle (20k frames of Brownian driving,
-3 epochs). Made ``experiments/reports/carracing-compare.md``."""
+3 epochs). Made ``experiments/reports/carracing-compare/README.md``."""
 
 FINETUNE = dataclasses.replace(
     COMPARE,

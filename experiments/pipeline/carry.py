@@ -14,16 +14,21 @@ checkpoint (and its replay buffer); it can no longer be trained on from there::
     python -m experiments.pipeline.carry restore experiments/carry/carracing-recipe-4m --out runs/carracing-recipe-4m
     python -m experiments.carracing --preset recipe-4m --from-scratch --jobs 2   # resumes where it stopped
 
-``restore`` never replaces a run that is further along than the carried one.
+``restore`` never replaces a run that is further along than the carried one. Once the runs are
+reported, their records are committed with the report (``experiments/reports/<name>/records``):
+``save --records`` that folder leaves out of the carried folder every file identical there, and
+names them, with their SHA-256, in ``records.json``; ``restore`` takes them from the report's records.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from agents.bundle import BEST_DIR, BEST_FILE, MEMORY_FILE, VAE_FILE
 from agents.resume import CHECKPOINT_DIR, STATE_FILE
@@ -38,6 +43,9 @@ MAX_FILE_MIB = 4.0
 """The largest file ``save`` copies: a model of the latent recipes is well under 1 MiB; replay buffers are not."""
 COPIES = {VAE_FILE: ("vae", "vae_sha256"), MEMORY_FILE: ("memory", "memory_sha256")}
 """Checkpoint copies in a run directory: the config key of their source and of their SHA-256."""
+SHARED_FILE = "records.json"
+"""``<carried>/records.json``: the report's records folder (relative to the carried folder) holding the files
+``save`` left out as identical there, and their SHA-256 by path in the pipeline output."""
 
 
 def carried_files(run_dir: Path, without_checkpoint: bool) -> list[Path]:
@@ -74,9 +82,10 @@ def leaves_out_checkpoint(run_dir: Path) -> bool:
     return any(_too_big(run_dir / CHECKPOINT_DIR / name) for name in state.get("files", {}).values())
 
 
-def save(out: str | Path, dest: str | Path | None = None) -> Path:
+def save(out: str | Path, dest: str | Path | None = None, records: str | Path | None = None) -> Path:
     """Copy what resumes and reports the agent runs of the pipeline output ``out`` to ``dest`` (default:
-    ``experiments/carry/<out's name>``), replacing it as a whole; returns ``dest``."""
+    ``experiments/carry/<out's name>``), replacing it as a whole; returns ``dest``. With ``records`` (a report's
+    records folder), the files identical there are left out (:func:`share_records`)."""
     out = Path(out)
     dest = CARRY_DIR / out.name if dest is None else Path(dest)
     runs = sorted(p for p in (out / "agents").glob("*__seed*") if (p / "config.json").is_file())
@@ -95,6 +104,8 @@ def save(out: str | Path, dest: str | Path | None = None) -> Path:
         for src, rel in sources:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp / rel)
+        if records is not None:
+            share_records(tmp, records, base=dest)
     for run in sorted(left_out):
         print(
             f"{run.name}: finished; its resume checkpoint holds a file over {MAX_FILE_MIB:g} MiB (a replay buffer) "
@@ -103,12 +114,58 @@ def save(out: str | Path, dest: str | Path | None = None) -> Path:
     return dest
 
 
+def share_records(carried: str | Path, records: str | Path, base: str | Path | None = None) -> list[str]:
+    """Leave out of the carried folder ``carried`` every file identical to the same path in the report's records
+    folder ``records``, naming them in :data:`SHARED_FILE` with their SHA-256 (``restore`` checks them); returns
+    them. ``base``: where ``carried`` will lie when it is read (default: ``carried``), for the records' relative path.
+
+    A report's records are committed with it: one copy of them is enough.
+    """
+    carried, records = Path(carried), Path(records)
+    shared: dict[str, Any] = read_json(carried / SHARED_FILE) or {"sha256": {}}
+    where = os.path.relpath(records, Path(base if base is not None else carried))
+    if shared.get("records", where) != where:
+        raise UserError(f"{carried} already shares files with {shared['records']}, not {where}")
+    for path in sorted(p for p in records.rglob("*") if p.is_file()):
+        rel = path.relative_to(records)
+        duplicate = carried / rel
+        if duplicate.is_file() and (sha := file_sha256(path)) == file_sha256(duplicate):
+            shared["sha256"][rel.as_posix()] = sha
+            duplicate.unlink()
+    if shared["sha256"]:
+        shared = {"records": where, "sha256": dict(sorted(shared["sha256"].items()))}
+        (carried / SHARED_FILE).write_text(json.dumps(shared, indent=1) + "\n")
+    return list(shared["sha256"])
+
+
+def carried_sources(carried: Path) -> dict[Path, Path]:
+    """Every file ``save`` carried, by its path in the pipeline output: the carried folder's own, and those it shares
+    with a report's records (:data:`SHARED_FILE`), each checked against its SHA-256."""
+    sources = {p.relative_to(carried): p for p in sorted(carried.rglob("*")) if p.is_file()}
+    sources.pop(Path(SHARED_FILE), None)
+    shared = read_json(carried / SHARED_FILE)
+    for rel, sha in (shared or {}).get("sha256", {}).items():
+        path = carried / shared["records"] / rel
+        if not path.is_file() or file_sha256(path) != sha:
+            raise UserError(
+                f"{carried} left {rel} to the report's records {carried / shared['records']}, where it is not there "
+                "or has changed since: check out the commit the runs were carried from"
+            )
+        sources.setdefault(Path(rel), path)
+    return sources
+
+
+def _steps(summary: Path | None, state: Path | None) -> int:
+    summary_record = read_json(summary) if summary is not None else None
+    if summary_record is not None:
+        return int(summary_record["agent_steps"])
+    state_record = read_json(state) if state is not None else None
+    return int(state_record["step"]) if state_record is not None else 0
+
+
 def progress(run_dir: Path) -> int:
     """How far ``run_dir`` trained: its final agent steps, else its resume checkpoint's step, else 0."""
-    summary, state = read_json(run_dir / "summary.json"), read_json(run_dir / CHECKPOINT_DIR / STATE_FILE)
-    if summary is not None:
-        return int(summary["agent_steps"])
-    return int(state["step"]) if state is not None else 0
+    return _steps(run_dir / "summary.json", run_dir / CHECKPOINT_DIR / STATE_FILE)
 
 
 def restore(carried: str | Path, out: str | Path) -> list[str]:
@@ -116,34 +173,41 @@ def restore(carried: str | Path, out: str | Path) -> list[str]:
     from the checkpoints their configs name; returns the runs restored. A run in ``out`` that is as far along or
     further is kept, and a checkpoint whose SHA-256 differs from the one the run trained on is refused."""
     carried, out = Path(carried), Path(out)
-    runs = sorted((carried / "agents").glob("*__seed*"))
+    sources = carried_sources(carried)
+    runs = sorted({rel.parts[1] for rel in sources if len(rel.parts) > 2 and rel.parts[0] == "agents"})
+    runs = [name for name in runs if "__seed" in name]
     if not runs:
         raise UserError(
             f"{carried} holds no carried agent runs: give a folder `python -m experiments.pipeline.carry save` made"
         )
     restored = []
-    for run in runs:
-        target = out / "agents" / run.name
-        if progress(target) >= progress(run):
+    for name in runs:
+        files = {
+            rel.relative_to("agents", name): src for rel, src in sources.items() if rel.parts[:2] == ("agents", name)
+        }
+        target = out / "agents" / name
+        if progress(target) >= _steps(files.get(Path("summary.json")), files.get(Path(CHECKPOINT_DIR, STATE_FILE))):
             continue
-        config = json.loads((run / "config.json").read_text())
+        config = json.loads(files[Path("config.json")].read_text())
         with atomic_dir(target) as tmp:
-            shutil.copytree(run, tmp, dirs_exist_ok=True)
-            for name, (key, sha_key) in COPIES.items():
+            for rel, src in files.items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, tmp / rel)
+            for copy_name, (key, sha_key) in COPIES.items():
                 source = config["agent"].get(key)
                 if not config.get(sha_key) or not source:
                     continue
                 if not Path(source).is_file() or file_sha256(source) != config[sha_key]:
                     raise UserError(
-                        f"{run.name} trained on {source} with SHA-256 {config[sha_key][:12]}..., which is not here "
+                        f"{name} trained on {source} with SHA-256 {config[sha_key][:12]}..., which is not here "
                         "or has changed since: check out the commit the run was carried from"
                     )
-                shutil.copyfile(source, tmp / name)
-        restored.append(run.name)
-    for name in PIPELINE_RECORDS:
-        if (carried / name).is_file() and not (out / name).is_file():
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(carried / name, out / name)
+                shutil.copyfile(source, tmp / copy_name)
+        restored.append(name)
+    for record in PIPELINE_RECORDS:
+        if Path(record) in sources and not (out / record).is_file():
+            (out / record).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(sources[Path(record)], out / record)
     return restored
 
 
@@ -153,13 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     save_parser = commands.add_parser("save", help="copy a pipeline output's runs to a folder to commit")
     save_parser.add_argument("out", help="pipeline output directory, e.g. runs/carracing-recipe-4m")
     save_parser.add_argument("--to", help=f"destination (default: {CARRY_DIR}/<out's name>)")
+    save_parser.add_argument(
+        "--records",
+        help="the runs' report's records folder (experiments/reports/<name>/records): files identical there are left "
+        "out, and restore takes them from there",
+    )
     restore_parser = commands.add_parser("restore", help="copy carried runs back into a pipeline output")
     restore_parser.add_argument("carried", help="a folder `save` made, e.g. experiments/carry/carracing-recipe-4m")
     restore_parser.add_argument("--out", required=True, help="the pipeline output to restore them into")
     args = parser.parse_args(argv)
     try:
         if args.command == "save":
-            print(f"saved to {save(args.out, args.to)}")
+            print(f"saved to {save(args.out, args.to, args.records)}")
         else:
             restored = restore(args.carried, args.out)
             print(f"restored {', '.join(restored) or 'nothing (every run here is as far along)'} into {args.out}")

@@ -51,21 +51,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from experiments.pipeline.machine import describe_machine
+from experiments.pipeline.config import PipelineConfig, Stage
+from experiments.pipeline.machine import describe_machine, peak_rss_mib
 from experiments.pipeline.records import read_stages
 from experiments.pipeline.stages import (
-    PipelineConfig,
-    Stage,
     check_inputs,
     command_line,
     is_done,
-    peak_rss_mib,
     run_stage,
     stage_command,
     vae_config,
 )
 from worldmodel.common.atomic import write_json_atomic
 from worldmodel.common.configargs import add_config_arguments, config_from_args
+
+COMMAND_HELP = "collect -> train VAE -> train agent, in R resumable rounds"
+"""One line for ``worldmodel --help``."""
 
 ITERATE_FILE = "iterate.json"
 STAGES_FILE = "stages.json"

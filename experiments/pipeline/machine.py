@@ -9,20 +9,24 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import resource
+import sys
 from pathlib import Path
 
 import torch
 
-from worldmodel.common.atomic import atomic_path
 from worldmodel.common.device import cpu_has_fast_bf16
 
-SECTIONS_DIR = Path(__file__).resolve().parents[1] / "reports" / "bench"
+BENCHMARKS_REPORT = Path(__file__).resolve().parents[1] / "reports" / "benchmarks" / "README.md"
+"""The benchmarks' report: one generated part per benchmark, the rest written by hand."""
 
 
 def write_section(name: str, section: str) -> str:
-    """Write a benchmark's markdown ``section`` atomically to ``experiments/reports/bench/<name>.md``; return it."""
-    with atomic_path(SECTIONS_DIR / f"{name}.md") as tmp:
-        tmp.write_text(section)
+    """Write a benchmark's markdown ``section`` as its part ``name`` of :data:`BENCHMARKS_REPORT` (the other parts
+    and the prose around them are kept); return it."""
+    from experiments.pipeline.markdown import write_markdown
+
+    write_markdown(BENCHMARKS_REPORT, [section], part=name)
     return section
 
 
@@ -59,3 +63,11 @@ def describe_machine() -> str:
         f"start), {gpu}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {datetime.date.today().isoformat()}"
     )
+
+
+def peak_rss_mib() -> dict[str, float]:
+    """Peak resident memory (``ru_maxrss``) of this process and of its largest waited-for child, in MiB."""
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20  # KiB on Linux, bytes on macOS
+    self_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    children_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+    return {"self": round(self_mib, 1), "children": round(children_mib, 1)}

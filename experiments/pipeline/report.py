@@ -1,6 +1,6 @@
 """Turn a pipeline output directory into a markdown report: ``python -m experiments.pipeline.report OUT --name NAME``.
 
-Writes ``REPORT_DIR/<name>.md`` and, beside it, ``REPORT_DIR/<name>/`` with the PNGs it
+A report is one folder, ``REPORT_DIR/<name>/``: the report, ``README.md``, beside the PNGs it
 shows: learning curves (every agent run, return against env frames and against
 wall-clock), and the VAE's reconstructions and prior samples (copied from the VAE run).
 The report holds the returns table (mean ± std over the evaluation episodes per run,
@@ -11,15 +11,14 @@ machine, the commands that made it, and a plain statement of the milestones reac
 ``REPORT_DIR/<name>/records/`` keeps the runs' records (no weights): the report can be written
 again from it, and other pipelines compared with it, after the pipeline output is gone.
 
->>> round(confidence_interval([1.0, 2.0, 3.0]), 3)
-2.484
+Every report writer of the project writes through :func:`write_markdown`: the generated part of
+a report lies between two comment lines, and prose written by hand above or below them is kept
+when the report is written again.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import re
 import shutil
 import time
@@ -31,6 +30,12 @@ from typing import Any
 import numpy as np
 
 from agents.bundle import EVALUATIONS_FILE, read_best
+from experiments.pipeline.markdown import (
+    cell,
+    confidence_interval,
+    relative,
+    write_markdown,
+)
 from experiments.pipeline.records import (
     BEST_EVALUATION_FILE,
     EVALUATION_FILE,
@@ -68,17 +73,6 @@ FIRST_MILESTONE_FRAMES = 1_000_000
 """The first milestone (> 429) counts only when reached within this many env frames."""
 LONGEST_GOAL_FRAMES = 4_000_000
 """The longest budget the goals allow (> 788 and toward 900 within 4M env frames): past it, train no longer."""
-# Two-sided 95% Student-t quantiles by degrees of freedom (beyond 30: the normal's 1.96).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-_T95.update({n: 2.2 - (n - 10) * 0.0075 for n in range(11, 31)})
-
-
-def confidence_interval(values: list[float]) -> float:
-    """Half-width of the 95% confidence interval of the mean of ``values`` (Student t; needs >= 2 values)."""
-    n = len(values)
-    if n < 2:
-        raise ValueError(f"a confidence interval needs at least 2 values, got {n}")
-    return _T95.get(n - 1, 1.96) * float(np.std(values, ddof=1)) / math.sqrt(n)
 
 
 @dataclass(frozen=True)
@@ -175,26 +169,6 @@ def compared_runs(
                 )
             compared.append(run)
     return compared, pipelines
-
-
-def mean_ci(values: Any, digits: int = 1) -> str:
-    """``mean ± half-width of its 95% confidence interval`` of ``values``, to ``digits`` decimals.
-
-    >>> mean_ci([1.0, 2.0, 3.0])
-    '2.0 ± 2.5'
-    """
-    return f"{np.mean(values):.{digits}f} ± {confidence_interval(values):.{digits}f}"
-
-
-def cell(value: Any, digits: int = 1) -> str:
-    """A markdown table cell: thousands separators, ``digits`` decimals for floats, an en dash for missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
 
 
 def _mode_key(runs: list[AgentRun], run: AgentRun) -> str:
@@ -494,15 +468,6 @@ def milestone_statement(env_id: str, modes: dict[str, dict[str, Any]]) -> str:
     return "\n\n".join(lines)
 
 
-def relative(path: str | Path) -> str:
-    """``path`` relative to the working directory: reports never name a file by an absolute path of the machine.
-
-    >>> relative(Path.cwd() / "runs" / "car"), relative("./runs/car")
-    ('runs/car', 'runs/car')
-    """
-    return os.path.relpath(path)
-
-
 def report_title(env_id: str, runs: list[AgentRun], name: str) -> str:
     """The report's heading: what its agents observe, e.g. ``CarRacing-v3: agents on latents vs pixels (car)``."""
     kinds = {
@@ -516,6 +481,8 @@ def report_title(env_id: str, runs: list[AgentRun], name: str) -> str:
 
 RECORDS_DIR = "records"
 """``REPORT_DIR/<name>/records/``: the report's pipeline records (:func:`copy_records`), committed with it."""
+REPORT_FILE = "README.md"
+"""``REPORT_DIR/<name>/README.md``: the report itself, beside its PNGs and its records."""
 
 
 def write_report(
@@ -526,8 +493,8 @@ def write_report(
     compare: Sequence[str | Path] = (),
     not_found: Sequence[str | Path] = (),
 ) -> Path:
-    """Write ``report_dir/<name>.md`` (and its folder of PNGs and records) for the pipeline output ``out``; returns
-    its path.
+    """Write the report ``report_dir/<name>/README.md`` (beside its PNGs and records) for the pipeline output ``out``;
+    returns its path. Prose written by hand outside the report's generated part is kept (:func:`write_markdown`).
 
     ``compare``: other pipeline outputs, scored on the same tracks, whose agent runs join the tables and curves
     (e.g. the pixel runs of an earlier pipeline beside this one's latent runs); a report's ``records`` folder is
@@ -582,7 +549,7 @@ def write_report(
             "Evaluation return during training. Env frames and wall-clock of each evaluation as the run "
             "recorded them; for evaluations of runs made before that record existed, interpolated from the "
             "run's totals (constant frames per step and throughput assumed).",
-            f"![learning curves]({name}/learning_curves.png)",
+            "![learning curves](learning_curves.png)",
         ]
     vae_summary = read_json(out / "vae" / "summary.json")
     if vae_summary is not None:
@@ -598,7 +565,7 @@ def write_report(
             if (out / "vae" / png).is_file():
                 shutil.copyfile(out / "vae" / png, assets / png)
             if (assets / png).is_file():  # copied now, or before when the report is written from its records
-                parts.append(f"{title}:\n\n![{title}]({name}/{png})")
+                parts.append(f"{title}:\n\n![{title}]({png})")
     elif config.get("vae"):
         reused = f"Every latent agent read the existing checkpoint `{config['vae']}`: this run trained no VAE."
         parts += ["## VAE", reused]
@@ -632,20 +599,13 @@ def write_report(
         f"`{relative(records)}`: `python -m experiments.pipeline.report {relative(records)} --name {name}` writes this "
         f"report again from them, and `--compare {relative(records)}` shows these runs beside another pipeline's."
     )
-    return write_markdown(report_dir / f"{name}.md", parts)
-
-
-def write_markdown(path: Path, sections: list[str]) -> Path:
-    """Write ``sections`` to ``path`` atomically, a blank line between them; returns ``path``."""
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n\n".join(sections) + "\n")
-    return path
+    return write_markdown(assets / REPORT_FILE, parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.pipeline.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="pipeline output directory")
-    parser.add_argument("--name", required=True, help="report name: writes REPORT_DIR/<name>.md")
+    parser.add_argument("--name", required=True, help="report name: writes REPORT_DIR/<name>/README.md")
     parser.add_argument("--report-dir", default="experiments/reports", help="where reports go")
     compare_help = "other pipeline outputs, scored on the same tracks, whose agent runs join the report"
     parser.add_argument("--compare", nargs="+", default=(), metavar="OUT", help=compare_help)

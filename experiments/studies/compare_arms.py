@@ -35,15 +35,15 @@ from typing import Any
 import numpy as np
 
 from experiments.pipeline.iterate import ITERATE_FILE, STAGES_FILE
+from experiments.pipeline.markdown import cell, write_markdown
 from experiments.pipeline.records import EVALUATION_FILE, read_json
 from experiments.pipeline.report import (
+    REPORT_FILE,
     AgentRun,
-    cell,
     plot_learning_curves,
     read_run,
     returns_table,
     same_budget,
-    write_markdown,
 )
 
 
@@ -183,7 +183,7 @@ def reconstruction_mse(vae: Any, frames: np.ndarray, spec: Any, batch: int = 256
 
 def load_probe(data_dir: str) -> tuple[Any, np.ndarray]:
     """The probe dataset and all its frames ``(N, h, w, c)`` uint8."""
-    from worldmodel.data.dataset import FrameDataset
+    from worldmodel.data import FrameDataset
 
     dataset = FrameDataset.open(data_dir)
     return dataset, dataset.frames(np.arange(len(dataset)))
@@ -192,7 +192,7 @@ def load_probe(data_dir: str) -> tuple[Any, np.ndarray]:
 def probe_table(runs: list[AgentRun], data_dir: str, probe: tuple[Any, np.ndarray]) -> str:
     """Every run's reconstruction error on all frames of the ``probe`` dataset (frames none of the VAEs trained on)."""
     from agents.bundle import VAE_FILE
-    from worldmodel.data.dataset import check_frame_spec
+    from worldmodel.data import check_frame_spec
     from worldmodel.vae.checkpoint import file_sha256, read_frame_spec
 
     dataset, frames = probe
@@ -285,7 +285,7 @@ def latent_shift(old: Any, new: Any, frames: np.ndarray) -> LatentShift | None:
 
 def latent_shift_table(chains: Sequence[str], data_dir: str, probe: tuple[Any, np.ndarray]) -> str:
     """Per chain and round r > 0: how far round r's refit VAE moved round r-1's latents, on the probe frames."""
-    from worldmodel.data.dataset import check_frame_spec
+    from worldmodel.data import check_frame_spec
     from worldmodel.vae.checkpoint import load_vae
 
     dataset, frames = probe
@@ -324,12 +324,12 @@ def write_report(
     name: str,
     iterate: Sequence[str] = (),
     probe_data: str | None = None,
-    notes: str | None = None,
     evaluation_file: str = EVALUATION_FILE,
     report_dir: str | Path = "experiments/reports",
     command: str = "",
 ) -> Path:
-    """Write ``report_dir/<name>.md`` (and its PNG folder) comparing ``arms``; returns its path.
+    """Write the report ``report_dir/<name>/README.md`` (beside its PNGs) comparing ``arms``; returns its path.
+    Prose written by hand outside the report's generated part is kept (:func:`write_markdown`).
 
     Returns come from each run's ``evaluation_file`` (another name than ``evaluation.json`` for
     evaluations on other tracks, e.g. tracks no data collection touched).
@@ -385,22 +385,19 @@ def write_report(
         parts += [
             "## Learning curves",
             "Evaluation return during training against env frames and against training wall-clock.",
-            f"![learning curves]({name}/learning_curves.png)",
+            "![learning curves](learning_curves.png)",
         ]
-    if notes:
-        parts += [Path(notes).read_text().strip()]
-    return write_markdown(report_dir / f"{name}.md", parts)
+    return write_markdown(assets / REPORT_FILE, parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.studies.compare_arms", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--name", required=True, help="report name: writes REPORT_DIR/<name>.md")
+    parser.add_argument("--name", required=True, help="report name: writes REPORT_DIR/<name>/README.md")
     parser.add_argument("--arm", action="append", required=True, help="LABEL=GLOB of agent run dirs; repeat per arm")
     parser.add_argument("--iterate", nargs="*", default=[], help="`worldmodel iterate` output dirs to tabulate")
     parser.add_argument("--probe-data", help="dataset of frames no VAE trained on: every arm's VAE error on it")
-    parser.add_argument("--notes", help="a markdown file appended as the report's last section")
     parser.add_argument("--evaluation", default=EVALUATION_FILE, help="evaluation JSON file name in each run dir")
     parser.add_argument("--report-dir", default="experiments/reports", help="where reports go")
     args = parser.parse_args(argv)
@@ -411,7 +408,6 @@ def main(argv: list[str] | None = None) -> int:
             name=args.name,
             iterate=args.iterate,
             probe_data=args.probe_data,
-            notes=args.notes,
             evaluation_file=args.evaluation,
             report_dir=args.report_dir,
             command="python -m experiments.studies.compare_arms "

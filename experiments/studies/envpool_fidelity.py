@@ -1,7 +1,8 @@
 """``python -m experiments.studies.envpool_fidelity``: how far EnvPool's CarRacing-v3 is from Gymnasium's, measured.
 
-Writes ``experiments/reports/envpool.md`` (and ``envpool/*.png``) from these stages, each
-skipped when its output exists, so an interrupted run resumes:
+Writes the generated part of ``experiments/reports/envpool/README.md`` (prose written by hand
+around it is kept) and its PNGs from these stages, each skipped when its output exists, so an
+interrupted run resumes:
 
 1. the same scripted policy (Brownian, the same seeds) collects full episodes on both
    backends: reward per step, episode length and return distributions;
@@ -24,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments.pipeline.report import mean_ci, write_markdown
+from experiments.pipeline.markdown import mean_ci, write_markdown
+from experiments.pipeline.report import REPORT_FILE
 from experiments.studies.compare_arms import reconstruction_mse
 
 BACKENDS = ("gymnasium", "envpool")
@@ -32,7 +34,8 @@ COLLECT_SEED = 2_000_000
 """Scripted-policy episodes use seeds from here: no agent trains or is evaluated on them."""
 EVAL_SEED = 1_000_000
 EVAL_EPISODES = 100
-REPORT_DIR = Path("experiments/reports")
+REPORT = Path("experiments/reports/envpool")
+"""The report folder: README.md and its PNGs."""
 SHIPPED_VAE = Path("experiments/pretrained/carracing/vae.safetensors")
 
 
@@ -60,7 +63,7 @@ def train_vae(out: Path, backend: str, data: Path, epochs: int) -> Path:
 
 def held_out_frames(data: Path) -> np.ndarray:
     """The held-out episodes' frames of ``data`` as train-vae splits them (10%, seed 0)."""
-    from worldmodel.data.dataset import FrameDataset
+    from worldmodel.data import FrameDataset
 
     dataset = FrameDataset.open(data)
     _train, val = dataset.split_by_episode(0.1, seed=0)
@@ -68,7 +71,7 @@ def held_out_frames(data: Path) -> np.ndarray:
 
 
 def scripted_stats(data: Path) -> dict[str, Any]:
-    from worldmodel.data.dataset import FrameDataset
+    from worldmodel.data import FrameDataset
 
     dataset = FrameDataset.open(data)
     episodes = [dataset.episode(i) for i in range(dataset.num_episodes)]
@@ -195,12 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=20, help="scripted-policy episodes per backend")
     parser.add_argument("--vae-epochs", type=int, default=5, help="epochs of each backend's VAE")
     parser.add_argument("--agent", nargs="*", default=[], type=Path, help="agent run directories to score on both")
-    parser.add_argument("--notes", type=Path, help="markdown file appended to the report (observations)")
     args = parser.parse_args(argv)
     data = {b: collect(args.out, b, args.episodes) for b in BACKENDS}
     stats = {b: scripted_stats(data[b]) for b in BACKENDS}
-    figure = REPORT_DIR / "envpool" / "scripted.png"
-    plot_scripted(stats, figure)
+    plot_scripted(stats, REPORT / "scripted.png")
     vaes = {f"trained on {b} frames ({args.vae_epochs} epochs)": train_vae(args.out, b, data[b], args.vae_epochs)
             for b in BACKENDS}  # fmt: skip
     vaes["shipped VAE (`experiments/pretrained/carracing`, Gymnasium frames)"] = SHIPPED_VAE
@@ -211,16 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         "Made by `python -m experiments.studies.envpool_fidelity "
         f"--episodes {args.episodes} --vae-epochs {args.vae_epochs}"
         + "".join(f" --agent {run}" for run in args.agent)
-        + (f" --notes {args.notes}" if args.notes else "")
-        + "`. Speed: the `envpool` section of `benchmarks.md`.",
-        scripted_section(stats, "envpool/scripted.png"),
+        + "`. Speed: the `envpool` section of [the benchmarks](../benchmarks/README.md).",
+        scripted_section(stats, "scripted.png"),
         vae_section(vaes, held_out),
     ]
     if results:
         sections.append(agents_section(results))
-    if args.notes:
-        sections.append(args.notes.read_text())
-    print(f"wrote {write_markdown(REPORT_DIR / 'envpool.md', sections)}")
+    print(f"wrote {write_markdown(REPORT / REPORT_FILE, sections)}")
     return 0
 
 

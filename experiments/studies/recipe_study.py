@@ -9,11 +9,14 @@ continues an interrupted study::
 
     python -m experiments.studies.recipe_study --out runs/recipe --frames 300000 --episodes 20
     python -m experiments.studies.recipe_study --out runs/recipe \
-        --report experiments/reports/carracing-recipe-screen.md --seed-outs runs/recipe-seed1
+        --report experiments/reports/carracing-recipe-screen --seed-outs runs/recipe-seed1
 
-``--arms squash,fs4`` runs a subset; ``--list`` prints the arms. ``--report`` also copies what it
-reads of every arm (no weights) to ``<report>/records/<out name>/<arm>/``, to be committed with it;
-``--out`` and ``--seed-outs`` pointing there write the report again once the runs are gone.
+``--arms squash,fs4`` runs a subset; ``--list`` prints the arms. ``--report DIR`` writes the report
+folder: ``DIR/README.md`` (only its generated part: prose written by hand around it is kept), its
+figure, and ``DIR/records/``, where it copies what it reads of every arm (no weights,
+``records/<out name>/<arm>/``) and which study it tabulated (``records/study.json``), to be
+committed with it; ``--out`` and ``--seed-outs`` pointing there write the report again once the
+runs are gone (``python -m experiments.rebuild`` does it for every committed report).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,8 @@ import numpy as np
 import yaml
 
 from agents.hyperparams import EVAL_SEED_OFFSET
-from experiments.pipeline.report import mean_ci, relative, write_markdown
+from experiments.pipeline.markdown import mean_ci, relative, write_markdown
+from experiments.pipeline.report import RECORDS_DIR, REPORT_FILE
 from worldmodel.common.atomic import atomic_dir
 
 ENV_ID = "CarRacing-v3"
@@ -299,18 +304,23 @@ ARM_RECORDS = (
     "evaluations.npz",
 )
 """What the report reads of a finished arm: no weights, a few kB."""
+STUDY_FILE = "study.json"
+"""``records/study.json``: the folders (``out``, ``seed_outs``: names inside the records) and ``arms`` tabulated."""
 
 
 def copy_records(outs: list[Path], arms: list[Arm], dest: Path) -> Path:
-    """Copy :data:`ARM_RECORDS` of each finished arm of ``outs`` to ``dest/<out name>/<arm>/``; returns ``dest``.
+    """Copy :data:`ARM_RECORDS` of each finished arm of ``outs`` to ``dest/<out name>/<arm>/``, and the study's
+    :data:`STUDY_FILE`; returns ``dest``.
 
     ``dest`` is replaced as a whole; the report is written again from it with ``--out dest/<name>`` and
-    ``--seed-outs dest/<name>...``.
+    ``--seed-outs dest/<name>...`` (:func:`write_report_from_records`).
     """
     names = [out.name for out in outs]
     if len(set(names)) < len(names):
         raise SystemExit(f"--out and --seed-outs need distinct folder names to keep their records apart: {names}")
     with atomic_dir(dest) as tmp:
+        study = {"out": names[0], "seed_outs": names[1:], "arms": [arm.name for arm in arms]}
+        (tmp / STUDY_FILE).write_text(json.dumps(study, indent=1) + "\n")
         for out in outs:
             for arm in finished_arms(out, arms):
                 last_training_return(out / arm.name)  # cached for the copy
@@ -393,6 +403,38 @@ def plot_curves(out: Path, arms: list[Arm], path: Path) -> Path:
     return path
 
 
+def write_report(out: Path, arms: list[Arm], report: Path, seed_outs: Sequence[Path] = ()) -> Path:
+    """Write the screening report folder ``report``: the tables of ``arms`` finished in ``out`` (and of those repeated
+    in ``seed_outs``) as the generated part of ``report/README.md``, its figure, and its records; returns the README.
+    """
+    figure = plot_curves(out, arms, report / "screening_curves.png")
+    curves = f"![screening curves]({figure.name})"
+    table = screening_table(out, arms)
+    outs = [out, *seed_outs]
+    seeds = seed_table(outs, arms)
+    repeated = ["## Arms repeated over seeds", SEEDS_NOTE, seeds] if seeds else []
+    records = report / RECORDS_DIR
+    if not all(o.resolve().is_relative_to(records.resolve()) for o in outs):
+        copy_records(outs, arms, records)
+    again = f"--out {relative(records / out.name)}"
+    if seed_outs:
+        again += " --seed-outs " + " ".join(relative(records / o.name) for o in seed_outs)
+    kept = (
+        "Each arm's records (config, summary, scores, action statistics, training evaluations; no weights) are "
+        f"kept in `{relative(records)}`: `--report {relative(report)}` with `{again}` writes these tables again."
+    )
+    note = screening_note(out, finished_arms(out, arms))
+    return write_markdown(report / REPORT_FILE, ["## The screening table", note, table, curves, *repeated, kept])
+
+
+def write_report_from_records(records: Path, report: Path) -> Path:
+    """Write the report folder ``report`` again from a report's ``records`` folder alone (its :data:`STUDY_FILE`
+    names what it tabulated); returns the README."""
+    study = json.loads((records / STUDY_FILE).read_text())
+    arms = [arm_named(name) for name in study["arms"]]
+    return write_report(records / study["out"], arms, report, [records / name for name in study["seed_outs"]])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/recipe"), help="Directory of the arms' runs.")
@@ -401,8 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=20, help="EnvPool tracks each arm is scored on.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae", default=SHIPPED_VAE)
-    parser.add_argument("--report", type=Path, default=None, help="Write the screening table here and stop.")
-    parser.add_argument("--notes", type=Path, default=None, help="Markdown put before the table in --report.")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="Write the report folder here (DIR/README.md, its figure, DIR/records) and stop; prose written by hand "
+        "around the README's generated part is kept.",
+    )
     parser.add_argument(
         "--seed-outs",
         type=Path,
@@ -419,27 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{arm.name:14s} {arm.factor}: {arm.value}")
         return 0
     if args.report is not None:
-        notes = [args.notes.read_text().strip()] if args.notes else []
-        figure = plot_curves(args.out, arms, args.report.with_suffix("") / "screening_curves.png")
-        curves = f"![screening curves]({figure.parent.name}/{figure.name})"
-        table = screening_table(args.out, arms)
-        outs = [args.out, *args.seed_outs]
-        seeds = seed_table(outs, arms)
-        repeated = ["## Arms repeated over seeds", SEEDS_NOTE, seeds] if seeds else []
-        records = args.report.with_suffix("") / "records"
-        if not all(out.resolve().is_relative_to(records.resolve()) for out in outs):
-            copy_records(outs, arms, records)
-        again = f"--out {relative(records / args.out.name)}"
-        if args.seed_outs:
-            again += " --seed-outs " + " ".join(relative(records / out.name) for out in args.seed_outs)
-        kept = (
-            "Each arm's records (config, summary, scores, action statistics, training evaluations; no weights) are "
-            f"kept in `{relative(records)}`: `--report` with `{again}` writes these tables again."
-        )
-        note = screening_note(args.out, finished_arms(args.out, arms))
-        sections = [*notes, "## The screening table", note, table, curves, *repeated, kept]
-        write_markdown(args.report, sections)
-        print(f"wrote {args.report}")
+        print(f"wrote {write_report(args.out, arms, args.report, args.seed_outs)}")
         return 0
     failed = []
     for arm in arms:
