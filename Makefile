@@ -43,7 +43,7 @@ bench: $(STAMP)
 
 # Slow (~30 min on 2 cores): latent PPO on CarRacing-v3 must beat a random policy on fixed tracks.
 learning-check: $(STAMP)
-	$(BIN)/python -m experiments.learning_check
+	$(BIN)/python -m pytest -m learning tests/test_learning_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -17,7 +17,7 @@ from agents.train import AgentConfig, resolve, train_agent, write_run_config
 from agents.vec_env import StackConfig, build_vec_env
 from envs.collect import CollectConfig, collect_rollouts
 from envs.memory.sb3_vec_env import VecMemoryObservation
-from worldmodel.data.dataset import FrameDataset
+from worldmodel.data import FrameDataset
 from worldmodel.frames import FrameSpec
 from worldmodel.memory.model import MDNRNN, MemoryConfig, save_memory
 from worldmodel.vae.checkpoint import CheckpointError, file_sha256, save_vae

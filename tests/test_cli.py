@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from worldmodel.cli import COMMANDS, DEBUG_ENV, build_parser, is_user_error, main
+from worldmodel.cli import DEBUG_ENV, build_parser, commands, is_user_error, main
 from worldmodel.frames import FrameSpec
 from worldmodel.vae.checkpoint import save_vae
 from worldmodel.vae.model import ConvVAE
 
 ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = commands()
 
 
 def test_info_prints_checkpoint_description(tmp_path, tiny_config, capsys):
@@ -26,6 +27,43 @@ def test_info_prints_checkpoint_description(tmp_path, tiny_config, capsys):
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "worldmodel", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "info" in result.stdout
+
+
+def test_each_layer_registers_its_commands():
+    assert COMMANDS == {
+        "collect": "envs.collect",
+        "encode": "worldmodel.memory.sequences",
+        "evaluate": "agents.evaluate",
+        "info": "worldmodel.vae.info",
+        "iterate": "experiments.pipeline.iterate",
+        "train-agent": "agents.train",
+        "train-memory": "worldmodel.memory.train",
+        "train-vae": "worldmodel.vae.train",
+        "tune": "agents.tune",
+    }
+
+
+def test_an_installed_package_adds_a_command(tmp_path, monkeypatch, capsys):
+    (tmp_path / "thirdparty_cmd.py").write_text(
+        'COMMAND_HELP = "say hello"\n'
+        "def add_arguments(parser):\n    parser.add_argument('name')\n"
+        "def run(args):\n    print(f'hello {args.name}')\n    return 0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registered = {**COMMANDS, "hello": "thirdparty_cmd"}
+    monkeypatch.setattr("worldmodel.cli.entry_point_modules", lambda group: registered)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "hello" in (listing := capsys.readouterr().out) and "say hello" in listing
+    assert main(["hello", "world"]) == 0
+    assert capsys.readouterr().out == "hello world\n"
+
+
+def test_no_registered_commands_is_one_line_naming_the_fix(monkeypatch, capsys):
+    monkeypatch.setattr("worldmodel.cli.entry_point_modules", lambda group: {})
+    assert main(["info", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no worldmodel commands are registered" in err and "pip install -e ." in err
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from worldmodel.cli import main
-from worldmodel.data.dataset import DatasetWriter, FrameDataset
+from worldmodel.data import DatasetWriter, FrameDataset
 from worldmodel.frames import FrameSpec, frames_to_tensor
 from worldmodel.memory.sequences import LatentSequences, LatentsError, encode_dataset
 from worldmodel.vae.checkpoint import file_sha256, save_vae

@@ -1,29 +1,26 @@
-"""``python -m experiments.learning_check [--out DIR]`` (``make learning-check``, ~30 min on 2 cores).
-
-Slow learning check: latent PPO on CarRacing-v3, trained for a fixed budget
-(:data:`CHECK`), must beat a uniform-random policy on the same fixed evaluation tracks
-by :data:`MARGIN` return. Exits 0 when it does, 1 when not. Resumable like the pipeline.
-
->>> CHECK.random_baseline, CHECK.eval_seed, MARGIN
-(True, 1000000, 100.0)
-"""
+"""The learning check (``make learning-check``, about 30 minutes on 2 cores): latent PPO on CarRacing-v3,
+trained for a fixed budget (:data:`CHECK`), must beat a uniform-random policy on the same fixed tracks by
+:data:`MARGIN` return. It resumes like the pipeline: ``WORLDMODEL_LEARNING_CHECK_OUT`` (default
+``runs/learning_check``) keeps its runs between attempts."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
+import os
+
+import pytest
 
 from experiments.demo import DEMO
+from experiments.pipeline.config import plan
 from experiments.pipeline.records import EVALUATION_FILE
-from experiments.pipeline.stages import StageError, plan, run_pipeline
+from experiments.pipeline.stages import run_pipeline
 
 MARGIN = 100.0
 """Required lead of the trained agent's mean return over the random policy's (random scores about -50 to -90)."""
 CHECK = dataclasses.replace(
     DEMO,
-    out="runs/learning_check",
+    out=os.environ.get("WORLDMODEL_LEARNING_CHECK_OUT", "runs/learning_check"),
     collect_episodes=32,
     collect_max_steps=300,
     agent_env_frames=100_000,
@@ -36,25 +33,11 @@ CHECK = dataclasses.replace(
 """Demo-sized data and VAE; 100k env frames of PPO; 5 fixed tracks."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.learning_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=CHECK.out, help=f"output directory (default: {CHECK.out})")
-    config = dataclasses.replace(CHECK, out=parser.parse_args(argv).out)
-    try:
-        run_pipeline(config)
-    except StageError as exc:
-        print(f"learning check: {exc}", file=sys.stderr)
-        return 1
-    stage = next(s for s in plan(config) if s.kind == "evaluate")
-    result = json.loads((stage.run_dir(config) / EVALUATION_FILE).read_text())
+@pytest.mark.learning
+def test_latent_ppo_beats_random_on_carracing():
+    run_pipeline(CHECK)
+    stage = next(s for s in plan(CHECK) if s.kind == "evaluate")
+    result = json.loads((stage.run_dir(CHECK) / EVALUATION_FILE).read_text())
     agent, random = result["mean_return"], result["random"]["mean_return"]
-    passed = agent > random + MARGIN
-    print(
-        f"learning check {'PASSED' if passed else 'FAILED'}: latent PPO {agent:.1f} vs random {random:.1f} "
-        f"on {result['episodes']} tracks (needs a lead of {MARGIN:.0f}) after {config.agent_env_frames:,} env frames"
-    )
-    return 0 if passed else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    assert result["episodes"] == len(result["random"]["returns"]) == CHECK.eval_episodes
+    assert agent > random + MARGIN, f"latent PPO {agent:.1f} vs random {random:.1f} after {CHECK.agent_env_frames:,}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import write_blob_dataset
 
-from worldmodel.data.dataset import DatasetError, FrameDataset
+from worldmodel.data import DatasetError, FrameDataset
 from worldmodel.data.mixture import FrameMixture, allocate, mixed_order
 
 

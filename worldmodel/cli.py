@@ -1,8 +1,10 @@
-"""The ``worldmodel`` command line: the one module that sees every layer.
+"""The ``worldmodel`` command line: subcommands found through entry points.
 
-Each subcommand lives in the module of its stage, which provides
-``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them and
-imports a stage when its subcommand runs, so ``worldmodel --help`` stays fast.
+Each subcommand lives in the module of its stage, which provides ``add_arguments(parser)``,
+``run(args) -> int`` and ``COMMAND_HELP``; each layer declares its own in ``pyproject.toml``
+(group ``worldmodel.commands``, see :mod:`worldmodel.common.plugins`), so this module names no
+module above it and an installed package can add a command. A stage is imported only when its
+subcommand runs, so ``worldmodel --help`` stays fast.
 
 Errors are handled here, once for every subcommand. An exception that :func:`is_user_error`
 accepts ends the command with one line ``worldmodel COMMAND: error: MESSAGE`` on stderr and
@@ -16,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 from worldmodel.common.errors import UserError
+from worldmodel.common.plugins import COMMANDS_GROUP, command_help, entry_point_modules
 
 DEBUG_ENV = "WORLDMODEL_DEBUG"
 """Set to 1 to see the traceback of every error, as ``--debug`` does."""
@@ -29,49 +31,20 @@ DEBUG_ENV = "WORLDMODEL_DEBUG"
 OPTIONAL_EXTRAS = {"optuna": "tune", "sb3_contrib": "contrib", "envpool": "envpool", "ale_py": "atari"}
 """Optional packages a subcommand's module may import, and the extra that installs each."""
 
-# subcommand -> (module providing add_arguments/run, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("worldmodel.cli", "describe a VAE checkpoint (config, frame spec, metadata)"),
-    "train-vae": ("worldmodel.vae.train", "train the VAE on a collected dataset (also under torchrun for DDP)"),
-    "encode": ("worldmodel.memory.sequences", "encode a dataset's episodes with a VAE into latent sequences"),
-    "train-memory": ("worldmodel.memory.train", "train the memory model (MDN-RNN) on a dataset's VAE latents"),
-    "collect": (
-        "agents.bundle_policy",
-        "collect rollouts from any Gymnasium env (random, brownian or a trained agent) into a dataset (resumable)",
-    ),
-    "train-agent": ("agents.train", "train an SB3 agent on VAE latents (or --pixels) into a run directory"),
-    "tune": (
-        "agents.tune",
-        "search an algorithm's hyperparameters and wrapper factors with Optuna into OUT/best.yaml (resumable)",
-    ),
-    "evaluate": ("agents.evaluate", "evaluate a train-agent run: returns, episode lengths, --video"),
-    "iterate": ("experiments.pipeline.iterate", "collect -> train VAE -> train agent, in R resumable rounds"),
-}
 
+def commands() -> dict[str, str]:
+    """``{subcommand: module}`` of every installed command, in name order.
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``worldmodel info``."""
-    parser.add_argument("checkpoint", help="path to a VAE checkpoint (.safetensors)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``worldmodel info CHECKPOINT``: print what the checkpoint describes, as JSON."""
-    from worldmodel.vae.checkpoint import load_vae
-
-    ckpt = load_vae(args.checkpoint)
-    n_params = sum(p.numel() for p in ckpt.vae.parameters())
-    description = {
-        "path": str(ckpt.path),
-        "vae_config": ckpt.vae.config.to_dict(),
-        "frame_spec": ckpt.frame_spec.to_dict(),
-        "parameters": n_params,
-        "metadata": ckpt.metadata,
-        "latent_stats": None
-        if ckpt.latent_stats is None
-        else {"active_dims": int(ckpt.latent_stats.active.sum()), "latent_dim": len(ckpt.latent_stats.active)},
-    }
-    print(json.dumps(description, indent=2))
-    return 0
+    >>> commands()["train-vae"], commands()["collect"]
+    ('worldmodel.vae.train', 'envs.collect')
+    """
+    found = entry_point_modules(COMMANDS_GROUP)
+    if not found:
+        raise UserError(
+            "no worldmodel commands are registered: the package's metadata is missing or stale; "
+            "reinstall it (pip install -e . or make install)"
+        )
+    return dict(sorted(found.items()))
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -103,7 +76,8 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     debug_help = f"show the traceback of an error (also: {DEBUG_ENV}=1)"
     parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, module_name in commands().items():
+        help_text = command_help(module_name)
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.set_defaults(_module=module_name)
         cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
@@ -117,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     selected = next((a for a in argv if not a.startswith("-")), None)
     try:
         parser = build_parser(selected=selected)
+    except UserError as exc:  # no commands registered
+        print(f"worldmodel: error: {exc}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:  # a subcommand whose optional package is not installed
         extra = OPTIONAL_EXTRAS.get((exc.name or "").split(".")[0])
         if extra is None:
