@@ -231,7 +231,12 @@ def test_two_collectors_into_one_directory_store_each_episode_once(tmp_path, col
     ds = FrameDataset.open(out)
     indices = sorted(ds.episode(row).episode_index for row in range(ds.num_episodes))
     assert indices == list(range(12))  # every episode, none twice
-    new = [int(line.split("this run: ")[1].split(" episodes")[0]) for run in runs for line in run.stdout]
+    new = [
+        int(line.split("this run: ")[1].split(" episodes")[0])
+        for run in runs
+        for line in run.stdout
+        if "this run: " in line
+    ]
     assert sum(new) == 12  # no episode collected twice
 
 

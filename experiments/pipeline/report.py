@@ -1,3 +1,4 @@
+# Over 600 lines on purpose: every section of a pipeline report reads the same AgentRun records.
 """Turn a pipeline output directory into a markdown report: ``python -m experiments.pipeline.report OUT --name NAME``.
 
 A report is one folder, ``REPORT_DIR/<name>/``: the report, ``README.md``, beside the PNGs it
