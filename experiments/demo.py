@@ -11,18 +11,18 @@ video too.
 Everything goes under ``--out`` (default ``demo_output/``). Running the demo again
 reuses the finished stages (``--fresh`` starts over); an interrupted run resumes.
 
->>> DEMO.env_id, DEMO.pixels, DEMO.seeds
+>>> DEMO.env_id, DEMO.runs.pixels, DEMO.runs.seeds
 ('CarRacing-v3', False, (0,))
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,14 @@ from experiments.pipeline.config import PipelineConfig, plan
 from experiments.pipeline.markdown import relative, write_markdown
 from experiments.pipeline.records import VIDEO_FILE
 from experiments.pipeline.report import REPORT_FILE
+from experiments.pipeline.settings import (
+    AgentSettings,
+    CollectSettings,
+    EvaluateSettings,
+    ReportSettings,
+    RunSettings,
+    VaeSettings,
+)
 from experiments.pipeline.stages import StageError, run_pipeline
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained" / "carracing"
@@ -43,23 +51,13 @@ DEMO = PipelineConfig(
     "CarRacing-v3",
     out="demo_output/pipeline",
     backend="envpool",  # collection and training; the evaluation runs on Gymnasium's env
-    collect_episodes=24,
-    collect_policy="brownian",
-    collect_max_steps=200,
-    vae_epochs=5,
-    vae_batch_size=64,
-    algos=("ppo",),
+    collect=CollectSettings(episodes=24, policy="brownian", max_steps=200),
+    vae=VaeSettings(epochs=5, batch_size=64),
     # hyperparameters: the shipped CarRacing-v3 PPO preset (agents/presets/ppo.yaml, the recipe study's)
-    agent_env_frames=DEMO_AGENT_FRAMES,
-    seeds=(0,),
-    train_eval_freq=25_000,
-    train_eval_episodes=2,
-    checkpoint_freq=25_000,
-    pixels=False,
-    eval_episodes=3,
-    video=True,
-    random_baseline=False,
-    report_name=REPORT_NAME,
+    agent=AgentSettings(env_frames=DEMO_AGENT_FRAMES, eval_freq=25_000, eval_episodes=2, checkpoint_freq=25_000),
+    runs=RunSettings(algos=("ppo",), seeds=(0,), pixels=False),
+    evaluate=EvaluateSettings(episodes=3, video=True, random_baseline=False),
+    report=ReportSettings(name=REPORT_NAME),
     isolate=False,  # one process: no per-stage interpreter start-up in a 15-minute budget
 )
 """The demo's budgets: about 10 minutes on 2 CPU cores."""
@@ -107,13 +105,13 @@ def run_demo(out: Path, *, fresh: bool = False) -> int:
     """Run the demo into ``out``; returns an exit status."""
     if fresh and out.exists():
         shutil.rmtree(out)
-    config = dataclasses.replace(DEMO, out=str(out / "pipeline"), report_dir=str(out))
+    config = replace(DEMO, out=str(out / "pipeline"), report=replace(DEMO.report, dir=str(out)))
     if importlib.util.find_spec("envpool") is None:
         print(
             "[demo] envpool is not installed (pip install 'worldmodel[envpool]'; Linux x86-64 wheels): collecting and "
             f"training on Gymnasium's CarRacing instead, {GYMNASIUM_AGENT_FRAMES:,} env frames (too few to drive well)"
         )
-        config = dataclasses.replace(config, backend="gymnasium", agent_env_frames=GYMNASIUM_AGENT_FRAMES)
+        config = replace(config, backend="gymnasium", agent=replace(config.agent, env_frames=GYMNASIUM_AGENT_FRAMES))
     started = time.monotonic()
     try:
         run_pipeline(config, command="python -m experiments.demo " + f"--out {out}")
@@ -126,7 +124,7 @@ def run_demo(out: Path, *, fresh: bool = False) -> int:
     if video.is_file():
         shutil.copyfile(video, out / "demo_agent.mp4")
     report = out / REPORT_NAME / REPORT_FILE
-    _append_pretrained(report, evaluate_pretrained(out, config.eval_seed))
+    _append_pretrained(report, evaluate_pretrained(out, config.evaluate.seed))
     print(f"\n[demo] finished in {(time.monotonic() - started) / 60:.1f} min. Results in {out}/:")
     print(f"  {report}  the report (returns, stages, learning curve, VAE reconstructions)")
     print(f"  {out / 'demo_agent.mp4'}  the demo agent: frame | VAE reconstruction | return")

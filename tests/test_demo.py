@@ -95,7 +95,7 @@ def test_demo_trains_on_envpool_where_installed_else_on_gymnasium(tmp_path, monk
     assert demo.run_demo(tmp_path) == 1
     config = seen["config"]
     if installed:
-        assert (config.backend, config.agent_env_frames) == ("envpool", demo.DEMO_AGENT_FRAMES)
+        assert (config.backend, config.agent.env_frames) == ("envpool", demo.DEMO_AGENT_FRAMES)
     else:
-        assert (config.backend, config.agent_env_frames) == ("gymnasium", demo.GYMNASIUM_AGENT_FRAMES)
+        assert (config.backend, config.agent.env_frames) == ("gymnasium", demo.GYMNASIUM_AGENT_FRAMES)
         assert "envpool is not installed" in capsys.readouterr().out

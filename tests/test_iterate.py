@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import hashlib
 import json
 
 import pytest
 
-from experiments.pipeline.iterate import IterateConfig, refit_command, round_stages, run_iterate
+from experiments.pipeline.iterate import (
+    IterateConfig,
+    RoundCollectSettings,
+    RoundEvaluateSettings,
+    refit_command,
+    round_stages,
+    run_iterate,
+)
+from experiments.pipeline.settings import AgentSettings, VaeSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore::worldmodel.vae.train.PosteriorCollapseWarning")
 
 
 def tiny_config(out, **changes) -> IterateConfig:
-    kwargs = dict(
-        collect_episodes=4, collect_policy="random", collect_max_steps=25, collect_n_envs=2,
-        policy_noise=0.0, epsilon=0.2,  # DotTarget's actions are discrete: epsilon, not Gaussian noise
-        vae_epochs=1, vae_batch_size=32, vae_latent_dim=4, vae_width_multiplier=0.25, agent_env_frames=256,
-        agent_n_envs=2, train_eval_freq=256, train_eval_episodes=1, checkpoint_freq=256, eval_episodes=2,
-        isolate=False, progress=False,
-    )  # fmt: skip
-    kwargs.update(changes)
-    return IterateConfig("worldmodel/DotTarget-v0", out=str(out), **kwargs)
+    config = IterateConfig(
+        "worldmodel/DotTarget-v0",
+        out=str(out),
+        policy_noise=0.0,
+        epsilon=0.2,  # DotTarget's actions are discrete: epsilon, not Gaussian noise
+        collect=RoundCollectSettings(episodes=4, policy="random", max_steps=25, n_envs=2),
+        vae=VaeSettings(epochs=1, batch_size=32, latent_dim=4, width_multiplier=0.25),
+        agent=AgentSettings(env_frames=256, n_envs=2, eval_freq=256, eval_episodes=1, checkpoint_freq=256),
+        evaluate=RoundEvaluateSettings(episodes=2),
+        isolate=False,
+        progress=False,
+    )
+    return dataclasses.replace(config, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -153,13 +167,14 @@ def test_compare_arms_bad_input_is_explained(two_rounds, tmp_path):
 def test_later_rounds_never_collect_on_the_evaluation_tracks(tmp_path, monkeypatch):
     import experiments.pipeline.iterate as iterate
 
-    config = tiny_config(tmp_path, rounds=3, collect_episodes=100)
-    evaluation = config.pipeline(1)
-    tracks = set(range(evaluation.eval_seed, evaluation.eval_seed + evaluation.eval_episodes))
+    config = tiny_config(tmp_path, rounds=3)
+    config = dataclasses.replace(config, collect=dataclasses.replace(config.collect, episodes=100))
+    evaluation = config.pipeline(1).evaluate
+    tracks = set(range(evaluation.seed, evaluation.seed + evaluation.episodes))
     for r in (1, 2):
         collect = iterate.agent_collect_config(config, r)
         assert tracks.isdisjoint(range(collect.seed, collect.seed + collect.episodes))
-    monkeypatch.setattr(iterate, "ROUND_SEED_STRIDE", evaluation.eval_seed - 50)  # round 1 would reach them
+    monkeypatch.setattr(iterate, "ROUND_SEED_STRIDE", evaluation.seed - 50)  # round 1 would reach them
     with pytest.raises(ValueError, match="include the evaluation tracks"):
         iterate.agent_collect_config(config, 1)
 
@@ -176,3 +191,23 @@ def test_compare_arms_reads_the_evaluation_file_it_is_given(two_rounds, tmp_path
                         report_dir=tmp_path).read_text()  # fmt: skip
     assert "| iterative | 0 | 12345.6 ± " in text and "| 12345.6 |" in text  # returns table and round table
     assert "episode seeds from 3000000" in text
+
+
+def test_the_command_line_names_the_sections_fields_by_their_flat_flags():
+    import experiments.pipeline.iterate as iterate
+
+    parser = argparse.ArgumentParser()
+    iterate.add_arguments(parser)
+    assert iterate.config_of(parser.parse_args(["E", "--out", "o"])) == IterateConfig("E", out="o")
+    command = (  # experiments/carracing/README.md's, for the iterative arm of carracing-beyond-frozen
+        "CarRacing-v3 --rounds 2 --out runs/iterate-s1 --seed 1 --collect-episodes 100 --collect-max-steps 200 "
+        "--collect-n-envs 1 --vae-epochs 3 --vae-batch-size 128 --agent-env-frames 81920 --train-eval-freq 16384 "
+        "--train-eval-episodes 2 --checkpoint-freq 25000 --eval-episodes 20 --no-progress"
+    )
+    config = iterate.config_of(parser.parse_args(command.split()))
+    assert (config.rounds, config.seed, config.progress) == (2, 1, False)
+    assert config.collect == RoundCollectSettings(episodes=100, max_steps=200, n_envs=1)
+    assert config.vae == VaeSettings(epochs=3, batch_size=128)
+    assert config.agent == AgentSettings(env_frames=81920, eval_freq=16384, eval_episodes=2, checkpoint_freq=25000)
+    assert config.pipeline(1).evaluate == RoundEvaluateSettings(episodes=20)
+    assert "(default: 100)" in parser.format_help().split("--collect-episodes COLLECT_EPISODES")[-1].split("--")[0]

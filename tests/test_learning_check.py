@@ -21,14 +21,10 @@ MARGIN = 100.0
 CHECK = dataclasses.replace(
     DEMO,
     out=os.environ.get("WORLDMODEL_LEARNING_CHECK_OUT", "runs/learning_check"),
-    collect_episodes=32,
-    collect_max_steps=300,
-    agent_env_frames=100_000,
-    train_eval_freq=25_000,
-    eval_episodes=5,
-    video=False,
-    random_baseline=True,
-    report_name=None,
+    collect=dataclasses.replace(DEMO.collect, episodes=32, max_steps=300),
+    agent=dataclasses.replace(DEMO.agent, env_frames=100_000, eval_freq=25_000),
+    evaluate=dataclasses.replace(DEMO.evaluate, episodes=5, video=False, random_baseline=True),
+    report=dataclasses.replace(DEMO.report, name=None),
 )
 """Demo-sized data and VAE; 100k env frames of PPO; 5 fixed tracks."""
 
@@ -39,5 +35,5 @@ def test_latent_ppo_beats_random_on_carracing():
     stage = next(s for s in plan(CHECK) if s.kind == "evaluate")
     result = json.loads((stage.run_dir(CHECK) / EVALUATION_FILE).read_text())
     agent, random = result["mean_return"], result["random"]["mean_return"]
-    assert result["episodes"] == len(result["random"]["returns"]) == CHECK.eval_episodes
-    assert agent > random + MARGIN, f"latent PPO {agent:.1f} vs random {random:.1f} after {CHECK.agent_env_frames:,}"
+    assert result["episodes"] == len(result["random"]["returns"]) == CHECK.evaluate.episodes
+    assert agent > random + MARGIN, f"latent PPO {agent:.1f} vs random {random:.1f} after {CHECK.agent.env_frames:,}"

@@ -20,6 +20,14 @@ from experiments.pipeline import carry
 from experiments.pipeline import stages as pipeline
 from experiments.pipeline.config import PipelineConfig, plan
 from experiments.pipeline.records import STAGES_FILE
+from experiments.pipeline.settings import (
+    AgentSettings,
+    CollectSettings,
+    EvaluateSettings,
+    ReportSettings,
+    RunSettings,
+    VaeSettings,
+)
 from experiments.pipeline.stages import (
     INTERRUPTED,
     StageError,
@@ -30,33 +38,32 @@ from experiments.pipeline.stages import (
 from worldmodel.common.errors import UserError
 from worldmodel.vae.checkpoint import file_sha256
 
+TINY = PipelineConfig(
+    "worldmodel/DotTarget-v0",
+    out="tiny",
+    collect=CollectSettings(episodes=4, policy="random", max_steps=25, n_envs=2),
+    vae=VaeSettings(epochs=1, batch_size=32, latent_dim=4, width_multiplier=0.25),
+    agent=AgentSettings(env_frames=512, n_envs=2, eval_freq=256, eval_episodes=1, checkpoint_freq=256),
+    runs=RunSettings(seeds=(0, 1), pixels=False),
+    evaluate=EvaluateSettings(episodes=2),
+    isolate=False,
+    progress=False,
+)
+
+
+def updated(config: PipelineConfig, **changes) -> PipelineConfig:
+    """``config`` with ``changes``: fields, or some fields of a section as a dict (``runs={"seeds": (0,)}``)."""
+    sections = {
+        name: dataclasses.replace(getattr(config, name), **c) for name, c in changes.items() if isinstance(c, dict)
+    }
+    return dataclasses.replace(config, **(changes | sections))
+
 
 def tiny_config(out, **changes) -> PipelineConfig:
-    config = PipelineConfig(
-        "worldmodel/DotTarget-v0",
-        out=str(out),
-        collect_episodes=4,
-        collect_policy="random",
-        collect_max_steps=25,
-        collect_n_envs=2,
-        vae_epochs=1,
-        vae_batch_size=32,
-        vae_latent_dim=4,
-        vae_width_multiplier=0.25,
-        agent_env_frames=512,
-        seeds=(0, 1),
-        agent_n_envs=2,
-        train_eval_freq=256,
-        train_eval_episodes=1,
-        checkpoint_freq=256,
-        pixels=False,
-        eval_episodes=2,
-        report_name="tiny",
-        report_dir=str(out / "reports"),
-        isolate=False,
-        progress=False,
+    """:data:`TINY` into ``out``, its report in ``out/reports/tiny``, with ``changes`` (see :func:`updated`)."""
+    return updated(
+        dataclasses.replace(TINY, out=str(out), report=ReportSettings("tiny", dir=str(out / "reports"))), **changes
     )
-    return dataclasses.replace(config, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +85,13 @@ def test_every_stage_runs_and_is_recorded(pipeline_run):
     assert latent["steps_per_s"] == pytest.approx(latent["agent_steps"] / latent["training_wall_s"], rel=0.05)
     assert stages["collect"]["dataset_episodes"] == 4
     evaluation = json.loads((config.data_dir.parent / "agents" / "ppo__seed1" / "evaluation.json").read_text())
-    assert evaluation["episodes"] == 2 and evaluation["seed"] == config.eval_seed
+    assert evaluation["episodes"] == 2 and evaluation["seed"] == config.evaluate.seed
     assert (config.data_dir.parent / "agents" / "ppo__seed0" / "eval.mp4").is_file()
     assert not (config.data_dir.parent / "agents" / "ppo__seed1" / "eval.mp4").exists()  # first seed only
     pipeline = json.loads((config.data_dir.parent / "pipeline.json").read_text())
     assert pipeline["commands"] == ["pytest tiny"] and pipeline["machines"]
+    assert pipeline["config"]["agent"]["env_frames"] == 512  # recorded by section
+    assert PipelineConfig.from_dict(pipeline["config"]) == config
 
 
 def test_second_run_skips_finished_stages(pipeline_run):
@@ -101,7 +110,7 @@ def test_pixel_baseline_gets_the_same_env_frames(tmp_path, pipeline_run):
     out = tmp_path / "copy"
     shutil.copytree(config.data_dir.parent, out)
     messages: list[str] = []
-    stages = run_pipeline(tiny_config(out, pixels=True), log=messages.append)
+    stages = run_pipeline(tiny_config(out, runs={"pixels": True}), log=messages.append)
     ran = {m.split(":")[0].removeprefix("[pipeline] ") for m in messages if "running" in m}
     assert ran == {"train-agent/pixels-ppo/seed0", "evaluate/pixels-ppo/seed0", "report"}
     latent, pixels = stages["train-agent/ppo/seed0"], stages["train-agent/pixels-ppo/seed0"]
@@ -115,7 +124,7 @@ def test_larger_budget_resumes_the_agent_and_reevaluates(tmp_path, pipeline_run)
     config, _ = pipeline_run
     out = tmp_path / "copy"
     shutil.copytree(config.data_dir.parent, out)
-    bigger = tiny_config(out, agent_env_frames=1024, seeds=(0,), pixels=False)
+    bigger = tiny_config(out, agent={"env_frames": 1024}, runs={"seeds": (0,)})
     messages: list[str] = []
     stages = run_pipeline(bigger, log=messages.append)
     ran = {m.split(":")[0].removeprefix("[pipeline] ") for m in messages if "running" in m}
@@ -129,7 +138,7 @@ def test_more_episodes_extend_the_dataset(tmp_path, pipeline_run):
     config, _ = pipeline_run
     out = tmp_path / "copy"
     shutil.copytree(config.data_dir.parent, out)
-    stages = run_pipeline(tiny_config(out, collect_episodes=5), only=("collect",), log=lambda msg: None)
+    stages = run_pipeline(tiny_config(out, collect={"episodes": 5}), only=("collect",), log=lambda msg: None)
     assert stages["collect"]["episodes"] == 1 and stages["collect"]["dataset_episodes"] == 5
 
 
@@ -166,7 +175,7 @@ def test_the_report_stage_shows_the_compared_pipelines_runs(tmp_path, pipeline_r
     for run_dir in (other / "agents").iterdir():
         run_dir.rename(run_dir.with_name(f"pixels-{run_dir.name}"))  # stand-ins for another pipeline's pixel runs
     report_stage = next(s for s in plan(config) if s.kind == "report")
-    compared = dataclasses.replace(config, compare_with=(str(other),), report_dir=str(tmp_path / "reports"))
+    compared = updated(config, report={"compare_with": (str(other),), "dir": str(tmp_path / "reports")})
     text = Path(pipeline.RUNNERS["report"](compared, report_stage)["report"]).read_text()
     assert "| **ppo on latents, 2 seed(s)** |" in text and "| **ppo on pixels, 2 seed(s)** |" in text
 
@@ -175,7 +184,10 @@ def test_an_existing_vae_replaces_collection_and_vae_training(tmp_path, pipeline
     config, _ = pipeline_run
     vae = tmp_path / "shipped.safetensors"
     shutil.copyfile(config.vae_dir / "best.safetensors", vae)
-    reuse = tiny_config(tmp_path / "reuse", vae=str(vae), seeds=(0,), video=False, random_baseline=False)
+    reuse = tiny_config(
+        tmp_path / "reuse", vae={"pretrained": str(vae)}, runs={"seeds": (0,)},
+        evaluate={"video": False, "random_baseline": False},
+    )  # fmt: skip
     stages = run_pipeline(reuse, log=lambda msg: None)
     assert list(stages) == ["train-agent/ppo/seed0", "evaluate/ppo/seed0", "report"]
     assert not (tmp_path / "reuse" / "data").exists() and not (tmp_path / "reuse" / "vae").exists()
@@ -187,7 +199,7 @@ def test_an_existing_vae_replaces_collection_and_vae_training(tmp_path, pipeline
 
 
 def test_a_missing_vae_is_refused_before_anything_is_made(tmp_path):
-    config = tiny_config(tmp_path / "out", vae=str(tmp_path / "nothing.safetensors"))
+    config = tiny_config(tmp_path / "out", vae={"pretrained": str(tmp_path / "nothing.safetensors")})
     with pytest.raises(UserError, match=r"no VAE checkpoint at .*nothing\.safetensors: give an existing"):
         run_pipeline(config, log=lambda msg: None)
     assert not (tmp_path / "out").exists()
@@ -197,7 +209,7 @@ def test_a_compared_pipeline_not_there_is_named_in_the_report_not_refused(tmp_pa
     config, _ = pipeline_run
     shutil.copytree(config.out, tmp_path / "copy")
     never = str(tmp_path / "never-ran")  # e.g. a preset's comparison on a machine that has not run it
-    config = dataclasses.replace(config, out=str(tmp_path / "copy"), compare_with=(never,), report_dir=str(tmp_path))
+    config = updated(config, out=str(tmp_path / "copy"), report={"compare_with": (never,), "dir": str(tmp_path)})
     logged: list[str] = []
     stages = run_pipeline(config, only=("report",), log=logged.append)
     assert any(msg.startswith(f"warning: compare_with names {never}, which holds no pipeline.json") for msg in logged)
@@ -208,10 +220,11 @@ def test_a_compared_pipeline_not_there_is_named_in_the_report_not_refused(tmp_pa
 
 def continuing(tmp_path, config: PipelineConfig, source, **changes) -> PipelineConfig:
     """A pipeline over ``config``'s VAE whose one agent run continues ``source``'s to twice the budget."""
-    return tiny_config(
-        tmp_path / "long", vae=str(config.vae_checkpoint), continue_from=str(source), agent_env_frames=1024,
-        seeds=(0,), video=False, random_baseline=False, **changes,
+    long = tiny_config(
+        tmp_path / "long", vae={"pretrained": str(config.vae_checkpoint)}, agent={"env_frames": 1024},
+        runs={"continue_from": str(source), "seeds": (0,)}, evaluate={"video": False, "random_baseline": False},
     )  # fmt: skip
+    return updated(long, **changes)
 
 
 def test_a_longer_pipeline_trains_the_shorter_ones_agents_on(tmp_path, pipeline_run):
@@ -235,13 +248,14 @@ def test_an_off_policy_run_continues_with_its_replay_buffer(tmp_path, pipeline_r
     config, _ = pipeline_run
     hyperparams = tmp_path / "sac.yml"
     hyperparams.write_text(yaml.safe_dump({"default": {"learning_starts": 64, "batch_size": 32, "buffer_size": 2000}}))
-    off_policy = {"env_id": "worldmodel/DotTargetContinuous-v0", "algos": ("sac",), "hyperparams": str(hyperparams)}
+    off_policy = {"env_id": "worldmodel/DotTargetContinuous-v0", "report": {"name": None}}
+    agent, runs = {"n_envs": 1, "hyperparams": str(hyperparams)}, {"algos": ("sac",), "seeds": (0,)}
     short = tiny_config(
-        tmp_path / "short", vae=str(config.vae_checkpoint), seeds=(0,), agent_n_envs=1, video=False,
-        random_baseline=False, report_name=None, **off_policy,
+        tmp_path / "short", vae={"pretrained": str(config.vae_checkpoint)}, agent=agent, runs=runs,
+        evaluate={"video": False, "random_baseline": False}, **off_policy,
     )  # fmt: skip
     run_pipeline(short, log=lambda msg: None)
-    long = continuing(tmp_path, short, tmp_path / "short", agent_n_envs=1, report_name=None, **off_policy)
+    long = updated(continuing(tmp_path, short, tmp_path / "short", agent=agent, **off_policy), runs={"algos": ("sac",)})
     run_pipeline(long, log=lambda msg: None)
     before = json.loads((tmp_path / "short" / "agents" / "sac__seed0" / "summary.json").read_text())
     after = json.loads((tmp_path / "long" / "agents" / "sac__seed0" / "summary.json").read_text())
@@ -250,7 +264,7 @@ def test_an_off_policy_run_continues_with_its_replay_buffer(tmp_path, pipeline_r
 
 def test_keep_best_scores_each_runs_best_training_policy_too(tmp_path, pipeline_run):
     config, _ = pipeline_run
-    long = continuing(tmp_path, config, config.data_dir.parent, keep_best=True)  # the 1M -> 4M case
+    long = continuing(tmp_path, config, config.data_dir.parent, runs={"keep_best": True})  # the 1M -> 4M case
     best_stage = plan(long)[-2]
     assert best_stage.name == "evaluate-best/ppo/seed0"
     assert stage_command(long, best_stage).endswith(" --policy best")
@@ -258,7 +272,7 @@ def test_keep_best_scores_each_runs_best_training_policy_too(tmp_path, pipeline_
     run = tmp_path / "long" / "agents" / "ppo__seed0"
     best = json.loads((run / "best" / "best.json").read_text())
     scored = json.loads((run / "evaluation-best.json").read_text())
-    assert scored["policy_step"] == best["step"] and scored["episodes"] == long.eval_episodes
+    assert scored["policy_step"] == best["step"] and scored["episodes"] == long.evaluate.episodes
     assert stages["evaluate-best/ppo/seed0"]["mean_return"] == scored["mean_return"]
     report = (tmp_path / "long" / "reports" / "tiny" / "README.md").read_text()
     assert "### Best training-evaluation policies" in report and f"| {scored['mean_return']:.1f} ± " in report
@@ -291,7 +305,7 @@ def test_continuing_refuses_runs_it_cannot_extend(tmp_path, pipeline_run):
 
 
 def test_stage_commands_are_cli_equivalents(tmp_path):
-    config = tiny_config(tmp_path, pixels=True)
+    config = tiny_config(tmp_path, runs={"pixels": True})
     commands = {s.name: stage_command(config, s) for s in plan(config)}
     assert commands["collect"].startswith("worldmodel collect worldmodel/DotTarget-v0 --out")
     assert "--timesteps 256" in commands["train-agent/pixels-ppo/seed0"]  # 512 frames / frame skip 2
@@ -310,7 +324,10 @@ def test_backend_reaches_collection_and_training_but_not_the_final_evaluation(tm
 def test_parallel_jobs_train_and_evaluate_every_seed(tmp_path, pipeline_run):
     config, _ = pipeline_run
     shutil.copytree(config.out, tmp_path / "run")
-    more = tiny_config(tmp_path / "run", agent_env_frames=768, eval_n_envs=2, jobs=2, isolate=True, report_name=None)
+    more = tiny_config(
+        tmp_path / "run", agent={"env_frames": 768}, evaluate={"n_envs": 2}, report={"name": None}, jobs=2,
+        isolate=True,
+    )  # fmt: skip
     stages = run_pipeline(more, log=lambda msg: None)
     for seed in (0, 1):
         trained, evaluated = stages[f"train-agent/ppo/seed{seed}"], stages[f"evaluate/ppo/seed{seed}"]
@@ -347,7 +364,7 @@ def test_an_evaluation_runs_beside_the_trainings_still_under_way(tmp_path, monke
             assert seed0_evaluating.wait(timeout=10), "seed 0's evaluation waited for seed 2's training"
 
     events = fake_stages(monkeypatch, run)
-    config = tiny_config(tmp_path / "run", seeds=(0, 1, 2), keep_best=True, jobs=2, isolate=True)
+    config = tiny_config(tmp_path / "run", runs={"seeds": (0, 1, 2), "keep_best": True}, jobs=2, isolate=True)
     stages = run_pipeline(config, log=lambda msg: None)
     assert list(stages) == [s.name for s in plan(config)] and len(events) == 2 * len(stages)
     for stage in plan(config):
@@ -365,7 +382,7 @@ def test_a_failed_stage_starts_nothing_new_and_lets_the_running_ones_finish(tmp_
             time.sleep(0.5)  # still running when seed 0 fails
 
     events = fake_stages(monkeypatch, run)
-    config = tiny_config(tmp_path / "run", seeds=(0, 1, 2), jobs=2, isolate=True)
+    config = tiny_config(tmp_path / "run", runs={"seeds": (0, 1, 2)}, jobs=2, isolate=True)
     with pytest.raises(StageError, match="stage train-agent/ppo/seed0 failed"):
         run_pipeline(config, log=lambda msg: None)
     assert events[-1] == "end train-agent/ppo/seed1"  # the raise waited for it
@@ -379,7 +396,7 @@ def test_a_failed_stage_starts_nothing_new_and_lets_the_running_ones_finish(tmp_
 
 
 def test_finetune_runs_are_their_own_mode(tmp_path):
-    config = tiny_config(tmp_path, finetune_seeds=(3,), aux_recon_weight=0.5)
+    config = tiny_config(tmp_path, runs={"finetune_seeds": (3,), "aux_recon_weight": 0.5})
     commands = {s.name: stage_command(config, s) for s in plan(config)}
     finetune = commands["train-agent/finetune-ppo/seed3"]
     assert "--encoder finetune" in finetune and "--aux-recon-weight 0.5" in finetune and "--seed 3" in finetune
@@ -414,10 +431,10 @@ def test_records_of_a_pipeline_running_alongside_survive(tmp_path, monkeypatch):
 
 def test_carry_names_a_folder_without_runs_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "out" / "agents" / "ppo__seed0").mkdir(parents=True)  # a run dir with no config.json yet
-    assert carry.main(["save", str(tmp_path / "out"), "--to", str(tmp_path / "carried")]) == 1
+    assert carry.main(["save", str(tmp_path / "out"), "--to", str(tmp_path / "carried")]) == 2
     assert "holds no agent runs to carry (agents/*__seed*/config.json)" in capsys.readouterr().err
     assert not (tmp_path / "carried").exists()
-    assert carry.main(["restore", str(tmp_path / "out" / "agents"), "--out", str(tmp_path / "next")]) == 1
+    assert carry.main(["restore", str(tmp_path / "out" / "agents"), "--out", str(tmp_path / "next")]) == 2
     assert "holds no carried agent runs: give a folder" in capsys.readouterr().err
     assert not (tmp_path / "next").exists()
 
@@ -425,8 +442,8 @@ def test_carry_names_a_folder_without_runs_and_writes_nothing(tmp_path, capsys):
 def test_a_finished_runs_replay_buffer_is_left_out_and_an_unfinished_runs_refused(tmp_path, pipeline_run, capsys):
     config, _ = pipeline_run
     first = tiny_config(
-        tmp_path / "first", vae=str(config.vae_checkpoint), seeds=(0,), video=False, random_baseline=False,
-        report_name=None,
+        tmp_path / "first", vae={"pretrained": str(config.vae_checkpoint)}, runs={"seeds": (0,)},
+        evaluate={"video": False, "random_baseline": False}, report={"name": None},
     )  # fmt: skip
     run_pipeline(first, only=("train-agent",), log=lambda msg: None)
     run = Path(first.out) / "agents" / "ppo__seed0"
@@ -456,8 +473,8 @@ def test_a_finished_runs_replay_buffer_is_left_out_and_an_unfinished_runs_refuse
 def test_carried_runs_resume_on_a_machine_that_never_held_them(tmp_path, pipeline_run, monkeypatch):
     config, _ = pipeline_run
     first = tiny_config(
-        tmp_path / "first", vae=str(config.vae_checkpoint), seeds=(0,), keep_best=True, video=False,
-        random_baseline=False, report_name=None,
+        tmp_path / "first", vae={"pretrained": str(config.vae_checkpoint)}, runs={"seeds": (0,), "keep_best": True},
+        evaluate={"video": False, "random_baseline": False}, report={"name": None},
     )  # fmt: skip
     run_pipeline(first, only=("train-agent",), log=lambda msg: None)
     carried = carry.save(first.out, tmp_path / "carry" / "first")
@@ -472,7 +489,7 @@ def test_carried_runs_resume_on_a_machine_that_never_held_them(tmp_path, pipelin
     assert carry.restore(carried, tmp_path / "next") == ["ppo__seed0"]
     restored = tmp_path / "next" / "agents" / "ppo__seed0"
     assert check_bundle(restored)["vae_sha256"] == file_sha256(config.vae_checkpoint)
-    longer = dataclasses.replace(first, out=str(tmp_path / "next"), agent_env_frames=1024)
+    longer = updated(first, out=str(tmp_path / "next"), agent={"env_frames": 1024})
     stages = run_pipeline(longer, only=("train-agent",), log=lambda msg: None)
     summary = json.loads((restored / "summary.json").read_text())
     assert summary["resumed_from_step"] == state["step"] and summary["agent_steps"] >= 1024

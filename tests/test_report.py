@@ -39,7 +39,7 @@ def pipeline_dir(tmp_path):
     out = tmp_path / "run"
     (out / "vae").mkdir(parents=True)
     pipeline = {
-        "config": {"env_id": "CarRacing-v3", "eval_episodes": 4, "eval_seed": 7},
+        "config": {"env_id": "CarRacing-v3", "out": "run", "eval_episodes": 4, "eval_seed": 7},  # flat, as recorded
         "commands": ["python -m experiments.carracing --out run"],
         "machines": ["Test CPU, 2 cores"],
         "stage_commands": [
@@ -156,7 +156,7 @@ def test_compared_pipelines_join_the_tables_on_the_same_tracks_only(pipeline_dir
     assert "the pixel baseline (310.0, at the same budget) with non-overlapping 95% CIs" in text
     assert "Other CPU, 2 cores" in text and "python -m experiments.carracing --out pixels" in text
     other_tracks = _pipeline_like(pipeline_dir, tmp_path / "other", eval_seed=8)
-    with pytest.raises(ValueError, match="other tracks \\(eval_seed 8 against 7\\)"):
+    with pytest.raises(ValueError, match=r"other tracks \(evaluate\.seed 8 against 7\)"):
         write_report(pipeline_dir, name="car", report_dir=tmp_path / "r", compare=[other_tracks])
     same_mode = _pipeline_like(pipeline_dir, tmp_path / "same")
     _agent(same_mode, "ppo", 3, 100.0)

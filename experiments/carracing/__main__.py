@@ -7,11 +7,11 @@ skipped, interrupted ones continue from their checkpoints.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 
 from experiments.carracing.config import PRESETS
+from experiments.pipeline.config import PipelineConfig
 from experiments.pipeline.stages import RUNNERS, run_pipeline
 from worldmodel.common.errors import UserError
 
@@ -32,17 +32,16 @@ def main(argv: list[str] | None = None) -> int:
         "(continue_from): the same training with constant schedules, for a machine that lacks those runs",
     )
     args = parser.parse_args(argv)
-    overrides = {
+    flags = {
         "out": args.out,
         "report_name": args.report_name,
         "jobs": args.jobs,
         "agent_env_frames": args.agent_env_frames,
     }
-    config = dataclasses.replace(
-        PRESETS[args.preset], device=args.device, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    changes = {name: value for name, value in flags.items() if value is not None} | {"device": args.device}
     if args.from_scratch:
-        config = dataclasses.replace(config, continue_from=None)
+        changes["continue_from"] = None
+    config = PipelineConfig.from_dict(PRESETS[args.preset].to_dict() | changes)  # flags by their flat names
     command = shlex.join(["python", "-m", "experiments.carracing", *(sys.argv[1:] if argv is None else argv)])
     try:
         run_pipeline(config, only=tuple(args.stage), command=command)

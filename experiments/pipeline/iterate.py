@@ -3,7 +3,7 @@
 Round 0 is the plain pipeline: collect with a random/Brownian policy, train the VAE, train
 the agent, evaluate it. Each later round ``r``
 
-1. collects ``collect_episodes`` new episodes with round ``r-1``'s agent bundle
+1. collects ``collect.episodes`` new episodes with round ``r-1``'s agent bundle
    (``worldmodel collect --policy RUN_DIR --policy-noise SIGMA``), so the data covers
    the states a trained agent reaches;
 2. refits the VAE: ``worldmodel train-vae`` on every earlier round's data plus the new
@@ -54,6 +54,15 @@ from typing import Any, Literal
 from experiments.pipeline.config import PipelineConfig, Stage
 from experiments.pipeline.machine import describe_machine, peak_rss_mib
 from experiments.pipeline.records import read_stages
+from experiments.pipeline.settings import (
+    AgentSettings,
+    CollectSettings,
+    EvaluateSettings,
+    RunSettings,
+    VaeSettings,
+    add_flat_arguments,
+    settings_from_args,
+)
 from experiments.pipeline.stages import (
     check_inputs,
     command_line,
@@ -72,12 +81,32 @@ ITERATE_FILE = "iterate.json"
 STAGES_FILE = "stages.json"
 ROUND_SEED_STRIDE = 10_000_000
 """Round r > 0 collects episodes with seeds from r * ROUND_SEED_STRIDE: new tracks every round, and never
-the evaluation tracks (the pipeline's ``eval_seed`` onwards), which no VAE may train on."""
+the evaluation tracks (``evaluate.seed`` onwards), which no VAE may train on."""
+
+
+@dataclass(frozen=True)
+class RoundCollectSettings(CollectSettings):
+    """Round 0's collection; each later round collects as many episodes with the previous round's agent."""
+
+    episodes: int = 100
+    """Episodes collected per round."""
+    policy: str = "brownian"
+    """Round 0's collection policy: random or brownian."""
+
+
+@dataclass(frozen=True)
+class RoundEvaluateSettings(EvaluateSettings):
+    """The final evaluation of each round's agent: the same tracks every round, no video, no random baseline."""
+
+    episodes: int = 20
+    """Final evaluation episodes of each round's agent (the same tracks every round)."""
+    video: bool = False
+    random_baseline: bool = False
 
 
 @dataclass(frozen=True)
 class IterateConfig:
-    """Budgets of an iterative run (each round uses the same budgets)."""
+    """Budgets of an iterative run (each round uses the same budgets and the pipeline's stage settings)."""
 
     env_id: str
     """Gymnasium id, e.g. CarRacing-v3."""
@@ -87,46 +116,24 @@ class IterateConfig:
     """Rounds of collect -> train VAE -> train agent."""
     backend: Literal["gymnasium", "envpool"] = "gymnasium"
     """Env backend of collection and agent training: gymnasium or envpool; evaluations run on Gymnasium's env."""
-    collect_episodes: int = 100
-    """Episodes collected per round."""
-    collect_policy: str = "brownian"
-    """Round 0's collection policy: random or brownian."""
-    policy_noise: float = 0.1
-    """Rounds > 0: std of Gaussian noise on the agent's Box actions while collecting."""
-    epsilon: float = 0.0
-    """Rounds > 0: probability of a uniform-random action while collecting (use it for discrete actions)."""
-    collect_max_steps: int | None = None
-    """Cap on agent steps per collected episode (default: the env's own limit)."""
-    collect_n_envs: int | None = None
-    """Collection worker processes (default: one per CPU core)."""
-    new_data_share: float = 0.5
-    """Rounds > 0: share of the new round's data in each VAE refit epoch (earlier rounds split the rest)."""
-    vae_epochs: int = 10
-    """VAE epochs per round (the refit too)."""
-    vae_steps: int | None = None
-    """VAE optimiser steps per round; replaces vae_epochs when set."""
-    vae_batch_size: int | None = None
-    """VAE batch size (default: train-vae's, 64 for fp32 on a CPU, 128 on a GPU)."""
-    vae_latent_dim: int = 32
-    """Latent size z."""
-    vae_width_multiplier: float = 1.0
-    """Scales the VAE's channels (1.0 = World Models)."""
     algo: str = "ppo"
     """SB3 algorithm of the agent."""
     seed: int = 0
     """Agent training seed."""
-    agent_env_frames: int = 300_000
-    """Agent training budget per round, in env frames."""
-    agent_n_envs: int | None = None
-    """Training envs per agent run (default: the preset's)."""
-    train_eval_freq: int = 10_000
-    """Evaluate during training every this many agent steps."""
-    train_eval_episodes: int = 5
-    """Episodes per evaluation during training."""
-    checkpoint_freq: int = 25_000
-    """Agent resume checkpoint every this many agent steps."""
-    eval_episodes: int = 20
-    """Final evaluation episodes of each round's agent (the same tracks every round)."""
+    policy_noise: float = 0.1
+    """Rounds > 0: std of Gaussian noise on the agent's Box actions while collecting."""
+    epsilon: float = 0.0
+    """Rounds > 0: probability of a uniform-random action while collecting (use it for discrete actions)."""
+    new_data_share: float = 0.5
+    """Rounds > 0: share of the new round's data in each VAE refit epoch (earlier rounds split the rest)."""
+    collect: CollectSettings = dataclasses.field(default_factory=RoundCollectSettings)
+    """Round 0's collection, and the episodes and caps of every round's."""
+    vae: VaeSettings = dataclasses.field(default_factory=VaeSettings)
+    """Every round's VAE training (the refit too); never an existing VAE."""
+    agent: AgentSettings = dataclasses.field(default_factory=AgentSettings)
+    """Every round's agent training."""
+    evaluate: EvaluateSettings = dataclasses.field(default_factory=RoundEvaluateSettings)
+    """Every round's final evaluation."""
     device: str = "auto"
     """Device for the VAE and the agents: auto, cpu, cuda."""
     isolate: bool = True
@@ -139,6 +146,8 @@ class IterateConfig:
             raise ValueError(
                 f"need rounds >= 1 and 0 < new_data_share < 1, got {self.rounds} and {self.new_data_share}"
             )
+        if self.vae.pretrained is not None:
+            raise ValueError(f"iterate trains every round's VAE; leave vae.pretrained unset, got {self.vae.pretrained}")
 
     def round_dir(self, r: int) -> Path:
         return Path(self.out) / f"round{r}"
@@ -149,26 +158,11 @@ class IterateConfig:
             self.env_id,
             out=str(self.round_dir(r)),
             backend=self.backend,
-            collect_episodes=self.collect_episodes,
-            collect_policy=self.collect_policy,
-            collect_max_steps=self.collect_max_steps,
-            collect_n_envs=self.collect_n_envs,
-            vae_epochs=self.vae_epochs,
-            vae_steps=self.vae_steps,
-            vae_batch_size=self.vae_batch_size,
-            vae_latent_dim=self.vae_latent_dim,
-            vae_width_multiplier=self.vae_width_multiplier,
-            algos=(self.algo,),
-            agent_env_frames=self.agent_env_frames,
-            seeds=(self.seed,),
-            agent_n_envs=self.agent_n_envs,
-            train_eval_freq=self.train_eval_freq,
-            train_eval_episodes=self.train_eval_episodes,
-            checkpoint_freq=self.checkpoint_freq,
-            pixels=False,
-            eval_episodes=self.eval_episodes,
-            video=False,
-            random_baseline=False,
+            collect=self.collect,
+            vae=self.vae,
+            agent=self.agent,
+            runs=RunSettings(algos=(self.algo,), seeds=(self.seed,), pixels=False),
+            evaluate=self.evaluate,
             device=self.device,
             isolate=self.isolate,
             progress=self.progress,
@@ -201,22 +195,23 @@ def agent_collect_config(config: IterateConfig, r: int) -> Any:
     """Round ``r``'s collection: round ``r-1``'s agent with exploration noise, new seeds."""
     from envs.collect import CollectConfig
 
-    extra = {"n_envs": config.collect_n_envs} if config.collect_n_envs else {}
-    seed, pipeline = r * ROUND_SEED_STRIDE, config.pipeline(r)
-    if seed < pipeline.eval_seed + pipeline.eval_episodes and pipeline.eval_seed < seed + config.collect_episodes:
+    collect, tracks = config.collect, config.evaluate
+    extra = {"n_envs": collect.n_envs} if collect.n_envs else {}
+    seed = r * ROUND_SEED_STRIDE
+    if seed < tracks.seed + tracks.episodes and tracks.seed < seed + collect.episodes:
         raise ValueError(
-            f"round {r} would collect on seeds {seed}..{seed + config.collect_episodes - 1}, which include the "
-            f"evaluation tracks (seeds from {pipeline.eval_seed}): the refit VAE would train on them; "
+            f"round {r} would collect on seeds {seed}..{seed + collect.episodes - 1}, which include the "
+            f"evaluation tracks (seeds from {tracks.seed}): the refit VAE would train on them; "
             "collect fewer episodes per round"
         )
     return CollectConfig(
         config.env_id,
-        out=pipeline.data_dir,
-        episodes=config.collect_episodes,
+        out=config.pipeline(r).data_dir,
+        episodes=collect.episodes,
         policy=str(config.agent_dir(r - 1)),
         policy_noise=config.policy_noise,
         epsilon=config.epsilon,
-        max_steps=config.collect_max_steps,
+        max_steps=collect.max_steps,
         seed=seed,
         progress=config.progress,
         backend=config.backend,
@@ -364,14 +359,33 @@ def run_iterate(config: IterateConfig, *, command: str | None = None, log: Any =
 # Command line
 
 
+SECTION_FLAGS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "collect": (RoundCollectSettings, ("collect_episodes", "collect_policy", "collect_max_steps", "collect_n_envs")),
+    "vae": (VaeSettings, ("vae_epochs", "vae_steps", "vae_batch_size", "vae_latent_dim", "vae_width_multiplier")),
+    "agent": (AgentSettings, ("agent_env_frames", "agent_n_envs", "train_eval_freq", "train_eval_episodes",
+                              "checkpoint_freq")),
+    "evaluate": (RoundEvaluateSettings, ("eval_episodes",)),
+}  # fmt: skip
+"""The section fields ``worldmodel iterate`` takes on the command line, by their flat names (``--vae-epochs``),
+with the settings class whose defaults and help they show."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``worldmodel iterate``."""
-    add_config_arguments(parser, IterateConfig, positional=("env_id",))
+    add_config_arguments(parser, IterateConfig, positional=("env_id",), skip=SECTION_FLAGS)
+    for section, (settings, flags) in SECTION_FLAGS.items():
+        add_flat_arguments(parser, section, settings, flags)
+
+
+def config_of(args: argparse.Namespace) -> IterateConfig:
+    """The config the arguments of :func:`add_arguments` give."""
+    sections = {name: settings_from_args(name, cls, flags, args) for name, (cls, flags) in SECTION_FLAGS.items()}
+    return config_from_args(IterateConfig, args, **sections)
 
 
 def run(args: argparse.Namespace) -> int:
     """``worldmodel iterate ENV_ID --rounds R --out DIR [...]``."""
-    config = config_from_args(IterateConfig, args)
+    config = config_of(args)
     run_iterate(config, command=shlex.join(["worldmodel", *sys.argv[1:]]))
     print(Path(config.out) / STAGES_FILE)
     return 0

@@ -25,12 +25,14 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agents.bundle import EVALUATIONS_FILE, read_best
+from experiments.pipeline.config import PipelineConfig
 from experiments.pipeline.markdown import (
     cell,
     confidence_interval,
@@ -131,8 +133,8 @@ def find_runs(out: Path) -> list[AgentRun]:
     return [run for d in sorted((out / "agents").glob("*__seed*")) if (run := read_run(d)) is not None]
 
 
-SAME_TRACKS = {"env_id": None, "eval_episodes": None, "eval_seed": None, "eval_n_envs": 1}
-"""Pipeline settings that decide which tracks the final evaluation scores, with their value where unrecorded."""
+SAME_TRACKS = ("env_id", "evaluate.episodes", "evaluate.seed", "evaluate.n_envs")
+"""Pipeline settings that decide which tracks the final evaluation scores."""
 
 
 def read_pipeline(out: Path) -> dict[str, Any]:
@@ -144,7 +146,7 @@ def read_pipeline(out: Path) -> dict[str, Any]:
 
 
 def compared_runs(
-    config: dict[str, Any], runs: list[AgentRun], others: list[Path]
+    config: PipelineConfig, runs: list[AgentRun], others: list[Path]
 ) -> tuple[list[AgentRun], dict[Path, dict[str, Any]]]:
     """The agent runs and ``pipeline.json`` records of the pipeline outputs ``others``, to report beside ``runs``
     (made with ``config``): refused unless scored on the same tracks, and where a mode is in more than one output
@@ -153,10 +155,8 @@ def compared_runs(
     modes = {run.mode: "this pipeline" for run in runs}
     for other in others:
         pipeline = pipelines[other] = read_pipeline(other)
-        theirs, ours = (
-            {key: c.get(key, unset) for key, unset in SAME_TRACKS.items()} for c in (pipeline["config"], config)
-        )
-        differ = [f"{key} {theirs[key]!r} against {ours[key]!r}" for key in SAME_TRACKS if theirs[key] != ours[key]]
+        theirs, ours = (attrgetter(*SAME_TRACKS)(c) for c in (PipelineConfig.from_dict(pipeline["config"]), config))
+        differ = [f"{key} {a!r} against {b!r}" for key, a, b in zip(SAME_TRACKS, theirs, ours, strict=True) if a != b]
         if differ:
             raise ValueError(
                 f"{other} scored its agents on other tracks ({', '.join(differ)}): compare only pipelines evaluated "
@@ -503,7 +503,7 @@ def write_report(
     """
     out, report_dir = Path(out), Path(report_dir)
     pipeline = read_pipeline(out)
-    config = pipeline["config"]
+    config = PipelineConfig.from_dict(pipeline["config"])  # recorded flat before the sections, or nested
     runs, stages = find_runs(out), read_stages(out)
     others = [Path(other) for other in compare]
     extra_runs, compared = compared_runs(config, runs, others)
@@ -521,20 +521,20 @@ def write_report(
         best_table,
     ]
     parts = [
-        report_title(config["env_id"], runs, name),
+        report_title(config.env_id, runs, name),
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
         f"`python -m experiments.pipeline.report {relative(out)} --name {name}` "
         f"from the pipeline output `{relative(out)}`.",
         "## Machine",
         machine_list(machines),
         "## Returns",
-        f"Final evaluation: every run on the same {config['eval_episodes']} tracks (episode seeds from "
-        f"{config['eval_seed']}), deterministic actions. Published figures are for comparison only: other "
+        f"Final evaluation: every run on the same {config.evaluate.episodes} tracks (episode seeds from "
+        f"{config.evaluate.seed}), deterministic actions. Published figures are for comparison only: other "
         "budgets, other code.",
         table,
         *(best_section if best_table else []),
         "## Milestones",
-        milestone_statement(config["env_id"], modes),
+        milestone_statement(config.env_id, modes),
         "## Throughput",
         "Training env frames per second: a run's env frames over its training wall-clock, in all its sessions.",
         throughput_statement(runs, stages, machines),
@@ -567,8 +567,8 @@ def write_report(
                 shutil.copyfile(out / "vae" / png, assets / png)
             if (assets / png).is_file():  # copied now, or before when the report is written from its records
                 parts.append(f"{title}:\n\n![{title}]({png})")
-    elif config.get("vae"):
-        reused = f"Every latent agent read the existing checkpoint `{config['vae']}`: this run trained no VAE."
+    elif config.vae.pretrained:
+        reused = f"Every latent agent read the existing checkpoint `{config.vae.pretrained}`: this run trained no VAE."
         parts += ["## VAE", reused]
     videos = [run.run_dir / VIDEO_FILE for run in runs if (run.run_dir / VIDEO_FILE).is_file()]
     if videos:

@@ -7,12 +7,12 @@ the stages it implies into one output directory::
     OUT/pipeline.json        the config and every command that ran it
     OUT/stages.json          per stage: status, wall-clock, env frames, agent steps, steps/s, peak memory
     OUT/data/                the collected dataset (``worldmodel collect``)
-    OUT/vae/                 the VAE run (``worldmodel train-vae``); neither exists when ``vae`` names
+    OUT/vae/                 the VAE run (``worldmodel train-vae``); neither exists when ``vae.pretrained`` names
                              an existing checkpoint, which every latent agent then reads
     OUT/agents/<mode>__seed<k>/   one ``worldmodel train-agent`` run per algorithm and seed
                                  (``<mode>`` is the algorithm, or ``pixels-<algo>`` for the baseline),
                                  with its ``evaluation.json`` from ``worldmodel evaluate`` (and, with
-                                 ``keep_best``, ``evaluation-best.json`` of its best training evaluation's policy)
+                                 ``runs.keep_best``, ``evaluation-best.json`` of its best training evaluation's policy)
 
 A stage whose outputs are complete is skipped (the dataset holds every episode; the VAE
 run has ``summary.json``; an agent run's ``summary.json`` reports its full budget; the
@@ -23,7 +23,7 @@ different frame skips get the same amount of experience; agent steps follow from
 mode's frame skip. Each stage runs in a fresh process by default, so its peak memory
 (``ru_maxrss`` of the process and its workers) is its own.
 
->>> config = PipelineConfig("worldmodel/DotTarget-v0", out="/tmp/p", agent_env_frames=2000, seeds=(0, 1))
+>>> config = PipelineConfig("worldmodel/DotTarget-v0", out="/tmp/p")
 >>> [stage.name for stage in plan(config)][:4]
 ['collect', 'train-vae', 'train-agent/ppo/seed0', 'train-agent/ppo/seed1']
 """
@@ -68,13 +68,13 @@ from worldmodel.common.errors import UserError
 def collect_config(config: PipelineConfig) -> Any:
     from envs.collect import CollectConfig
 
-    extra = {"n_envs": config.collect_n_envs} if config.collect_n_envs else {}
+    extra = {"n_envs": config.collect.n_envs} if config.collect.n_envs else {}
     return CollectConfig(
         config.env_id,
         out=config.data_dir,
-        episodes=config.collect_episodes,
-        policy=config.collect_policy,
-        max_steps=config.collect_max_steps,
+        episodes=config.collect.episodes,
+        policy=config.collect.policy,
+        max_steps=config.collect.max_steps,
         progress=config.progress,
         backend=config.backend,
         **extra,
@@ -87,11 +87,11 @@ def vae_config(config: PipelineConfig, *, resume: bool = False) -> Any:
     return TrainVAEConfig(
         str(config.data_dir),
         out=str(config.vae_dir),
-        epochs=config.vae_epochs,
-        steps=config.vae_steps,
-        batch_size=config.vae_batch_size,
-        latent_dim=config.vae_latent_dim,
-        width_multiplier=config.vae_width_multiplier,
+        epochs=config.vae.epochs,
+        steps=config.vae.steps,
+        batch_size=config.vae.batch_size,
+        latent_dim=config.vae.latent_dim,
+        width_multiplier=config.vae.width_multiplier,
         device=config.device,  # type: ignore[arg-type]
         progress=config.progress,
         resume=resume,
@@ -107,36 +107,36 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
         vae=None if stage.pixels else str(config.vae_checkpoint),
         algo=stage.algo or "ppo",
         out=str(stage.run_dir(config)),
-        n_envs=config.agent_n_envs,
-        subproc=config.agent_subproc,
+        n_envs=config.agent.n_envs,
+        subproc=config.agent.subproc,
         seed=stage.seed or 0,
-        hyperparams=config.hyperparams,
-        latent_history=config.latent_history,
-        standardize_latents=config.standardize_latents,
+        hyperparams=config.agent.hyperparams,
+        latent_history=config.agent.latent_history,
+        standardize_latents=config.agent.standardize_latents,
         pixels=stage.pixels,
         encoder="finetune" if stage.finetune else "frozen",
-        aux_recon_weight=config.aux_recon_weight if stage.finetune else 0.0,
+        aux_recon_weight=config.runs.aux_recon_weight if stage.finetune else 0.0,
         device=config.device,
-        eval_freq=config.train_eval_freq,
-        eval_episodes=config.train_eval_episodes,
-        checkpoint_freq=config.checkpoint_freq,
-        keep_best=config.keep_best,
+        eval_freq=config.agent.eval_freq,
+        eval_episodes=config.agent.eval_episodes,
+        checkpoint_freq=config.agent.checkpoint_freq,
+        keep_best=config.runs.keep_best,
         resume=resume,
         progress_bar=config.progress,
         backend=config.backend,
     )
     frame_skip = resolve(base)[2].env_config().frame_skip
-    return dataclasses.replace(base, timesteps=max(1, config.agent_env_frames // frame_skip))
+    return dataclasses.replace(base, timesteps=max(1, config.agent.env_frames // frame_skip))
 
 
 def continued_source(config: PipelineConfig, stage: Stage) -> Path:
-    """The run directory of ``config.continue_from`` that ``stage`` continues."""
-    assert config.continue_from is not None
-    return Path(config.continue_from) / "agents" / stage.run_dir(config).name
+    """The run directory of ``config.runs.continue_from`` that ``stage`` continues."""
+    assert config.runs.continue_from is not None
+    return Path(config.runs.continue_from) / "agents" / stage.run_dir(config).name
 
 
 def continued_run(config: PipelineConfig, stage: Stage) -> Path:
-    """The finished run of ``config.continue_from`` that ``stage`` continues, checked: a longer run of the same
+    """The finished run of ``config.runs.continue_from`` that ``stage`` continues, checked: a longer run of the same
     recipe must be able to start from it."""
     source = continued_source(config, stage)
     summary, stored = read_json(source / "summary.json"), read_json(source / "config.json")
@@ -184,7 +184,7 @@ def check_inputs(config: PipelineConfig) -> None:
         env.close()
         return env.action_space
 
-    if config.vae is None:
+    if config.vae.pretrained is None:
         collect = collect_config(config)
         policy_factory(collect.policy)(action_space(collect.env_config))
     agents = {(s.algo, s.pixels): s for s in plan(config) if s.kind == "train-agent"}
@@ -196,17 +196,17 @@ def check_inputs(config: PipelineConfig) -> None:
 def evaluate_config(config: PipelineConfig, stage: Stage) -> Any:
     from agents.evaluate import EvaluateConfig
 
-    run_dir = stage.run_dir(config)
+    run_dir, settings = stage.run_dir(config), config.evaluate
     final = stage.policy == "final"
     return EvaluateConfig(
         str(run_dir),
-        episodes=config.eval_episodes,
-        seed=config.eval_seed,
-        video=str(run_dir / VIDEO_FILE) if config.video and stage.first and final else None,
-        random_baseline=config.random_baseline and stage == _first_eval(config),
+        episodes=settings.episodes,
+        seed=settings.seed,
+        video=str(run_dir / VIDEO_FILE) if settings.video and stage.first and final else None,
+        random_baseline=settings.random_baseline and stage == _first_eval(config),
         out=str(run_dir / evaluation_file(stage.policy)),
         device=config.device,
-        n_envs=config.eval_n_envs,
+        n_envs=settings.n_envs,
         policy=stage.policy,
     )
 
@@ -259,7 +259,7 @@ def stage_command(config: PipelineConfig, stage: Stage) -> str:
         return command_line("worldmodel collect", collect_config(config), ("env_id",))
     if stage.kind == "train-vae":
         return command_line("worldmodel train-vae", vae_config(config), ("data_dir",))
-    if stage.kind == "train-agent" and config.continue_from:
+    if stage.kind == "train-agent" and config.runs.continue_from:
         source = continued_source(config, stage)
         train = command_line("worldmodel train-agent", agent_config(config, stage, resume=True), ("env_id",))
         return f"cp -r {shlex.quote(str(source))} {shlex.quote(str(stage.run_dir(config)))} && {train}"
@@ -267,7 +267,7 @@ def stage_command(config: PipelineConfig, stage: Stage) -> str:
         return command_line("worldmodel train-agent", agent_config(config, stage), ("env_id",))
     if stage.kind == "evaluate":
         return command_line("worldmodel evaluate", evaluate_config(config, stage), ("run_dir",))
-    return f"python -m experiments.pipeline.report {shlex.quote(config.out)} --name {config.report_name}"
+    return f"python -m experiments.pipeline.report {shlex.quote(config.out)} --name {config.report.name}"
 
 
 # Completion markers and running
@@ -279,7 +279,7 @@ def is_done(config: PipelineConfig, stage: Stage) -> bool:
         from worldmodel.data import DatasetError, FrameDataset
 
         try:
-            return FrameDataset.open(config.data_dir, verify="none").num_episodes >= config.collect_episodes
+            return FrameDataset.open(config.data_dir, verify="none").num_episodes >= config.collect.episodes
         except DatasetError:
             return False
     if stage.kind == "train-vae":
@@ -332,7 +332,7 @@ def _run_agent(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     from agents.train import train_agent
 
     run_dir = stage.run_dir(config)
-    if config.continue_from and not (run_dir / "config.json").is_file():
+    if config.runs.continue_from and not (run_dir / "config.json").is_file():
         copy_continued_run(config, stage)
     run_dir = train_agent(agent_config(config, stage, resume=(run_dir / "config.json").is_file()))
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -360,17 +360,17 @@ def _run_evaluate(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
 
 
 def compared_missing(config: PipelineConfig) -> list[str]:
-    """The outputs in ``config.compare_with`` that hold no pipeline record (not run yet, or on another machine)."""
-    return [other for other in config.compare_with if not (Path(other) / PIPELINE_FILE).is_file()]
+    """The outputs in ``config.report.compare_with`` that hold no pipeline record (not run yet, or elsewhere)."""
+    return [other for other in config.report.compare_with if not (Path(other) / PIPELINE_FILE).is_file()]
 
 
 def _run_report(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     from experiments.pipeline.report import write_report
 
     missing = compared_missing(config)
-    compare = [other for other in config.compare_with if other not in missing]
-    name = config.report_name or "report"
-    path = write_report(config.out, name=name, report_dir=config.report_dir, compare=compare, not_found=missing)
+    compare = [other for other in config.report.compare_with if other not in missing]
+    name, report_dir = config.report.name or "report", config.report.dir
+    path = write_report(config.out, name=name, report_dir=report_dir, compare=compare, not_found=missing)
     return {"report": str(path), "not_compared": missing}
 
 
@@ -486,10 +486,10 @@ def run_pipeline(
     ``only`` restricts the run to stages whose kind or name is listed (e.g. ``("collect",
     "train-vae")``); ``command`` is recorded in ``pipeline.json`` for the report.
     """
-    if config.vae and not config.vae_checkpoint.is_file():
+    if config.vae.pretrained and not config.vae_checkpoint.is_file():
         raise UserError(
-            f"no VAE checkpoint at {config.vae}: give an existing .safetensors file (e.g. a train-vae run's "
-            "best.safetensors), or leave vae unset to collect data and train one"
+            f"no VAE checkpoint at {config.vae.pretrained}: give an existing .safetensors file (e.g. a train-vae "
+            "run's best.safetensors), or leave vae.pretrained unset to collect data and train one"
         )
     missing = compared_missing(config)
     if missing:
@@ -497,9 +497,9 @@ def run_pipeline(
             f"warning: compare_with names {', '.join(missing)}, which holds no {PIPELINE_FILE}: the report will not "
             "show its runs unless that pipeline (or a report's records folder) is there when the report stage runs"
         )
-    if config.continue_from and not (Path(config.continue_from) / "agents").is_dir():
+    if config.runs.continue_from and not (Path(config.runs.continue_from) / "agents").is_dir():
         raise UserError(
-            f"continue_from={config.continue_from} has no agents/ directory: give the out directory of the "
+            f"continue_from={config.runs.continue_from} has no agents/ directory: give the out directory of the "
             "pipeline whose agent runs this one trains on"
         )
     out = Path(config.out)
@@ -554,7 +554,8 @@ def run_pipeline(
 def needs(stage: Stage, stages: list[Stage]) -> set[str]:
     """The names of the stages among ``stages`` that make ``stage``'s inputs: it starts once they are done.
 
-    >>> stages = plan(PipelineConfig("worldmodel/DotTarget-v0", out="/tmp/p", seeds=(0, 1), report_name="r"))
+    >>> from experiments.pipeline.settings import ReportSettings
+    >>> stages = plan(PipelineConfig("worldmodel/DotTarget-v0", out="/tmp/p", report=ReportSettings("r")))
     >>> by_name = {s.name: s for s in stages}
     >>> needs(by_name["train-agent/ppo/seed1"], stages), needs(by_name["evaluate/ppo/seed1"], stages)
     ({'train-vae'}, {'train-agent/ppo/seed1'})
@@ -574,7 +575,7 @@ def needs(stage: Stage, stages: list[Stage]) -> set[str]:
 def _child_main(argv: list[str]) -> int:
     """``python -m experiments.pipeline.stages --run-stage NAME CONFIG_JSON RESULT_JSON`` (used by isolated stages)."""
     name, config_path, result_path = argv
-    config = dataclasses.replace(PipelineConfig(**json.loads(Path(config_path).read_text())), isolate=False, jobs=1)
+    config = PipelineConfig.from_dict(json.loads(Path(config_path).read_text()) | {"isolate": False, "jobs": 1})
     stage = next(s for s in plan(config) if s.name == name)
     try:
         write_json_atomic(result_path, RUNNERS[stage.kind](config, stage))
