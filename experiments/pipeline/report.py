@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -486,6 +485,16 @@ REPORT_FILE = "README.md"
 """``REPORT_DIR/<name>/README.md``: the report itself, beside its PNGs and its records."""
 
 
+def finished_clause(stages: dict[str, Any]) -> str:
+    """When the last recorded stage finished, for the report's first line (nothing when none is recorded).
+
+    >>> finished_clause({"a": {"finished": "2026-12-01T16:36:46"}, "b": {"finished": "2026-12-01T18:00:02"}})
+    ', whose last stage finished 2026-12-01 18:00'
+    """
+    times = [record["finished"] for record in stages.values() if record.get("finished")]
+    return f", whose last stage finished {max(times)[:16].replace('T', ' ')}" if times else ""
+
+
 def write_report(
     out: str | Path,
     *,
@@ -522,9 +531,8 @@ def write_report(
     ]
     parts = [
         report_title(config.env_id, runs, name),
-        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
-        f"`python -m experiments.pipeline.report {relative(out)} --name {name}` "
-        f"from the pipeline output `{relative(out)}`.",
+        f"Written by `python -m experiments.pipeline.report {relative(out)} --name {name}` from the pipeline "
+        f"output `{relative(out)}`{finished_clause(stages)}.",
         "## Machine",
         machine_list(machines),
         "## Returns",
