@@ -114,8 +114,9 @@ def test_pixel_baseline_gets_the_same_env_frames(tmp_path, pipeline_run):
     ran = {m.split(":")[0].removeprefix("[pipeline] ") for m in messages if "running" in m}
     assert ran == {"train-agent/pixels-ppo/seed0", "evaluate/pixels-ppo/seed0", "report"}
     latent, pixels = stages["train-agent/ppo/seed0"], stages["train-agent/pixels-ppo/seed0"]
-    # The same env-frame budget: pixel agents (frame skip 2) take half the agent steps for it.
-    assert pixels["env_frames"] >= 512 and latent["env_frames"] >= 512
+    # The same env-frame budget: pixel agents (frame skip 2) take half the agent steps for it. An episode that
+    # ends on the first frame of a skipped step plays one frame of its two, so frames may fall a few short.
+    assert pixels["agent_steps"] * 2 >= 512 and latent["env_frames"] >= 512
     assert pixels["agent_steps"] * 2 == pytest.approx(pixels["env_frames"], abs=4)
     assert (out / "agents" / "pixels-ppo__seed0" / "eval.mp4").is_file()
 
