@@ -39,6 +39,8 @@ import inspect
 import json
 import shutil
 import sys
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -116,21 +118,34 @@ def save_vec_normalize(venv: VecNormalize, path: Path) -> None:
 
 def load_vec_normalize(venv: VecNormalize, path: Path) -> None:
     """Restore statistics written by :func:`save_vec_normalize` into ``venv`` (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as data:
-        if venv.norm_obs:
-            if "obs_mean" not in data or data["obs_mean"].shape != venv.obs_rms.mean.shape:
-                raise BundleError(
-                    f"{path} holds no observation statistics of shape {venv.obs_rms.mean.shape}; "
-                    "the run directory mixes files of different runs. Restore the original file"
-                )
-            venv.obs_rms = RunningMeanStd(shape=venv.obs_rms.mean.shape)
-            venv.obs_rms.mean, venv.obs_rms.var = data["obs_mean"].copy(), data["obs_var"].copy()
-            venv.obs_rms.count = float(data["obs_count"])
-        venv.ret_rms = RunningMeanStd(shape=())
-        venv.ret_rms.mean, venv.ret_rms.var = data["ret_mean"].copy(), data["ret_var"].copy()
-        venv.ret_rms.count = float(data["ret_count"])
-        venv.clip_obs, venv.clip_reward = float(data["clip_obs"]), float(data["clip_reward"])
-        venv.gamma, venv.epsilon = float(data["gamma"]), float(data["epsilon"])
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            _restore_vec_normalize(venv, path, data)
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        if isinstance(exc, BundleError | FileNotFoundError):
+            raise
+        raise BundleError(
+            f"{path} is not a readable VecNormalize statistics file (truncated or corrupt: {exc}); the agent cannot "
+            "see the observations it was trained on without it. Restore the file from the original run directory"
+        ) from exc
+
+
+def _restore_vec_normalize(venv: VecNormalize, path: Path, data: Any) -> None:
+    """Put the statistics of the open ``.npz`` ``data`` (read from ``path``) into ``venv``."""
+    if venv.norm_obs:
+        if "obs_mean" not in data or data["obs_mean"].shape != venv.obs_rms.mean.shape:
+            raise BundleError(
+                f"{path} holds no observation statistics of shape {venv.obs_rms.mean.shape}; "
+                "the run directory mixes files of different runs. Restore the original file"
+            )
+        venv.obs_rms = RunningMeanStd(shape=venv.obs_rms.mean.shape)
+        venv.obs_rms.mean, venv.obs_rms.var = data["obs_mean"].copy(), data["obs_var"].copy()
+        venv.obs_rms.count = float(data["obs_count"])
+    venv.ret_rms = RunningMeanStd(shape=())
+    venv.ret_rms.mean, venv.ret_rms.var = data["ret_mean"].copy(), data["ret_var"].copy()
+    venv.ret_rms.count = float(data["ret_count"])
+    venv.clip_obs, venv.clip_reward = float(data["clip_obs"]), float(data["clip_reward"])
+    venv.gamma, venv.epsilon = float(data["gamma"]), float(data["epsilon"])
 
 
 def save_bundle(run_dir: Path, model: BaseAlgorithm, venv: VecEnv) -> None:
@@ -164,6 +179,33 @@ def custom_objects(spec: AlgorithmSpec, algo_kwargs: dict[str, Any], venv: VecEn
     return objects
 
 
+def check_model_zip(path: Path) -> None:
+    """Raise :class:`BundleError` unless ``path`` is a whole SB3 zip: readable, every entry's CRC right, with its data.
+
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "model.zip"
+    >>> _ = bad.write_bytes(b"PK")
+    >>> try:
+    ...     check_model_zip(bad)
+    ... except BundleError as exc:
+    ...     print(str(exc).split(";")[0].endswith("is not a whole SB3 model zip (File is not a zip file)"))
+    True
+    """
+    fix = "restore it from a copy, or train a new run into another --out"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+            names = archive.namelist()
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError) as exc:
+        raise BundleError(f"{path} is not a whole SB3 model zip ({exc}); {fix}") from exc
+    if broken is not None:
+        raise BundleError(f"{path} is corrupt: its entry {broken} fails its CRC check; {fix}")
+    if "data" not in names:
+        raise BundleError(f"{path} is not a whole SB3 model zip (it has no 'data' entry: truncated?); {fix}")
+
+
 def load_model(
     path: Path,
     spec: AlgorithmSpec,
@@ -182,6 +224,7 @@ def load_model(
     fine-tuned weights replace its own; it stands in for the path stored at training
     time, so a moved or copied run directory still loads.
     """
+    check_model_zip(path)
     cls = spec.load_class()
     objects = custom_objects(spec, algo_kwargs, venv)
     if extractor_vae is not None:
@@ -195,14 +238,43 @@ def load_model(
     return cls.load(path, env=venv, device=device, custom_objects=objects)
 
 
+CONFIG_KEYS = {"agent": dict, "algo": str, "hyperparams": dict, "stack": dict, "eval_seed": int}
+"""What every ``config.json`` holds (``vae_sha256`` too unless pixels, ``memory_sha256`` with a memory model)."""
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / CONFIG_FILE
+    """``RUN_DIR/config.json``, checked to hold what loading and resuming the run read from it."""
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise BundleError(
             f"{run_dir} has no {CONFIG_FILE}: it is not a train-agent run directory, or training never started; "
             "pass the RUN_DIR given to `worldmodel train-agent --out`"
         )
-    return json.loads(path.read_text())
+    fix = "restore it from the original run directory (or a copy), or train a new run into another --out"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not readable JSON ({exc}); {fix}") from exc
+    if not isinstance(config, dict):
+        raise BundleError(f"{path} holds {type(config).__name__}, not the mapping train-agent writes; {fix}")
+    needed = dict(CONFIG_KEYS)
+    stack = config.get("stack")
+    if isinstance(stack, dict) and not stack.get("pixels", False):
+        needed["vae_sha256"] = str
+    if isinstance(stack, dict) and stack.get("memory"):
+        needed["memory_sha256"] = str
+    for key, kind in needed.items():
+        if key not in config:
+            raise BundleError(f"{path} lacks the key {key!r} (edited or cut short?); {fix}")
+        if not isinstance(config[key], kind) or isinstance(config[key], bool):
+            raise BundleError(f"{path}: {key} is {type(config[key]).__name__}, not {kind.__name__} (edited?); {fix}")
+    try:
+        StackConfig.from_dict(stack)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{path}: its stack is not one this worldmodel can build ({exc}); {fix}") from exc
+    if not isinstance(config["hyperparams"].get("algo_kwargs"), dict):
+        raise BundleError(f"{path} lacks the key 'hyperparams.algo_kwargs' (edited or cut short?); {fix}")
+    return config
 
 
 class PolicyFiles(NamedTuple):
@@ -334,7 +406,11 @@ def _build_stack(
     )
     normalizer = find_vec_normalize(venv)
     if normalizer is not None and normalize_path is not None:
-        load_vec_normalize(normalizer, normalize_path)
+        try:
+            load_vec_normalize(normalizer, normalize_path)
+        except BaseException:
+            venv.close()
+            raise
     return venv
 
 

@@ -53,9 +53,16 @@ def generator_from_state(state: dict[str, Any]) -> np.random.Generator:
     >>> generator_from_state(generator_state(g)).random() == g.random()
     True
     """
-    bit_generator = getattr(np.random, state["bit_generator"])()
+    name = state["bit_generator"]
+    if name not in BIT_GENERATORS:
+        raise ValueError(f"unknown bit generator {name!r}; one of {', '.join(BIT_GENERATORS)}")
+    bit_generator = getattr(np.random, name)()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
+
+
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+"""NumPy's bit generators, the only names a generator state may give (a name is looked up in ``np.random``)."""
 
 
 @dataclass
@@ -136,7 +143,7 @@ def _stored_log(path: Path, settings: dict[str, Any], targets: np.ndarray) -> Ep
         for state in log.start_states:
             if state is not None:
                 generator_from_state(state)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:  # json's decode error is a ValueError
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:  # json's is a ValueError
         print(
             f"{path} is not a readable evaluation progress file ({type(error).__name__}: {error}): starting over; "
             "the file is replaced after the first finished episode"

@@ -25,9 +25,12 @@ be a mapping or the zoo's ``"dict(...)"`` string (parsed without ``eval``).
 from __future__ import annotations
 
 import ast
+import collections.abc
 import copy
 import inspect
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +115,16 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"hyperparameter file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ValueError(
+            f"hyperparameter file {path} is not valid YAML{at} ({problem}); fix it, e.g. "
+            "'default: {n_envs: 8, learning_rate: 3.0e-4}'"
+        ) from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(
             f"{path} must map env ids (or 'default') to hyperparameter mappings, as rl-zoo's "
@@ -164,6 +176,13 @@ def resolve_hyperparams(
             raw.pop(key, None)
     algo_kwargs = {k: v for k, v in raw.items() if k not in SPECIAL_KEYS}
     check_algo_kwargs(spec, algo_kwargs)
+    check_algo_kwarg_types(spec, algo_kwargs, user_file)
+    for key, kind in SPECIAL_TYPES.items():
+        value = raw.get(key)
+        if key == "n_timesteps" and isinstance(value, str) and _is_float(value):
+            continue  # YAML 1.1 reads 1e6 and 5.0e4 as strings; the budget converts them
+        if value is not None and not _fits(kind, value):
+            raise ValueError(_wrong_type(key, value, _describe(kind), user_file))
     return Hyperparams(
         policy=str(raw.get("policy", "MlpPolicy")),
         n_timesteps=int(float(raw.get("n_timesteps", 1_000_000))),
@@ -177,6 +196,100 @@ def resolve_hyperparams(
         frame_spec=raw.get("frame_spec"),
         algo_kwargs=algo_kwargs,
     )
+
+
+SPECIAL_TYPES: dict[str, Any] = {
+    "policy": str,
+    "n_timesteps": float,  # rl-zoo writes budgets as floats (!!float 1e6), or as strings YAML 1.1 reads: 5.0e4
+    "n_envs": int,
+    "frame_stack": int,
+    "frame_skip": int,
+    "latent_history": int,
+    "include_action": bool,
+    "env_kwargs": dict,
+    "frame_spec": dict,
+}
+"""The type each special key takes (besides null); ``normalize`` is checked where it is read."""
+
+
+def _wrong_type(key: str, value: Any, expected: str, user_file: str | Path | None) -> str:
+    where = f"--hyperparams {user_file}" if user_file is not None else "the hyperparameters"
+    return f"hyperparameter {key}: {value!r} ({type(value).__name__}) is not {expected}; fix it in {where}"
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of a type annotation: ``int | None`` -> ``(int, NoneType)``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _fits(kind: Any, value: Any) -> bool | None:
+    """Whether a YAML ``value`` fits the annotation member ``kind``; None when ``kind`` is not one this checks."""
+    origin = typing.get_origin(kind) or kind
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return is_number and float(value).is_integer()
+    if kind is float:
+        return is_number
+    if kind is str:
+        return isinstance(value, str)
+    if origin is collections.abc.Callable:  # a schedule: lin_<x> or cos_<x> in YAML
+        return isinstance(value, str) and value[:4] in ("lin_", "cos_") and _is_float(value[4:])
+    if origin in (tuple, list):
+        return isinstance(value, list | tuple)
+    if origin is dict:
+        return isinstance(value, dict | str)  # policy_kwargs may be the zoo's "dict(...)" string
+    return None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _describe(kind: Any) -> str:
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if kind in names:
+        return names[kind]
+    origin = typing.get_origin(kind) or kind
+    if origin is collections.abc.Callable:
+        return "a schedule ('lin_<x>' or 'cos_<x>')"
+    if origin in (tuple, list):
+        return "a list"
+    return "a mapping" if origin is dict else str(kind)
+
+
+def check_algo_kwarg_types(
+    spec: AlgorithmSpec, algo_kwargs: dict[str, Any], user_file: str | Path | None = None
+) -> None:
+    """Raise ``ValueError`` for a keyword whose value does not fit the type the algorithm's constructor declares.
+
+    Values are in YAML form (schedules as ``lin_<x>`` strings); annotations this cannot check pass.
+
+    >>> check_algo_kwarg_types(get_algorithm("ppo"), {"n_epochs": 4, "learning_rate": "lin_3e-4"})
+    >>> check_algo_kwarg_types(get_algorithm("ppo"), {"n_epochs": "four"})
+    Traceback (most recent call last):
+    ...
+    ValueError: hyperparameter n_epochs: 'four' (str) is not an integer; fix it in the hyperparameters
+    """
+    params = inspect.signature(spec.load_class().__init__).parameters
+    for key, value in algo_kwargs.items():
+        annotation = params[key].annotation if key in params else inspect.Parameter.empty
+        if annotation is inspect.Parameter.empty:
+            continue
+        members = _members(annotation)
+        verdicts = [_fits(kind, value) for kind in members]
+        if any(v is None for v in verdicts) or any(verdicts):
+            continue
+        raise ValueError(_wrong_type(key, value, " or ".join(_describe(kind) for kind in members), user_file))
 
 
 def check_algo_kwargs(spec: AlgorithmSpec, algo_kwargs: dict[str, Any]) -> None:

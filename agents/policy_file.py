@@ -281,10 +281,15 @@ def _versions() -> dict[str, str]:
 
 def read_policy_json(path: Path) -> dict[str, Any]:
     """``path`` parsed and checked for format and version."""
+    restore = (
+        f"restore it and its weights from the original run directory, or write both again from the run's SB3 zip "
+        f"with `python -m agents.bundle convert {Path(path).parent}` (trusted runs only)"
+    )
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise PolicyFileError(f"{path} is not a readable policy file: {exc}") from None
+        detail = f"truncated or corrupt: {exc}"
+        raise PolicyFileError(f"{path} is not a readable policy file ({detail}); {restore}") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise PolicyFileError(f"{path} is not a worldmodel policy file (format {FORMAT!r})")
     if record.get("format_version") != FORMAT_VERSION:
@@ -292,7 +297,14 @@ def read_policy_json(path: Path) -> dict[str, Any]:
             f"{path} has policy format version {record.get('format_version')!r}; this worldmodel reads version "
             f"{FORMAT_VERSION}. Upgrade worldmodel"
         )
+    missing = [key for key in RECORD_KEYS if key not in record]
+    if missing:
+        raise PolicyFileError(f"{path} lacks {', '.join(map(repr, missing))} (edited or cut short?); {restore}")
     return record
+
+
+RECORD_KEYS = ("algorithm", "policy", "policy_class", "policy_kwargs", "observation_space", "action_space")
+"""What every policy file holds besides its format (``weights_sha256`` is checked against the weights)."""
 
 
 def policy_kwargs_from_json(path: Path, kwargs: dict[str, Any], vae: Path | None) -> dict[str, Any]:

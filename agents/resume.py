@@ -43,6 +43,7 @@ from agents.bundle import (
     MODEL_FILE,
     NORMALIZE_FILE,
     SUMMARY_FILE,
+    BundleError,
     read_best,
     save_model,
     save_vec_normalize,
@@ -58,7 +59,18 @@ STATE_FILE = "state.json"
 def read_state(run_dir: Path) -> dict[str, Any] | None:
     """The latest checkpoint's state of ``run_dir``, or None when it has none."""
     path = run_dir / CHECKPOINT_DIR / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(
+            f"{path} is not readable JSON ({exc}); restore it from a copy, or delete {path.parent} to continue from "
+            "the run's final bundle, if it finished"
+        ) from exc
+    if not isinstance(state, dict) or not isinstance(state.get("files"), dict) or "model" not in state["files"]:
+        raise BundleError(f"{path} does not name the checkpoint's files (edited?); restore it from a copy")
+    return state
 
 
 def state_from_bundle(run_dir: Path, *, off_policy: bool) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ from agents.resume import (
     state_from_bundle,
 )
 from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_normalize, load_stack_vae
-from worldmodel.common.atomic import write_json_atomic
+from worldmodel.common.atomic import write_json_atomic, writing
 from worldmodel.common.configargs import add_config_arguments, config_from_args
 from worldmodel.common.device import default_precision, resolve_device
 from worldmodel.memory.model import load_memory
@@ -266,7 +267,15 @@ def _prepare_run_dir(config: AgentConfig) -> tuple[Path, AgentConfig]:
     if config.resume:
         if config.out is None:
             raise ValueError("--resume needs --out RUN_DIR, the run directory to continue")
-        stored = AgentConfig(**{"encoder_precision": "fp32", **read_config(run_dir)["agent"]})  # older runs: fp32
+        record = read_config(run_dir)
+        try:
+            stored = AgentConfig(**{"encoder_precision": "fp32", **record["agent"]})  # older runs: fp32
+        except TypeError as exc:
+            raise BundleError(
+                f"{run_dir / CONFIG_FILE}: its agent settings are not ones this worldmodel reads ({exc}); restore the "
+                "file from the original run directory, or train a new run into another --out"
+            ) from exc
+        _check_resume_inputs(run_dir, record, stored, config)
         changes = {"resume": True, "out": str(run_dir), "progress_bar": config.progress_bar}
         changes["compile_loss"] = config.compile_loss  # speed, not recipe: this command's choice
         if config.timesteps is not None:
@@ -279,6 +288,38 @@ def _prepare_run_dir(config: AgentConfig) -> tuple[Path, AgentConfig]:
             f"{run_dir} already holds a train-agent run; continue it with --resume, or choose another --out"
         )
     return run_dir, config
+
+
+def _check_resume_inputs(run_dir: Path, record: dict[str, Any], stored: AgentConfig, config: AgentConfig) -> None:
+    """Refuse a --resume whose --vae, --memory or --hyperparams differ from what the run in ``run_dir`` started with:
+    it continues with its own, and must not silently leave the ones given unused."""
+    drop = "drop the option to continue the run as it started, or train a new run into another --out"
+    for name, copy, sha_key in (("vae", VAE_FILE, "vae_sha256"), ("memory", MEMORY_FILE, "memory_sha256")):
+        given, expected = getattr(config, name), record.get(sha_key)
+        if given is None or expected is None or not Path(given).is_file():
+            continue
+        actual = file_sha256(given)
+        if actual != expected:
+            raise ValueError(
+                f"--resume continues {run_dir} with the {name} it started with ({run_dir / copy}, SHA-256 "
+                f"{expected[:12]}...), but --{name} {given} is another file (SHA-256 {actual[:12]}...); {drop}"
+            )
+    if config.hyperparams is None:
+        return
+    _, hp, _ = resolve(dataclasses.replace(stored, hyperparams=config.hyperparams))
+    given, started = (_flat_hyperparams(h) for h in (hp.to_dict(), record["hyperparams"]))
+    differ = sorted(key for key in {*given, *started} if given.get(key) != started.get(key))
+    if differ:
+        raise ValueError(
+            f"--resume continues {run_dir} with the hyperparameters it started with (its {CONFIG_FILE}), but "
+            f"--hyperparams {config.hyperparams} gives other values of {', '.join(differ)}; {drop}"
+        )
+
+
+def _flat_hyperparams(hp: dict[str, Any]) -> dict[str, Any]:
+    """Resolved hyperparameters as one JSON-form mapping, the budget (which --resume may change) left out."""
+    flat = json.loads(json.dumps({**hp, **hp.get("algo_kwargs", {})}))
+    return {key: value for key, value in flat.items() if key not in ("algo_kwargs", "n_timesteps")}
 
 
 def _versions() -> dict[str, str]:
@@ -312,6 +353,27 @@ def write_run_config(
             "versions": _versions(),
         },
     )
+
+
+def _load_replay_buffer(model: BaseAlgorithm, path: Path) -> None:
+    """SB3's ``load_replay_buffer``, with an unreadable file (truncated, corrupt) refused in one line."""
+    try:
+        model.load_replay_buffer(path)
+    except Exception as exc:  # unpickling a damaged file raises almost anything
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise BundleError(
+            f"{path} is not a readable replay buffer ({reason}); restore it from a copy, or train a new run into "
+            "another --out (an off-policy run cannot continue faithfully without it)"
+        ) from exc
+
+
+def _remove_unstarted_run(run_dir: Path, existed: bool) -> None:
+    """Remove what a new run wrote into ``run_dir`` before training started: all of it if it made the directory."""
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in (CONFIG_FILE, VAE_FILE, MEMORY_FILE):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def _check_copies(run_dir: Path, config: dict[str, Any]) -> tuple[Path | None, Path | None]:
@@ -369,79 +431,91 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None, 
     torch.set_num_threads(trainer_threads(config))
     if spec.name in QUANTILE_LOSS_USERS:
         use_compiled_quantile_loss(config.compile_loss)
-    if not config.resume:  # refuse bad inputs before the run directory exists
-        _, action_space = check_stack(stack, config.vae)
-        check_action_space(spec, action_space, config.env_id)
-        write_run_config(run_dir, config, spec, hp, stack)
-    stored = read_config(run_dir)
-    vae_path, memory_path = _check_copies(run_dir, stored)
-    device = str(resolve_device(config.device))
-    venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device,
-                         subproc=config.subproc, memory=memory_path)  # fmt: skip
-    check_replay_memory(hp.algo_kwargs, spec, venv.observation_space, venv.action_space)
-    # With worker processes, evaluation episodes run side by side too (SB3 splits them without bias)
-    eval_n_envs = min(config.eval_episodes, hp.n_envs) if config.subproc else 1
-    eval_env = build_vec_env(
-        stack,
-        n_envs=eval_n_envs,
-        seed=config.seed + EVAL_SEED_OFFSET,
-        vae=vae_path,
-        device=device,
-        training=False,
-        subproc=config.subproc,
-        memory=memory_path,
-    )
-    eval_callback = None
-    if config.eval_freq > 0:
-        eval_callback = EvalCallback(
-            eval_env,
-            n_eval_episodes=config.eval_episodes,
-            eval_freq=max(1, config.eval_freq // hp.n_envs),
-            log_path=str(run_dir),
-            deterministic=True,
-            verbose=config.verbose,
-            callback_after_eval=after_eval,
+    venv = eval_env = None
+    existed = run_dir.exists()
+    try:  # a new run that fails to start leaves nothing behind: a rerun with good inputs must start afresh
+        if not config.resume:  # refuse bad inputs before the run directory exists
+            _, action_space = check_stack(stack, config.vae)
+            check_action_space(spec, action_space, config.env_id)
+            write_run_config(run_dir, config, spec, hp, stack)
+        stored = read_config(run_dir)
+        vae_path, memory_path = _check_copies(run_dir, stored)
+        device = str(resolve_device(config.device))
+        venv = build_vec_env(stack, n_envs=hp.n_envs, seed=config.seed, vae=vae_path, device=device,
+                             subproc=config.subproc, memory=memory_path)  # fmt: skip
+        check_replay_memory(hp.algo_kwargs, spec, venv.observation_space, venv.action_space)
+        # With worker processes, evaluation episodes run side by side too (SB3 splits them without bias)
+        eval_n_envs = min(config.eval_episodes, hp.n_envs) if config.subproc else 1
+        eval_env = build_vec_env(
+            stack,
+            n_envs=eval_n_envs,
+            seed=config.seed + EVAL_SEED_OFFSET,
+            vae=vae_path,
+            device=device,
+            training=False,
+            subproc=config.subproc,
+            memory=memory_path,
         )
-    state = read_state(run_dir) if config.resume else None
-    if config.resume and state is None:  # a finished run whose checkpoints were not kept: its bundle
-        state = state_from_bundle(run_dir, off_policy=spec.off_policy)
-    if config.resume and state is None:  # killed before its first checkpoint: nothing to lose
-        print(f"--resume: {run_dir} has no checkpoint yet; training starts from step 0", file=sys.stderr, flush=True)
-    summary: dict[str, Any] = {"resumed_from_step": None}
-    if state is not None:
-        ckpt = run_dir / CHECKPOINT_DIR
-        files = state["files"]
-        extractor_vae = vae_path if stack.encoder == "finetune" else None
-        model = load_model(ckpt / files["model"], spec, hp.algo_kwargs, venv, device, extractor_vae=extractor_vae)
-        if config.tensorboard:
-            model.tensorboard_log = str(run_dir / "tb")
-        if "replay_buffer" in files:
-            model.load_replay_buffer(ckpt / files["replay_buffer"])
-            summary["replay_buffer_restored"] = int(model.replay_buffer.size() * model.replay_buffer.n_envs)
-        if "vec_normalize" in files:
-            load_vec_normalize(find_vec_normalize(venv), ckpt / files["vec_normalize"])
-        if eval_callback is not None and state["eval"] is not None:
-            restore_eval_history(eval_callback, state["eval"], model.num_timesteps, hp.n_envs)
-        summary["resumed_from_step"] = int(model.num_timesteps)
-        resume_callback = ResumeCallback(
-            run_dir,
-            config.checkpoint_freq,
-            eval_callback,
-            env_frames=state["env_frames"],
-            elapsed_s=state["elapsed_s"],
-            curve=state.get("curve"),
-        )
-    else:
-        model = _new_model(spec, hp, venv, config, run_dir, vae_path)
-        resume_callback = ResumeCallback(run_dir, config.checkpoint_freq, eval_callback)
-    check_storable(model)  # the bundle's policy files are written at the end: refuse what they cannot hold now
+        eval_callback = None
+        if config.eval_freq > 0:
+            eval_callback = EvalCallback(
+                eval_env,
+                n_eval_episodes=config.eval_episodes,
+                eval_freq=max(1, config.eval_freq // hp.n_envs),
+                log_path=str(run_dir),
+                deterministic=True,
+                verbose=config.verbose,
+                callback_after_eval=after_eval,
+            )
+        state = read_state(run_dir) if config.resume else None
+        if config.resume and state is None:  # a finished run whose checkpoints were not kept: its bundle
+            state = state_from_bundle(run_dir, off_policy=spec.off_policy)
+        if config.resume and state is None:  # killed before its first checkpoint: nothing to lose
+            print(f"--resume: {run_dir} has no checkpoint yet; training starts from step 0", file=sys.stderr,
+                  flush=True)  # fmt: skip
+        summary: dict[str, Any] = {"resumed_from_step": None}
+        if state is not None:
+            ckpt = run_dir / CHECKPOINT_DIR
+            files = state["files"]
+            extractor_vae = vae_path if stack.encoder == "finetune" else None
+            model = load_model(ckpt / files["model"], spec, hp.algo_kwargs, venv, device, extractor_vae=extractor_vae)
+            if config.tensorboard:
+                model.tensorboard_log = str(run_dir / "tb")
+            if "replay_buffer" in files:
+                _load_replay_buffer(model, ckpt / files["replay_buffer"])
+                summary["replay_buffer_restored"] = int(model.replay_buffer.size() * model.replay_buffer.n_envs)
+            if "vec_normalize" in files:
+                load_vec_normalize(find_vec_normalize(venv), ckpt / files["vec_normalize"])
+            if eval_callback is not None and state["eval"] is not None:
+                restore_eval_history(eval_callback, state["eval"], model.num_timesteps, hp.n_envs)
+            summary["resumed_from_step"] = int(model.num_timesteps)
+            resume_callback = ResumeCallback(
+                run_dir,
+                config.checkpoint_freq,
+                eval_callback,
+                env_frames=state["env_frames"],
+                elapsed_s=state["elapsed_s"],
+                curve=state.get("curve"),
+            )
+        else:
+            model = _new_model(spec, hp, venv, config, run_dir, vae_path)
+            resume_callback = ResumeCallback(run_dir, config.checkpoint_freq, eval_callback)
+        check_storable(model)  # the bundle's policy files are written at the end: refuse what they cannot hold now
+    except BaseException:
+        for env in (venv, eval_env):
+            if env is not None:
+                env.close()
+        if not config.resume:
+            _remove_unstarted_run(run_dir, existed)
+        raise
     start_step = int(model.num_timesteps)
     keep_best = None
     if config.keep_best and eval_callback is not None:
         keep_best = KeepBestCallback(run_dir, eval_callback, resume_callback)
     callbacks = [c for c in (eval_callback, resume_callback, keep_best) if c is not None]
     started = time.monotonic()
-    with checkpoint_on_signal(resume_callback) if stop_on_signal else contextlib.nullcontext():
+    signals = checkpoint_on_signal(resume_callback) if stop_on_signal else contextlib.nullcontext()
+    with signals, writing(run_dir):  # SB3 writes some files itself (evaluations.npz): a full disk names the run
         model.learn(
             total_timesteps=max(0, hp.n_timesteps - start_step),
             callback=callbacks,

@@ -33,6 +33,7 @@ from typing import Any
 from agents.bundle import BEST_DIR, BEST_FILE, MEMORY_FILE, VAE_FILE
 from agents.resume import CHECKPOINT_DIR, STATE_FILE
 from experiments.pipeline.records import PIPELINE_RECORDS, VIDEO_FILE, read_json
+from worldmodel.cli import is_user_error
 from worldmodel.common.atomic import atomic_dir
 from worldmodel.common.errors import UserError
 from worldmodel.vae.checkpoint import file_sha256
@@ -232,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             restored = restore(args.carried, args.out)
             print(f"restored {', '.join(restored) or 'nothing (every run here is as far along)'} into {args.out}")
-    except UserError as exc:
-        print(f"experiments.pipeline.carry: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        print(f"{parser.prog} {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     return 0
 
 

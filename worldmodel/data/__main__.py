@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from worldmodel.data.format import DatasetError
 from worldmodel.data.manifest import rebuild_manifest
@@ -24,10 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.rebuild:
-            rebuild_manifest(args.data_dir)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    rebuild_manifest(args.data_dir)
+                finally:
+                    for warning in caught:  # one line each: the shards set aside
+                        if issubclass(warning.category, UserWarning):
+                            print(f"{parser.prog}: {warning.message}", file=sys.stderr)
         ds = FrameDataset.open(args.data_dir, verify="full" if args.verify else "auto")
-    except DatasetError as exc:
-        print(f"python -m worldmodel.data: error: {exc}", file=sys.stderr)
+    except (DatasetError, OSError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     summary = {
         "env_id": ds.env_id,

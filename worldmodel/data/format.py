@@ -54,6 +54,8 @@ SHARDS = "shards"
 FRAMES_SUFFIX = ".frames.npy"
 META_SUFFIX = ".meta.npz"
 VERIFIED_CACHE = ".verified.json"
+DAMAGED = "damaged"
+"""Folder of a dataset where damaged shards are set aside (see :mod:`worldmodel.data.repair`)."""
 DEFAULT_SHARD_MIB = 64
 COLLECTOR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 """What a collector id may look like: it prefixes file names."""
@@ -154,12 +156,43 @@ def read_json(path: Path) -> dict[str, Any]:
     """A manifest's contents; :class:`DatasetError` saying how to rebuild it if it cannot be read."""
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(
-            f"cannot read manifest {path}: {exc}; rebuild it from the shards with "
-            f"`python -m worldmodel.data {path.parent.parent if path.parent.name == COLLECTORS else path.parent} "
-            "--rebuild`"
-        ) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"cannot read manifest {path}: {exc}; {_rebuild_hint(path)}") from exc
+
+
+SHARD_KEYS = ("name", "env_id", "frame_spec", "num_frames", "num_steps", "num_episodes", "frames_bytes",
+              "frames_sha256", "meta_sha256", "action_shape", "action_dtype", "state_dim", "episodes")  # fmt: skip
+"""What every shard entry of a manifest holds (see :func:`shard_entry`)."""
+EPISODE_KEYS = ("episode_index", "seed", "length", "return")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A collector manifest or ``manifest.json``, checked to hold whole shard entries; :class:`DatasetError`
+    saying how to rebuild it if not."""
+    manifest = read_json(path)
+    shards = manifest.get("shards") if isinstance(manifest, dict) else None
+    problem = None
+    header = ("env_id", "frame_spec", *(("collector_id",) if path.parent.name == COLLECTORS else ()))
+    if not isinstance(shards, list):
+        problem = "it holds no list of shards"
+    elif missing_header := [k for k in header if k not in manifest]:
+        problem = f"it lacks {', '.join(missing_header)}"
+    else:
+        for i, shard in enumerate(shards):
+            episodes = shard.get("episodes") if isinstance(shard, dict) else None
+            missing = [k for k in SHARD_KEYS if k not in shard] if isinstance(shard, dict) else list(SHARD_KEYS)
+            missing += [f"episodes.{k}" for k in EPISODE_KEYS if isinstance(episodes, dict) and k not in episodes]
+            if missing or not isinstance(episodes, dict):
+                problem = f"its shard entry {i} lacks {', '.join(missing) or 'its episode table'}"
+                break
+    if problem is not None:
+        raise DatasetError(f"manifest {path} is damaged: {problem}; {_rebuild_hint(path)}")
+    return manifest
+
+
+def _rebuild_hint(path: Path) -> str:
+    data_dir = path.parent.parent if path.parent.name == COLLECTORS else path.parent
+    return f"rebuild it from the shards with `python -m worldmodel.data {data_dir} --rebuild`"
 
 
 def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -227,8 +260,9 @@ def check_shard(data_dir: Path, shard: dict[str, Any], verify: Verify, cached: l
             raise DatasetError(f"shard {name}: {path} is missing; {fix}")
     try:
         shape, dtype, offset = npy_header(frames_path)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"shard {name}: {frames_path} has no valid .npy header ({exc}); {fix}") from exc
+    except Exception as exc:  # numpy parses a damaged header with Python's tokenizer: it raises more than ValueError
+        detail = " ".join(str(exc).split())
+        raise DatasetError(f"shard {name}: {frames_path} has no valid .npy header ({detail}); {fix}") from exc
     spec = FrameSpec.from_dict(shard["frame_spec"])
     expected_shape = (shard["num_frames"], *spec.shape)
     if shape != expected_shape or dtype != np.uint8:

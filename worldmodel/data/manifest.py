@@ -22,6 +22,7 @@ import numpy as np
 from worldmodel.common.atomic import TEMP_SUFFIX
 from worldmodel.data.format import (
     COLLECTORS,
+    DAMAGED,
     FORMAT_NAME,
     FORMAT_VERSION,
     FRAMES_SUFFIX,
@@ -32,6 +33,7 @@ from worldmodel.data.format import (
     locked,
     meta_info,
     read_json,
+    read_manifest,
     shard_entry,
     write_json,
 )
@@ -58,7 +60,7 @@ def merged_manifest(data_dir: Path) -> dict[str, Any]:
     collectors = sorted((data_dir / COLLECTORS).glob("*.json"))
     if not collectors:
         if (data_dir / MANIFEST).exists():
-            return read_json(data_dir / MANIFEST)
+            return read_manifest(data_dir / MANIFEST)
         raise DatasetError(
             f"{data_dir} holds no dataset (no {COLLECTORS}/*.json or {MANIFEST}); collect one with "
             f"`worldmodel collect ENV_ID --out {data_dir}`"
@@ -66,7 +68,7 @@ def merged_manifest(data_dir: Path) -> dict[str, Any]:
     shards: list[dict[str, Any]] = []
     ids = []
     for path in collectors:
-        manifest = read_json(path)
+        manifest = read_manifest(path)
         ids.append(manifest["collector_id"])
         shards.extend(manifest["shards"])
     shards.sort(key=lambda s: s["name"])
@@ -99,8 +101,9 @@ def merge_manifests(data_dir: str | os.PathLike) -> dict[str, Any]:
 def rebuild_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
     """Rebuild every collector manifest and ``manifest.json`` from the committed shards alone.
 
-    Shards whose frames are missing or fail their checksum are left out with a warning.
-    Do not run it while collectors write into ``data_dir``.
+    Shards whose frames are missing or fail their checksum, or whose meta file is unreadable, are
+    moved to ``DATA_DIR/damaged/`` (as :mod:`worldmodel.data.repair` does) with a warning, so that
+    collecting again replaces their episodes. Do not run it while collectors write into ``data_dir``.
     """
     data_dir = Path(data_dir)
     by_collector: dict[str, list[dict[str, Any]]] = {}
@@ -114,13 +117,25 @@ def rebuild_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
             if not frames_path.exists() or file_sha256(frames_path) != info["frames_sha256"]:
                 raise ValueError(f"{frames_path.name} is missing or does not match its checksum")
             entry = shard_entry(name, frames_path, meta_path, info["frames_sha256"])
-        except (OSError, ValueError, KeyError) as exc:
-            warnings.warn(f"rebuild_manifest: leaving out shard {name}: {exc}", stacklevel=2)
+        except Exception as exc:  # a damaged meta file fails in many ways (BadZipFile, EOFError, ...)
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            (data_dir / DAMAGED).mkdir(exist_ok=True)
+            for path in (frames_path, meta_path):
+                if path.exists():
+                    path.replace(data_dir / DAMAGED / path.name)
+            warnings.warn(
+                f"rebuild_manifest: shard {name} is damaged ({detail}): moved to {data_dir / DAMAGED}/; its "
+                "episodes are missing now and collected again by the same `worldmodel collect` command",
+                stacklevel=2,
+            )
             continue
         by_collector.setdefault(info["collector_id"], []).append(entry)
         header[info["collector_id"]] = {"env_id": info["env_id"], "frame_spec": info["frame_spec"]}
     if not by_collector:
-        raise DatasetError(f"no committed shards under {data_dir / SHARDS}; nothing to rebuild")
+        raise DatasetError(
+            f"no intact committed shards under {data_dir / SHARDS}; nothing to rebuild. Collect the episodes "
+            f"(again) with `worldmodel collect ENV_ID --out {data_dir}`"
+        )
     for old in (data_dir / COLLECTORS).glob("*.json"):
         if old.stem not in by_collector:
             old.unlink()

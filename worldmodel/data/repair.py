@@ -17,17 +17,16 @@ from pathlib import Path
 
 from worldmodel.data.format import (
     COLLECTORS,
+    DAMAGED,
     VERIFIED_CACHE,
     DatasetError,
     check_shard,
     read_json,
+    read_manifest,
     shard_paths,
     write_json,
 )
 from worldmodel.data.manifest import merge_manifests
-
-DAMAGED = "damaged"
-"""Folder of a dataset where damaged shards are set aside."""
 
 
 def set_aside_damaged_shards(data_dir: str | os.PathLike) -> list[str]:
@@ -44,7 +43,7 @@ def set_aside_damaged_shards(data_dir: str | os.PathLike) -> list[str]:
         cache = {}
     moved: list[str] = []
     for manifest_path in manifests:
-        manifest = read_json(manifest_path)
+        manifest = read_manifest(manifest_path)
         kept = []
         for shard in manifest["shards"]:
             try:

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from worldmodel.common.atomic import TEMP_SUFFIX
 from worldmodel.data.format import (
     COLLECTOR_ID_RE,
     COLLECTORS,
+    DAMAGED,
     DEFAULT_SHARD_MIB,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -40,7 +42,7 @@ from worldmodel.data.format import (
     atomic_file,
     lock,
     meta_info,
-    read_json,
+    read_manifest,
     shard_entry,
     shard_paths,
     write_json,
@@ -88,7 +90,7 @@ class DatasetWriter:
         self.collector_id, self._lock_fd = self._acquire(collector_id)
         self._manifest_path = self.data_dir / COLLECTORS / f"{self.collector_id}.json"
         self._shards: list[dict[str, Any]] = (
-            read_json(self._manifest_path)["shards"] if self._manifest_path.exists() else []
+            read_manifest(self._manifest_path)["shards"] if self._manifest_path.exists() else []
         )
         self._recover()
         self._next_seq = 1 + max((int(s["name"].rsplit("-", 1)[1]) for s in self._shards), default=-1)
@@ -150,10 +152,19 @@ class DatasetWriter:
             if not meta_path.exists():  # killed between the two renames: not committed
                 frames_path.unlink()
                 continue
-            with np.load(meta_path, allow_pickle=False) as meta:
-                sha = meta_info(meta)["frames_sha256"]
-            if file_sha256(frames_path) == sha:
+            try:
+                with np.load(meta_path, allow_pickle=False) as meta:
+                    sha = meta_info(meta)["frames_sha256"]
+                intact = file_sha256(frames_path) == sha
+            except Exception:  # a damaged meta file fails in many ways (BadZipFile, EOFError, KeyError, ...)
+                intact = False
+            if intact:
                 self._shards.append(shard_entry(name, frames_path, meta_path, sha))
+                continue
+            (self.data_dir / DAMAGED).mkdir(exist_ok=True)  # set aside, not adopted: its episodes are collected again
+            for path in (frames_path, meta_path):
+                path.replace(self.data_dir / DAMAGED / path.name)
+            warnings.warn(f"shard {name} was committed damaged: moved to {self.data_dir / DAMAGED}/", stacklevel=2)
         self._shards.sort(key=lambda s: s["name"])
 
     # -- public -----------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ from worldmodel.training.run import (
     load_resume_state,
     make_run_dir,
 )
-from worldmodel.vae.checkpoint import CheckpointError, file_sha256, load_vae, read_frame_spec
+from worldmodel.vae.checkpoint import CheckpointError, file_sha256, load_vae
 from worldmodel.vae.diagnostics import write_png
 
 COMMAND_HELP = "train the memory model (MDN-RNN) on a dataset's VAE latents"
@@ -267,9 +267,10 @@ def _train(config: TrainMemoryConfig, ctx: DistContext) -> Path:
         raise TrainMemoryError(f"--vae {config.vae} does not exist; pass the VAE checkpoint the latents come from")
     out = check_run_dir(config.out, config.resume, TrainMemoryError)
     vae_sha256 = file_sha256(config.vae)
+    vae_spec = load_vae(config.vae).frame_spec  # damaged weights (a bad checksum, NaN) refused before --out exists
     if config.data_dir is not None:  # a missing or empty dataset, or another frame spec: refused before --out exists
         ds = FrameDataset.open(config.data_dir, verify="none")
-        check_frame_spec(ds.frame_spec, read_frame_spec(config.vae), consumer=f"the VAE {config.vae}")
+        check_frame_spec(ds.frame_spec, vae_spec, consumer=f"the VAE {config.vae}")
     if ctx.is_main:
         make_run_dir(out, TrainMemoryError)
         latents = _open_latents(config, out, vae_sha256, str(ctx.device))

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -30,7 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from worldmodel.common.atomic import atomic_path
+from worldmodel.common.atomic import atomic_path, writing
 from worldmodel.common.errors import UserError
 from worldmodel.training.distributed import DistContext, any_rank
 
@@ -268,8 +269,14 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any], images: dict[str, np.ndarray] | None = None) -> None:
         """Append ``record`` (needs ``epoch`` and ``step``); its numbers and HWC uint8 ``images`` go to TensorBoard."""
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with writing(self.path), open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except BaseException:  # no half-written line for --resume to choke on: cut it back to whole records
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, size)
+            raise
         if self.tb is None:
             return
         for key, value in record.items():

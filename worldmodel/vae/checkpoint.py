@@ -226,8 +226,9 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], head
 def read_tensors(path: str | os.PathLike, fmt: FileFormat = VAE_FORMAT) -> dict[str, torch.Tensor]:
     """Every tensor of a safetensors file, on the CPU.
 
-    A truncated file, or tensors that no longer match the checksum the file was written with
-    (flipped bytes), raise :class:`CheckpointError`.
+    A truncated file, tensors that no longer match the checksum the file was written with
+    (flipped bytes), or weights that are NaN or infinite (a diverged training saved without
+    the NaN guard) raise :class:`CheckpointError`.
     """
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -239,6 +240,13 @@ def read_tensors(path: str | os.PathLike, fmt: FileFormat = VAE_FORMAT) -> dict[
         raise CheckpointError(
             f"{path}: its tensors do not match the checksum it was written with (the file is corrupt). "
             f"Re-copy it or retrain; {fmt.resume_hint}."
+        )
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} of its tensors hold NaN or infinite values ({', '.join(sorted(bad)[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}): the training that wrote it diverged. Use an earlier checkpoint "
+            f"of that run or retrain; {fmt.resume_hint}."
         )
     return tensors
 
