@@ -52,6 +52,7 @@ from agents.bundle import (
     write_learning_curve,
     write_summary,
 )
+from agents.compiled_update import MIN_GRADIENT_STEPS, compile_update, planned_gradient_steps
 from agents.encoder_extractor import finetune_policy_kwargs
 from agents.hyperparams import (
     EVAL_SEED_OFFSET,
@@ -138,6 +139,10 @@ class AgentConfig:
     compile_loss: bool = True
     """TQC and QR-DQN: compile their quantile Huber loss with torch.compile (about 2.5x faster TQC gradient
     steps on CPU, the same numbers up to rounding); where it cannot be built they keep the eager loss."""
+    compile_update: bool = True
+    """SAC and TQC: compile their whole gradient step (:mod:`agents.compiled_update`: the same update up to
+    rounding, ~1.5x faster learning on CPU) when the run plans at least 5,000 gradient steps (compiling takes
+    a minute or so); where it cannot be built SB3's update stays."""
     subproc: bool = False
     """Step the training envs (and the evaluation envs, one per episode up to n_envs) in worker processes."""
     eval_freq: int = 10_000
@@ -277,7 +282,7 @@ def _prepare_run_dir(config: AgentConfig) -> tuple[Path, AgentConfig]:
             ) from exc
         _check_resume_inputs(run_dir, record, stored, config)
         changes = {"resume": True, "out": str(run_dir), "progress_bar": config.progress_bar}
-        changes["compile_loss"] = config.compile_loss  # speed, not recipe: this command's choice
+        changes.update(compile_loss=config.compile_loss, compile_update=config.compile_update)  # speed, not recipe
         if config.timesteps is not None:
             changes["timesteps"] = config.timesteps
         if config.keep_best or read_best(run_dir) is not None:  # a run may start keeping it when continued
@@ -501,6 +506,9 @@ def train_agent(config: AgentConfig, *, after_eval: BaseCallback | None = None, 
             model = _new_model(spec, hp, venv, config, run_dir, vae_path)
             resume_callback = ResumeCallback(run_dir, config.checkpoint_freq, eval_callback)
         check_storable(model)  # the bundle's policy files are written at the end: refuse what they cannot hold now
+        remaining = max(0, hp.n_timesteps - int(model.num_timesteps))
+        if spec.off_policy and planned_gradient_steps(model, remaining) >= MIN_GRADIENT_STEPS:
+            compile_update(model, config.compile_update)
     except BaseException:
         for env in (venv, eval_env):
             if env is not None:

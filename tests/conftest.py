@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import worldmodel  # noqa: F401 - first: its OpenMP defaults must be in the environment before torch loads
+
+# isort: split
 import pytest
 import torch
 

@@ -506,3 +506,18 @@ def test_encoder_precision_is_refused_where_no_frozen_encoder_runs():
         resolve(AgentConfig("CarRacing-v3", pixels=True, encoder_precision="bf16"))
     with pytest.raises(ValueError, match="encoder_precision must be one of"):
         StackConfig(env_id="CarRacing-v3", encoder_precision="auto")
+
+
+@pytest.mark.parametrize(
+    ("min_steps", "enabled", "compiled"), [(1, True, True), (10**9, True, False), (1, False, False)]
+)
+def test_off_policy_runs_compile_their_update_when_they_plan_enough_gradient_steps(
+    tmp_path, toy_vae_path, monkeypatch, min_steps, enabled, compiled
+):
+    calls = []
+    monkeypatch.setattr("agents.train.MIN_GRADIENT_STEPS", min_steps)
+    monkeypatch.setattr("agents.train.compile_update", lambda model, on: calls.append((type(model).__name__, on)))
+    config = quick(tmp_path, algo="sac", env_id="worldmodel/DotTargetContinuous-v0", vae=toy_vae_path, timesteps=64)
+    train_agent(dataclasses.replace(config, compile_update=enabled))
+    assert calls == ([("SAC", enabled)] if min_steps == 1 else [])
+    assert compiled == bool(calls and calls[0][1])

@@ -1,4 +1,5 @@
-"""Cost of the TQC preset's learning: its gradient steps with the eager and the compiled quantile Huber loss.
+"""Cost of the TQC preset's learning: SB3's gradient step with the eager and the compiled quantile Huber loss,
+and the whole gradient step compiled (:mod:`agents.compiled_update`).
 
 The CarRacing TQC preset (``agents/presets/tqc.yaml``: [64, 64] networks, 2 critics of 25
 quantiles, batch 256, 10 gradient steps every 4 steps of its 2 envs) on a stub env with its
@@ -6,7 +7,8 @@ observation (two 32-dim latents) and action shapes, so that the figures are the 
 own, not the env's or the encoder's. Two measures, one torch thread, each loss in interleaved
 rounds (medians): milliseconds per gradient step (``model.train``), and agent steps per second
 through ``model.learn`` (acting, the replay buffer and the gradient steps). The compiled loss is
-:mod:`agents.quantile_loss`'s; it is built before timing starts.
+:mod:`agents.quantile_loss`'s, the compiled update :func:`agents.compiled_update.compile_update`'s (a
+second model from the same seed); both are built before timing starts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from agents.compiled_update import compile_update
 from agents.hyperparams import algo_kwargs_for_sb3, resolve_hyperparams
 from agents.quantile_loss import QUANTILE_LOSS_USERS, set_quantile_loss, use_compiled_quantile_loss
 from experiments.bench.latent_wrapper import table, with_threads
@@ -76,34 +79,46 @@ def run() -> str:
     if not use_compiled_quantile_loss():
         return write_section("tqc", "## tqc\n\ntorch.compile could not build the loss on this machine.\n")
     compiled = importlib.import_module(QUANTILE_LOSS_USERS["tqc"]).quantile_huber_loss
-    losses = {"eager": eager, "compiled": compiled}
-    model = preset_model()
-    model.learn(LEARN_STEPS)  # fills the buffer and builds the compiled graphs (warm-up)
-    step_ms: dict[str, list[float]] = {name: [] for name in losses}
-    learn_rate: dict[str, list[float]] = {name: [] for name in losses}
+    sb3_model, update_model = preset_model(), preset_model()
+    if not compile_update(update_model):
+        return write_section("tqc", "## tqc\n\ntorch.compile could not build the update on this machine.\n")
+    arms = {  # name: (model, the loss SB3's update calls)
+        "SB3, eager loss": (sb3_model, eager),
+        "SB3, compiled loss": (sb3_model, compiled),
+        "compiled update": (update_model, compiled),
+    }
+    for model in (sb3_model, update_model):
+        model.learn(LEARN_STEPS)  # fills the buffer and builds the compiled graphs (warm-up)
+    step_ms: dict[str, list[float]] = {name: [] for name in arms}
+    learn_rate: dict[str, list[float]] = {name: [] for name in arms}
     for _ in range(ROUNDS):
-        for name, loss in losses.items():
+        for name, (model, loss) in arms.items():
             set_quantile_loss(loss)
-            step_ms[name].append(with_threads(1, lambda: _ms_per_gradient_step(model)))
-            learn_rate[name].append(with_threads(1, lambda: _learn_steps_per_s(model)))
+            step_ms[name].append(with_threads(1, lambda m=model: _ms_per_gradient_step(m)))
+            learn_rate[name].append(with_threads(1, lambda m=model: _learn_steps_per_s(m)))
     set_quantile_loss(compiled)
+    base = "SB3, eager loss"
     ms = {name: statistics.median(values) for name, values in step_ms.items()}
     rate = {name: statistics.median(values) for name, values in learn_rate.items()}
+    spread = {
+        name: (min(step_ms[name]), max(step_ms[name]), min(learn_rate[name]), max(learn_rate[name])) for name in arms
+    }
     rows = [
-        f"| {name} | {ms[name]:.2f} | {ms['eager'] / ms[name]:.2f}x | {rate[name]:,.0f} | "
-        f"{rate[name] / rate['eager']:.2f}x |"
-        for name in losses
+        f"| {name} | {ms[name]:.2f} ({spread[name][0]:.2f}-{spread[name][1]:.2f}) | {ms[base] / ms[name]:.2f}x | "
+        f"{rate[name]:,.0f} ({spread[name][2]:,.0f}-{spread[name][3]:,.0f}) | {rate[name] / rate[base]:.2f}x |"
+        for name in arms
     ]
-    header = ["quantile Huber loss", "ms per gradient step", "speed-up", "agent steps/s in learn", "speed-up"]
+    header = ["gradient step", "ms per gradient step (range)", "speed-up", "agent steps/s in learn (range)", "speed-up"]
     section = "\n".join(
         [
             "## tqc",
             "",
-            "The CarRacing TQC preset's learning with the eager and the compiled quantile Huber loss "
-            f"(`agents.quantile_loss`), on stub envs of its shapes ({OBS_DIM} inputs, 3 actions), one torch "
-            f"thread: {GRADIENT_STEPS} gradient steps at batch {model.batch_size}, and {LEARN_STEPS:,} agent "
-            f"steps of `learn` (10 gradient steps every 4 steps of 2 envs). Medians of {ROUNDS} interleaved "
-            "rounds.",
+            "The CarRacing TQC preset's learning: SB3's gradient step with the eager and the compiled quantile "
+            "Huber loss (`agents.quantile_loss`), and the whole step compiled (`agents.compiled_update`), on stub "
+            f"envs of its shapes ({OBS_DIM} inputs, 3 actions), one torch "
+            f"thread: {GRADIENT_STEPS} gradient steps at batch {sb3_model.batch_size}, and {LEARN_STEPS:,} agent "
+            f"steps of `learn` (10 gradient steps every 4 steps of 2 envs). Medians (and ranges) of {ROUNDS} "
+            "interleaved rounds.",
             "",
             f"Machine: {machine}.",
             "",
