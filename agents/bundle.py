@@ -57,6 +57,7 @@ from agents.policy_file import POLICY_FILE, WEIGHTS_FILE, LoadedPolicy, PolicyFi
 from agents.vec_env import StackConfig, build_vec_env, find_vec_normalize
 from worldmodel.common.atomic import atomic_path, write_json_atomic
 from worldmodel.common.errors import UserError
+from worldmodel.common.sealed import CHECKSUM_KEY, seal_matches
 from worldmodel.vae.checkpoint import file_sha256
 
 MODEL_FILE = "model.zip"
@@ -272,6 +273,8 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         StackConfig.from_dict(stack)
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{path}: its stack is not one this worldmodel can build ({exc}); {fix}") from exc
+    if seal_matches(config) is False:
+        raise BundleError(f"{path} does not match its checksum ({CHECKSUM_KEY}): damaged or edited; {fix}")
     if not isinstance(config["hyperparams"].get("algo_kwargs"), dict):
         raise BundleError(f"{path} lacks the key 'hyperparams.algo_kwargs' (edited or cut short?); {fix}")
     return config

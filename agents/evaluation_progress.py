@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from worldmodel.common.atomic import write_json_atomic
+from worldmodel.common.sealed import CHECKSUM_KEY, seal_matches, sealed
 
 PROGRESS_SUFFIX = ".progress.json"
 """``evaluation.json``'s progress is in ``evaluation.progress.json`` until it is written."""
@@ -115,7 +116,7 @@ class EvaluationProgress:
 
     def save(self) -> None:
         """Write the log (atomically)."""
-        write_json_atomic(self.path, {"settings": self.settings, "log": self.log.to_dict()})
+        write_json_atomic(self.path, sealed({"settings": self.settings, "log": self.log.to_dict()}))
 
     def remove(self) -> None:
         """Delete the file once the evaluation's results are written."""
@@ -131,6 +132,8 @@ def _stored_log(path: Path, settings: dict[str, Any], targets: np.ndarray) -> Ep
     n_envs = len(targets)
     try:
         stored = json.loads(path.read_text())
+        if seal_matches(stored) is not True:
+            raise ValueError(f"its content does not match its checksum ({CHECKSUM_KEY}): damaged, edited or cut short")
         if stored["settings"] != settings:
             print(f"{path} holds another evaluation's progress (other settings or policy file): starting over")
             return None

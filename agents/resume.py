@@ -8,8 +8,10 @@ history, env frames, elapsed time). Every file is written atomically and ``state
 only ever names complete files, so a ``kill -9`` at any point leaves a loadable
 checkpoint. The model zip and the replay buffer are SB3's pickles: checkpoints are for resuming your own
 runs (trusted files only).
-Inside :func:`checkpoint_on_signal` the first SIGINT (Ctrl-C) or SIGTERM writes a checkpoint at
-the next rollout end and stops training there, so stopping a run loses nothing.
+Checkpoints are written when a rollout starts, after the update on the rollout before, so a resumed run
+makes every update an uninterrupted one makes.
+Inside :func:`checkpoint_on_signal` the first SIGINT (Ctrl-C) or SIGTERM writes a checkpoint when the next
+rollout starts and stops training there, so stopping a run loses nothing.
 :class:`KeepBestCallback` keeps the best training evaluation's policy in ``RUN_DIR/best/`` the
 same way.
 
@@ -137,7 +139,8 @@ def restore_eval_history(callback: EvalCallback, history: dict[str, Any], num_ti
 
 
 class ResumeCallback(BaseCallback):
-    """Counts env frames and writes a resume checkpoint at the first rollout end past every ``save_freq`` steps."""
+    """Counts env frames and writes a resume checkpoint at the first rollout start past every ``save_freq`` steps
+    (after the update on the rollout before: a checkpoint at a rollout's end would lose that update)."""
 
     def __init__(
         self,
@@ -161,7 +164,8 @@ class ResumeCallback(BaseCallback):
         self._next_save = 0
         self._evals_seen = 0
         self.stop_requested = False
-        """Set to write a checkpoint at the next rollout end and stop training there (:func:`checkpoint_on_signal`)."""
+        """Set to write a checkpoint when the next rollout starts and stop training there
+        (:func:`checkpoint_on_signal`)."""
         self.stopped_at: int | None = None
         """The step of the checkpoint written on a stop request, once written."""
 
@@ -183,8 +187,8 @@ class ResumeCallback(BaseCallback):
             self.curve.append(point)
         return self.stopped_at is None
 
-    def _on_rollout_end(self) -> None:
-        # At the end of a rollout, off-policy algorithms have stored the last transition.
+    def _on_rollout_start(self) -> None:
+        # The update on the previous rollout is done; off-policy algorithms have stored its last transition.
         if self.num_timesteps >= self._next_save or self.stop_requested:
             self.save()
             self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
@@ -211,7 +215,7 @@ class TrainingStopped(KeyboardInterrupt):
 @contextlib.contextmanager
 def checkpoint_on_signal(callback: ResumeCallback) -> Iterator[None]:
     """While inside, the first SIGINT or SIGTERM sets ``callback.stop_requested``: training writes a resume
-    checkpoint at the next rollout end and stops there. A second signal acts as it did before (Ctrl-C raises
+    checkpoint when the next rollout starts and stops there. A second signal acts as it did before (Ctrl-C raises
     KeyboardInterrupt at once). Outside the main thread, where Python takes no signals, nothing is installed."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -226,7 +230,7 @@ def checkpoint_on_signal(callback: ResumeCallback) -> Iterator[None]:
     def request_stop(signum: int, _frame: Any) -> None:
         restore()
         callback.stop_requested = True
-        print(f"{signal.Signals(signum).name}: writing a resume checkpoint at the end of this rollout, then stopping "
+        print(f"{signal.Signals(signum).name}: writing a resume checkpoint after this rollout's update, then stopping "
               "(send it again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
 
     for sig in signals:

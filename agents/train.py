@@ -77,6 +77,7 @@ from agents.vec_env import StackConfig, build_vec_env, check_stack, find_vec_nor
 from worldmodel.common.atomic import write_json_atomic, writing
 from worldmodel.common.configargs import add_config_arguments, config_from_args
 from worldmodel.common.device import default_precision, resolve_device
+from worldmodel.common.sealed import sealed
 from worldmodel.memory.model import load_memory
 from worldmodel.vae.checkpoint import file_sha256
 
@@ -347,16 +348,18 @@ def write_run_config(
         memory_sha = copy_vae(config.memory, run_dir, MEMORY_FILE)
     write_json_atomic(
         run_dir / CONFIG_FILE,
-        {
-            "agent": dataclasses.asdict(config),
-            "algo": spec.name,
-            "hyperparams": hp.to_dict(),
-            "stack": stack.to_dict(),
-            "vae_sha256": vae_sha,
-            "memory_sha256": memory_sha,
-            "eval_seed": config.seed + EVAL_SEED_OFFSET,
-            "versions": _versions(),
-        },
+        sealed(
+            {
+                "agent": dataclasses.asdict(config),
+                "algo": spec.name,
+                "hyperparams": hp.to_dict(),
+                "stack": stack.to_dict(),
+                "vae_sha256": vae_sha,
+                "memory_sha256": memory_sha,
+                "eval_seed": config.seed + EVAL_SEED_OFFSET,
+                "versions": _versions(),
+            }
+        ),
     )
 
 

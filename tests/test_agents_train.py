@@ -471,7 +471,7 @@ def test_the_encoder_precision_auto_picks_is_recorded_and_kept_by_resume_and_eva
 def test_runs_and_bundles_from_before_the_encoder_precision_option_encode_in_fp32(tmp_path, toy_vae_path, monkeypatch):
     run_dir = train_agent(quick(tmp_path, vae=toy_vae_path, encoder_precision="fp32"))
     stored = json.loads((run_dir / "config.json").read_text())
-    del stored["agent"]["encoder_precision"], stored["stack"]["encoder_precision"]
+    del stored["agent"]["encoder_precision"], stored["stack"]["encoder_precision"], stored["checksum_sha256"]
     (run_dir / "config.json").write_text(json.dumps(stored))
     monkeypatch.setenv("WORLDMODEL_AUTO_PRECISION", "bf16")
     assert _bundle_precision(run_dir) == "fp32"

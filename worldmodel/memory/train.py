@@ -265,7 +265,7 @@ def _train(config: TrainMemoryConfig, ctx: DistContext) -> Path:
         torch.set_num_threads(config.threads)
     if not Path(config.vae).is_file():
         raise TrainMemoryError(f"--vae {config.vae} does not exist; pass the VAE checkpoint the latents come from")
-    out = check_run_dir(config.out, config.resume, TrainMemoryError)
+    out, resume_file = check_run_dir(config.out, config.resume, TrainMemoryError)
     vae_sha256 = file_sha256(config.vae)
     vae_spec = load_vae(config.vae).frame_spec  # damaged weights (a bad checksum, NaN) refused before --out exists
     if config.data_dir is not None:  # a missing or empty dataset, or another frame spec: refused before --out exists
@@ -285,8 +285,8 @@ def _train(config: TrainMemoryConfig, ctx: DistContext) -> Path:
     model = MDNRNN(memory_config)
     run = RunCounters()
     resumed = None
-    if config.resume:
-        resumed = load_resume_state(out / "resume.safetensors", format_name=RESUME_FORMAT, error=TrainMemoryError)
+    if resume_file is not None:
+        resumed = load_resume_state(resume_file, format_name=RESUME_FORMAT, error=TrainMemoryError)
         _check_resumable(resumed.state, memory_config, latents, vae_sha256)
         resumed.restore_model(model, run)
     model.to(ctx.device)

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,16 +66,32 @@ without updating. The last good checkpoint is run/last.safetensors. Lower --lr o
         )
 
 
-def check_run_dir(out: str | os.PathLike, resume: bool, error: type[TrainError] = TrainError) -> Path:
+def check_run_dir(
+    out: str | os.PathLike, resume: bool, error: type[TrainError] = TrainError
+) -> tuple[Path, Path | None]:
     """Check ``out``: holding no run unless ``resume``, holding one if ``resume``. Creates nothing (see
-    :func:`make_run_dir`), so a request refused later leaves no directory behind."""
+    :func:`make_run_dir`), so a request refused later leaves no directory behind.
+
+    Returns ``out`` and the resume state to continue from: None to start from the beginning, also under
+    ``resume`` when the run stopped before committing its first epoch (``last.safetensors`` and no
+    ``resume.safetensors``: killed or out of space in between), whose files are then written again.
+    """
     out = Path(out)
-    has_run = (out / "resume.safetensors").exists() or (out / "last.safetensors").exists()
-    if resume and not (out / "resume.safetensors").exists():
+    state, last = out / "resume.safetensors", out / "last.safetensors"
+    if state.exists():
+        if not resume:
+            raise error(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
+        return out, state
+    if not resume:
+        if last.exists():
+            raise error(f"{out} holds a training run that stopped before its first epoch was committed; pass "
+                        "--resume to train it from the beginning, or choose another --out")  # fmt: skip
+        return out, None
+    if not last.exists():
         raise error(f"--resume: {out} holds no resume.safetensors to continue from; drop --resume")
-    if has_run and not resume:
-        raise error(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
-    return out
+    print(f"--resume: {out} stopped before its first epoch was committed (no resume.safetensors); training from "
+          "the beginning", file=sys.stderr, flush=True)  # fmt: skip
+    return out, None
 
 
 def make_run_dir(out: Path, error: type[TrainError] = TrainError) -> None:

@@ -235,7 +235,7 @@ def train_vae(config: TrainVAEConfig) -> Path:
 def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = check_run_dir(config.out, config.resume, TrainVAEError)
+    out, resume_file = check_run_dir(config.out, config.resume, TrainVAEError)
     ds = _open_dataset(config)
     vae_config = _vae_config(config, ds.frame_spec)
     precision = default_precision(ctx.device) if config.precision == "auto" else config.precision
@@ -266,13 +266,13 @@ def _train(config: TrainVAEConfig, ctx: DistContext) -> Path:
     torch.manual_seed(config.seed)
     vae = ConvVAE(vae_config)
     resumed = None
-    if config.init and config.resume and ctx.is_main:
+    if config.init and resume_file is not None and ctx.is_main:
         print(f"--init {config.init} ignored: --resume continues the run in {out} from its own weights",
               file=sys.stderr, flush=True)  # fmt: skip
     elif config.init:
         vae.load_state_dict(_load_init(config, vae_config, ds.frame_spec))
-    if config.resume:
-        resumed = load_resume_state(out / "resume.safetensors", format_name=RESUME_FORMAT, error=TrainVAEError)
+    if resume_file is not None:
+        resumed = load_resume_state(resume_file, format_name=RESUME_FORMAT, error=TrainVAEError)
         saved_config = VAEConfig.from_dict(json.loads(resumed.header["vae_config"]))
         _check_resumable(saved_config, vae_config, resumed.state, ds.dataset_id)
         resumed.restore_model(vae, run)
@@ -327,7 +327,7 @@ class _VAETrainer(Trainer):
         self.val_weights = tuple(w / sum(weights) for w in weights)
         self.stats_sel = spread(self.train_idx, config.stats_max_frames)
         self.eval_batch = max(config.batch_size // ctx.world_size, 64)
-        if config.init and not config.resume:  # the starting point's held-out quality, per dataset
+        if config.init and resumed is None:  # the starting point's held-out quality, per dataset
             run.init_val = [e.to_dict() for e in self._evaluate_each()]
 
     def _evaluate_each(self) -> list[HeldOutLoss]:
