@@ -10,9 +10,12 @@ is the mean deterministic return over ``--eval-episodes``; the mean return with 
 actions is kept as the trial's ``sampled_mean_return`` (a policy whose deterministic action
 does nothing shows there).
 
-The study lives in ``OUT/study.db`` (SQLite). Rerunning the command continues it until
-``--n-trials`` trials are complete or pruned; a trial left running by a killed process
-stops sending heartbeats, and the next run marks it failed and retries its parameters.
+The study lives in ``OUT/study.db`` (SQLite); one ``tune`` process at a time works on it (``OUT/study.lock``).
+Rerunning the command continues it until ``--n-trials`` trials are complete or pruned: a trial
+that a killed process left running, or one stopped by an error of the machine (a full disk), is
+marked failed and its parameters run once more. Each trial's parameters are sampled with the seed
+``--seed`` plus the number of trials finished before it, so an interrupted study continued this way
+ends with the trials an uninterrupted one has.
 Each run ends by writing ``OUT/best.yaml`` (the best trial's recipe, an rl-zoo preset for
 ``train-agent --hyperparams``) and ``OUT/trials.csv``. One trial per study tries the preset's own
 values (``--no-start-from-preset``: none), marked ``from_preset``.
@@ -28,6 +31,7 @@ import contextlib
 import csv
 import dataclasses
 import inspect
+import logging
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
@@ -36,7 +40,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import optuna
+import sqlalchemy.exc
 import yaml
+from filelock import FileLock, Timeout
 from gymnasium import spaces
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -58,21 +64,26 @@ COMMAND_HELP = "search an algorithm's hyperparameters and wrapper factors with O
 """One line for ``worldmodel --help``."""
 
 STUDY_DB = "study.db"
+STUDY_LOCK = "study.lock"
 TRIALS_DIR = "trials"
 RECIPE_FILE = "recipe.yaml"
 BEST_FILE = "best.yaml"
 TRIALS_CSV = "trials.csv"
 SAMPLED_EVALUATION_FILE = "evaluation_sampled.json"
-HEARTBEAT_S = 30
-"""A running trial records a heartbeat this often (seconds) ..."""
-GRACE_S = 120
-"""... and one silent for longer belongs to a dead process: the next run fails it and retries its parameters."""
 STUDY_KEYS = ("env_id", "algo", "budget_frames", "vae_sha256")
 """What makes trials comparable: a study in OUT that differs in one of these is refused."""
 
 
 class TuneError(UserError, ValueError):
     """Tuning input the search cannot use (the message names the fix)."""
+
+
+class TrialDiverged(ValueError):
+    """A sampled recipe that training cannot go on with (NaN actions): its trial fails and the study goes on."""
+
+
+DIVERGED = "diverged"
+"""User attribute of a trial whose recipe diverged (its parameters are not tried again)."""
 
 
 @dataclass(frozen=True)
@@ -232,27 +243,30 @@ def plan_study(config: TuneConfig) -> Plan:
 
 
 @contextlib.contextmanager
-def _stable_since_2x() -> Iterator[None]:
-    """Silence Optuna's ExperimentalWarning: heartbeats and stale-trial retries have been "experimental" since 2.x."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+def _reading(db: Path) -> Iterator[None]:
+    """Inside, a database error of ``db`` (damaged, or out of room) ends in one line naming the file and the fix."""
+    try:
         yield
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise TuneError(
+            f"{db} cannot be used as an Optuna study ({cause}); if the disk is full, make room and run the command "
+            f"again; if the file is damaged, restore it from a copy, or move it away to start the study anew (the "
+            f"trials' runs in {db.parent / TRIALS_DIR} stay)"
+        ) from exc
 
 
 def _storage(path: Path) -> RDBStorage:
-    with _stable_since_2x():
-        return RDBStorage(
-            f"sqlite:///{path}",
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+    with _reading(path):
+        return RDBStorage(f"sqlite:///{path}")
 
 
 def _check_existing_study(db: Path, attrs: dict[str, Any]) -> None:
     if not db.is_file():
         return
-    for summary in optuna.get_all_study_summaries(_storage(db), include_best_trial=False):
+    with _reading(db):
+        summaries = optuna.get_all_study_summaries(_storage(db), include_best_trial=False)
+    for summary in summaries:
         theirs = {key: summary.user_attrs.get(key) for key in STUDY_KEYS}
         if theirs != attrs and any(v is not None for v in theirs.values()):  # None: killed before it was labelled
             differ = ", ".join(f"{k} {theirs[k]!r} (now {attrs[k]!r})" for k in STUDY_KEYS if theirs[k] != attrs[k])
@@ -262,11 +276,62 @@ def _check_existing_study(db: Path, attrs: dict[str, Any]) -> None:
             )
 
 
-def make_sampler(config: TuneConfig, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
-    """TPE, seeded from ``config.seed`` and the number of trials the study already holds: a resumed
-    study draws new parameters instead of replaying the first run's (same parameters, same seed,
-    the same trial again)."""
-    return optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=config.seed + trials_so_far)
+@contextlib.contextmanager
+def _only_process(out_dir: Path) -> Iterator[None]:
+    """Hold ``OUT/study.lock`` while inside: a second ``tune`` on the same study is refused, so every trial
+    found running belongs to a process that died."""
+    lock = FileLock(out_dir / STUDY_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise TuneError(
+            f"another `worldmodel tune` is working on {out_dir}; wait for it to end, or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def retry_interrupted(study: optuna.Study) -> None:
+    """Mark the trials a dead process left running as failed, and queue the parameters of each trial that was
+    interrupted (killed, or stopped by an error of the machine, not one of its recipe) once more."""
+    retried = {t.system_attrs.get("failed_trial") for t in study.get_trials(deepcopy=False)}
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
+        if trial.state == TrialState.RUNNING:
+            study.tell(trial.number, state=TrialState.FAIL)
+        if trial.number not in retried and DIVERGED not in trial.user_attrs:
+            retry(study, study.trials[trial.number])
+
+
+class _UserErrorsInOneLine(logging.Filter):
+    """Drops Optuna's "Trial N failed" record (with its traceback) for a :class:`UserError`: the command ends
+    with that error's one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], UserError))
+
+
+@contextlib.contextmanager
+def _user_errors_in_one_line() -> Iterator[None]:
+    handlers, quiet = logging.getLogger("optuna").handlers, _UserErrorsInOneLine()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
+def make_sampler(config: TuneConfig, finished: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE for the next trial, seeded from ``config.seed`` and the number of trials ``finished`` before it: a
+    resumed study draws new parameters instead of replaying the first run's, and the same ones an
+    uninterrupted study draws."""
+    return optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=config.seed + finished)
 
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
@@ -330,7 +395,13 @@ def _objective(config: TuneConfig, plan: Plan) -> Callable[[optuna.Trial], float
         trial.set_user_attr("recipe", {**recipe, "n_timesteps": steps})
         trial.set_user_attr("agent_steps", steps)
         reporter = TrialReporter(trial, config.n_evaluations)
-        train_agent(agent, after_eval=reporter, stop_on_signal=False)  # a killed trial is retried, not resumed
+        try:
+            train_agent(agent, after_eval=reporter, stop_on_signal=False)  # a killed trial is retried, not resumed
+        except UserError:
+            raise  # of the machine (disk full...) or the inputs: the command stops; a rerun retries the trial
+        except ValueError as exc:
+            trial.set_user_attr(DIVERGED, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise TrialDiverged(str(exc)) from exc
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # trials are never resumed; bundles stay
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned after evaluation {reporter.evaluations} of {config.n_evaluations}")
@@ -349,6 +420,9 @@ def _evaluate(config: TuneConfig, run_dir: Path, *, deterministic: bool) -> floa
     return float(evaluate_agent(evaluation)["mean_return"])
 
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def _count(study: optuna.Study, *states: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
@@ -358,28 +432,29 @@ def tune(config: TuneConfig) -> optuna.Study:
     writes ``best.yaml`` and ``trials.csv`` there and returns the study."""
     plan = plan_study(config)
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(
-        study_name=config.study_name,
-        storage=_storage(config.out_dir / STUDY_DB),
-        pruner=make_pruner(config),
-        direction="maximize",
-        load_if_exists=True,
-    )
-    study.sampler = make_sampler(config, trials_so_far=len(study.trials))
-    if config.start_from_preset and plan.preset_values:
-        enqueue_preset(study, plan.preset_values)
-    for key, value in plan.attrs.items():
-        study.set_user_attr(key, value)
-    with _stable_since_2x():  # optimize does this before each trial; here too, for a run with none left to do
-        optuna.storages.fail_stale_trials(study)
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    remaining = config.n_trials - _count(study, *finished)
-    if remaining > 0:
-        # catch ValueError: a sampled recipe can diverge (NaN actions); the trial fails and the study goes on
-        study.optimize(_objective(config, plan), n_trials=remaining, catch=(ValueError,))
-    write_trials_csv(study, config.out_dir / TRIALS_CSV)
-    if _count(study, TrialState.COMPLETE):
-        write_best(study, config, config.out_dir / BEST_FILE)
+    db = config.out_dir / STUDY_DB
+    with _only_process(config.out_dir), _reading(db):
+        study = optuna.create_study(study_name=config.study_name, storage=_storage(db), pruner=make_pruner(config),
+                                    direction="maximize", load_if_exists=True)  # fmt: skip
+        if config.start_from_preset and plan.preset_values:
+            enqueue_preset(study, plan.preset_values)
+        for key, value in plan.attrs.items():
+            study.set_user_attr(key, value)
+        retry_interrupted(study)
+
+        def reseed(study: optuna.Study, _trial: object = None) -> None:
+            study.sampler = make_sampler(config, _count(study, *FINISHED))
+
+        reseed(study)
+        remaining = config.n_trials - _count(study, *FINISHED)
+        if remaining > 0:
+            with _user_errors_in_one_line():
+                # catch TrialDiverged: a sampled recipe can diverge (NaN actions); the trial fails, the study goes on
+                study.optimize(_objective(config, plan), n_trials=remaining, catch=(TrialDiverged,),
+                               callbacks=[reseed])  # fmt: skip
+        write_trials_csv(study, config.out_dir / TRIALS_CSV)
+        if _count(study, TrialState.COMPLETE):
+            write_best(study, config, config.out_dir / BEST_FILE)
     return study
 
 
@@ -413,8 +488,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     retries (the columns of Optuna's ``trials_dataframe``, without needing pandas)."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
-        with _stable_since_2x():
-            retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+        retried = trial.system_attrs.get("failed_trial")  # set by RetryHeartbeatStaleTrialCallback
         row: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name,
@@ -444,11 +518,6 @@ def summary(study: optuna.Study, config: TuneConfig) -> str:
     counts = {state.name.lower(): _count(study, state) for state in TrialState if _count(study, state)}
     lines = [f"study {study.study_name}: {', '.join(f'{n} {s}' for s, n in counts.items())} trials "
              f"of {config.budget_frames} env frames"]  # fmt: skip
-    if counts.get("running"):
-        lines.append(
-            f"running trials: another tune process, or one killed less than {GRACE_S} s ago (its trial is "
-            "retried by the next run)"
-        )
     if not counts.get("complete"):
         return "\n".join([*lines, "no trial has completed yet: no best.yaml"])
     best = study.best_trial

@@ -7,11 +7,11 @@ import dataclasses
 import json
 import shutil
 import signal
-import time
 
 import optuna
 import pytest
 import yaml
+from filelock import FileLock
 
 from agents import tune as tune_module
 from agents.tune import BEST_FILE, STUDY_DB, TRIALS_CSV, TuneConfig, tune
@@ -114,16 +114,10 @@ def test_rerunning_with_more_trials_adds_exactly_those_and_keeps_the_first(study
     assert len(load(tmp_path / "study").trials) == 3
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
-def test_a_trial_left_running_by_a_killed_process_is_failed_and_retried(study_dir, tmp_path, toy_vae_path, monkeypatch):
+def test_a_trial_left_running_by_a_killed_process_is_failed_and_retried(study_dir, tmp_path, toy_vae_path):
     copy_study(study_dir, tmp_path)
-    monkeypatch.setattr(tune_module, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(tune_module, "GRACE_S", 1)
-    storage = tune_module._storage(tmp_path / "study" / STUDY_DB)
-    study = optuna.load_study(study_name=None, storage=storage)
-    killed = study.ask({"frame_skip": optuna.distributions.CategoricalDistribution((1, 2, 4))})
-    storage.record_heartbeat(killed._trial_id)  # its process died right after: no heartbeat since
-    time.sleep(2.1)
+    study = optuna.load_study(study_name=None, storage=tune_module._storage(tmp_path / "study" / STUDY_DB))
+    killed = study.ask({"frame_skip": optuna.distributions.CategoricalDistribution((1, 2, 4))})  # then its process died
     tune(small_config(tmp_path, toy_vae_path, n_trials=3))
     trials = load(tmp_path / "study").trials
     assert trials[killed.number].state.name == "FAIL"
@@ -131,6 +125,66 @@ def test_a_trial_left_running_by_a_killed_process_is_failed_and_retried(study_di
     assert retry.state.name == "COMPLETE" and retry.system_attrs["failed_trial"] == killed.number
     assert retry.params["frame_skip"] == killed.params["frame_skip"]
     assert [row["retried_trial"] for row in csv_rows(tmp_path / "study")][-1] == str(killed.number)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]  # retried once, no more
+
+
+def test_an_interrupted_study_ends_with_the_trials_of_an_uninterrupted_one(tmp_path, toy_vae_path, monkeypatch):
+    (tmp_path / "whole").mkdir()
+    whole = tune(small_config(tmp_path / "whole", toy_vae_path, n_trials=3))
+    real, calls = tune_module.train_agent, []
+
+    def interrupted_once(agent, **kwargs):
+        calls.append(agent.out)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second trial
+        return real(agent, **kwargs)
+
+    monkeypatch.setattr(tune_module, "train_agent", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        tune(small_config(tmp_path, toy_vae_path, n_trials=3))
+    resumed = tune(small_config(tmp_path, toy_vae_path, n_trials=3))
+    assert [t.state.name for t in resumed.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    ended = [t.params for t in resumed.trials if t.state.name == "COMPLETE"]
+    assert ended == [t.params for t in whole.trials]
+    assert ended[0] != ended[1] != ended[2]
+
+
+def test_a_second_tune_on_the_same_study_is_refused(tmp_path, toy_vae_path, capsys):
+    config = small_config(tmp_path, toy_vae_path)
+    (tmp_path / "study").mkdir()
+    with FileLock(tmp_path / "study" / "study.lock"):
+        argv = ["tune", TOY, "--vae", toy_vae_path, "--out", config.out, "--hyperparams", config.hyperparams]
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another `worldmodel tune` is working on" in err and "\n" not in err
+    assert not (tmp_path / "study" / STUDY_DB).exists()
+
+
+def test_a_full_disk_stops_the_study_in_one_line_and_the_rerun_retries_its_trial(tmp_path, toy_vae_path, capsys,
+                                                                               monkeypatch):  # fmt: skip
+    from worldmodel.common.atomic import DiskFullError
+
+    config = small_config(tmp_path, toy_vae_path, n_trials=2)
+    real = tune_module.train_agent
+    calls = []
+
+    def full_once(agent, **kwargs):
+        calls.append(agent.out)
+        if len(calls) == 2:
+            raise DiskFullError(f"cannot write {agent.out}/model.zip: no space left on device; make room")
+        return real(agent, **kwargs)
+
+    monkeypatch.setattr(tune_module, "train_agent", full_once)
+    argv = ["tune", TOY, "--vae", toy_vae_path, "--out", config.out, "--hyperparams", config.hyperparams,
+            "--n-trials", "2", "--budget-frames", str(config.budget_frames), "--n-evaluations", "1",
+            "--eval-episodes", "1"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("worldmodel tune: error: cannot write") and "\n" not in err  # no Optuna traceback
+    assert main(argv) == 0
+    trials = load(tmp_path / "study").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].params == trials[1].params
 
 
 def test_a_pruned_trial_stops_early_and_counts(tmp_path, toy_vae_path, monkeypatch, capsys):
