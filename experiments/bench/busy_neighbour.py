@@ -53,6 +53,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from experiments.bench.stats import median_range
+
 # Light imports only at module level: a worker decides whether torch or worldmodel loads first.
 
 WORKLOADS = ("vae", "encode256", "encode8", "ppo")
@@ -327,10 +329,6 @@ def _cell(records: dict, workload: str, arm: str, neighbours: int) -> list[float
     return [r["rate"] for r in records["runs"] if (r["workload"], r["arm"], r["neighbours"]) == key]
 
 
-def _fmt(rates: list[float]) -> str:
-    return f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
-
-
 def section(records: dict) -> str:
     """The markdown section, from the records alone."""
     m, s = records["machine"], records["settings"]
@@ -365,8 +363,8 @@ def section(records: dict) -> str:
     for w in s["workloads"]:
         for a in ARMS:
             idle = median[w, a, 0]
-            lines.append(f"| {LABELS[w]} | {a} | {_fmt(_cell(records, w, a, 0))} | {_fmt(_cell(records, w, a, 1))} "
-                         f"| {100 * median[w, a, 1] / idle:.0f}% | {_fmt(_cell(records, w, a, 2))} "
+            alone, one, two = (median_range(_cell(records, w, a, n)) for n in NEIGHBOURS)
+            lines.append(f"| {LABELS[w]} | {a} | {alone} | {one} | {100 * median[w, a, 1] / idle:.0f}% | {two} "
                          f"| {100 * median[w, a, 2] / idle:.0f}% |")  # fmt: skip
     lines += ["", "After/before, ratio of medians:", "", "| workload | idle | 1 busy | 2 busy |", "|---|---|---|---|"]
     for w in s["workloads"]:

@@ -4,11 +4,14 @@ For 1 and 2 workers: (a) baseline, a Gymnasium ``AsyncVectorEnv`` of the same pr
 (zoom-in skip, same episode length) stepped with random actions, nothing stored; (b)
 ``collect_rollouts`` end to end (worker start, preprocessing to 64x64, shard writing,
 checksums). Both count base-env frames (the 50 skipped zoom-in frames per episode
-included), so the ratio is the collector's overhead.
+included), so the ratio is the collector's overhead. The two sides alternate for ``REPEATS``
+rounds (a collection, then the baseline for as long as it took); each figure is the median of
+the rounds, shown with their range, and the ratio is the ratio of medians.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -18,12 +21,14 @@ import numpy as np
 
 from envs.collect import CollectConfig, collect_rollouts
 from envs.factory import make_env_fn
+from experiments.bench.stats import median_range
 from experiments.pipeline.machine import describe_machine, write_section
 
 ENV_ID = "CarRacing-v3"
 MAX_STEPS = 200
 EPISODES_PER_WORKER = 3
-REPEATS = 2
+REPEATS = 3
+"""Rounds per worker count, each one collection and one baseline run."""
 
 
 def baseline_frames_per_second(n_envs: int, seconds: float) -> float:
@@ -43,6 +48,17 @@ def baseline_frames_per_second(n_envs: int, seconds: float) -> float:
         venv.close()
 
 
+def table_row(workers: int, base: list[float], coll: list[float], stored: list[float], bytes_per_frame: float) -> str:
+    """One row of the section's table from each round's figures, in round order (``base[i]`` and ``coll[i]`` ran in
+    round ``i``)."""
+    per_round = " / ".join(f"{c / b:.2f}" for c, b in zip(coll, base, strict=True))
+    ratio = statistics.median(coll) / statistics.median(base)
+    return (
+        f"| {workers} | {median_range(base)} | {median_range(coll)} | {median_range(stored)} | {ratio:.2f} | "
+        f"{per_round} | {bytes_per_frame:,.0f} |"
+    )
+
+
 def run() -> str:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,18 +66,14 @@ def run() -> str:
         collect_rollouts(warm)  # starts the worker fork server once, as any long run would have
         for n in (1, 2):
             base, coll, stored = [], [], []
-            for rep in range(REPEATS):  # interleaved, best of each: the machine is shared
+            for rep in range(REPEATS):  # one run of each side per round: a slow spell of the machine hits both
                 cfg = CollectConfig(ENV_ID, out=Path(tmp) / f"n{n}r{rep}", episodes=EPISODES_PER_WORKER * n,
                                     n_envs=n, max_steps=MAX_STEPS, progress=False)  # fmt: skip
                 summary = collect_rollouts(cfg)
                 coll.append(summary.env_frames / summary.seconds)
                 stored.append(summary.frames_per_second)
                 base.append(baseline_frames_per_second(n, seconds=summary.seconds))
-            rows.append(
-                f"| {n} | {max(base):.0f} | {max(coll):.0f} | {max(stored):.0f} | {max(coll) / max(base):.2f} | "
-                f"{' / '.join(f'{c / b:.2f}' for c, b in zip(coll, base, strict=True))} | "
-                f"{summary.bytes_per_frame:.0f} |"
-            )
+            rows.append(table_row(n, base, coll, stored, summary.bytes_per_frame))
     section = "\n".join(
         [
             "## collect",
@@ -75,11 +87,12 @@ def run() -> str:
             "",
             f"Machine: {describe_machine()}.",
             "",
-            f"Each row: baseline and collection interleaved {REPEATS} times; best of each, their ratio, and "
-            "the ratio of each pair.",
+            f"Each row: {REPEATS} rounds, each one collection and then one baseline run; throughputs are the "
+            f"median (min-max) of the {REPEATS} runs, ratio is the ratio of medians (collect env frames/s over "
+            "baseline), ratio per round that of each round's pair, in round order.",
             "",
             "| workers | baseline env frames/s | collect env frames/s | collect stored frames/s | ratio | "
-            "ratio per pair | bytes/frame on disk |",
+            "ratio per round | bytes/frame on disk |",
             "|---|---|---|---|---|---|---|",
             *rows,
             "",

@@ -3,8 +3,8 @@
 1. Raw env speed: the CarRacing-v3 preset (zoom-in skipped, 96x96 frames, action steer
    random / gas 0.5) stepped by Gymnasium envs in a ``SubprocVecEnv`` (the baseline) and by
    :class:`envs.envpool.vec_env.EnvPoolVecEnv`, at 2, 4 and 8 envs, EnvPool with 2 threads
-   and with one thread per env. Base-env frames/s, ratio to the baseline at the same count
-   and best against best.
+   and with one thread per env. Base-env frames/s, the ratio of medians to the baseline at
+   the same count, and that of each backend at its setting with the highest median.
 2. Training speed: ``train_agent`` with the same recipe on both backends for a fixed number
    of agent steps (latent PPO with the shipped VAE; the rl-zoo pixel recipe on EnvPool);
    env frames/s over the whole run (rollouts and updates), peak resident memory of the run
@@ -12,10 +12,13 @@
    skip 2, so equal agent steps are equal env frames. Latent runs encode in the precision
    ``train-agent --encoder-precision auto`` picks on this CPU (bf16 where it has native bf16),
    and once more in fp32 where that differs.
-3. Where a latent PPO step on EnvPool spends its time: env stepping, VAE encoding, policy
-   forward passes and rollout bookkeeping, gradient updates.
+3. Where a latent PPO step on EnvPool spends its time (its median run): env stepping, VAE
+   encoding, policy forward passes and rollout bookkeeping, gradient updates.
 
-Each training run is a fresh process, so its peak memory is its own.
+Every compared side, the Gymnasium baselines included, runs ``REPEATS`` times in rounds of one
+run of each, so a slow spell of the shared machine falls on all of them; figures are the median
+(min-max) of the runs, ratios are ratios of medians. Each training run is a fresh process, so
+its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from experiments.bench.stats import median_range
 from experiments.pipeline.machine import describe_machine, write_section
 from worldmodel.common.device import default_precision
 
@@ -40,8 +45,10 @@ RAW_SECONDS = 8.0
 VAE = Path(__file__).resolve().parents[1] / "pretrained" / "carracing" / "vae.safetensors"
 TRAIN_STEPS = 8192
 """Agent steps per training run: two PPO rollouts of 8 envs x 512 steps, each followed by its update."""
-TRAIN_REPEATS = 2
-"""Runs of each EnvPool training mode, interleaved; the fastest counts (other work on the machine only slows a run)."""
+REPEATS = 3
+"""Runs of every raw-speed cell and every training mode (Gymnasium baselines included), in rounds of one run each."""
+RAW_SIDES = ("Gymnasium", "EnvPool, 2 threads", "EnvPool, 1 thread per env")
+"""The raw-speed columns; the first is the baseline."""
 
 
 def _actions(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -75,6 +82,40 @@ def raw_frames_per_second(backend: str, n_envs: int, num_threads: int | None = N
         return frames / (time.perf_counter() - start)
     finally:
         venv.close()
+
+
+def raw_runs(repeats: int) -> dict[tuple[int, str], list[float]]:
+    """Frames/s of every cell (env count, one of :data:`RAW_SIDES`), ``repeats`` times, in rounds of one run of
+    each cell; run ``i`` of every cell ran in round ``i``."""
+    runs: dict[tuple[int, str], list[float]] = {(n, side): [] for n in ENV_COUNTS for side in RAW_SIDES}
+    for _ in range(repeats):
+        for n in ENV_COUNTS:
+            runs[n, RAW_SIDES[0]].append(raw_frames_per_second("gymnasium", n))
+            runs[n, RAW_SIDES[1]].append(raw_frames_per_second("envpool", n, num_threads=2))
+            runs[n, RAW_SIDES[2]].append(raw_frames_per_second("envpool", n, num_threads=n))
+    return runs
+
+
+def raw_lines(runs: dict[tuple[int, str], list[float]]) -> list[str]:
+    """The raw-speed table and its headline from :func:`raw_runs`' figures."""
+    median = {cell: statistics.median(fps) for cell, fps in runs.items()}
+    rows = []
+    for n in ENV_COUNTS:
+        base = median[n, RAW_SIDES[0]]
+        cells = [median_range(runs[n, RAW_SIDES[0]])]
+        cells += [f"{median_range(runs[n, side])}, {median[n, side] / base:.1f}x" for side in RAW_SIDES[1:]]
+        rows.append(f"| {n} | {' | '.join(cells)} |")
+    gym = max((cell for cell in median if cell[1] == RAW_SIDES[0]), key=median.__getitem__)
+    pool = max((cell for cell in median if cell[1] != RAW_SIDES[0]), key=median.__getitem__)
+    return [
+        f"| envs | {' | '.join(RAW_SIDES)} |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"Each backend at its setting with the highest median, ratio of medians: {pool[1]}, {pool[0]} envs, "
+        f"{median[pool]:,.0f} / Gymnasium, {gym[0]} envs, {median[gym]:,.0f} = **{median[pool] / median[gym]:.1f}x** "
+        "(goal: 5x).",
+    ]
 
 
 def _peak_rss_mib() -> float:
@@ -146,22 +187,40 @@ def train_run(
     return result
 
 
-def fastest_runs(modes: dict[str, dict[str, Any]], repeats: int) -> dict[str, dict[str, Any]]:
-    """Each mode's fastest of ``repeats`` training runs (``train_run`` keywords per mode), the modes interleaved so
-    that a slow spell of the machine falls on all of them; ``each_frames_per_s`` keeps every run's figure."""
-    fastest: dict[str, dict[str, Any]] = {}
+def interleaved_runs(modes: dict[str, dict[str, Any]], repeats: int) -> dict[str, list[dict[str, Any]]]:
+    """Every mode's ``repeats`` training runs (``train_run`` keywords per mode), in rounds of one run of each mode so
+    that a slow spell of the machine falls on all of them; run ``i`` of every mode ran in round ``i``."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in modes}
     for _ in range(repeats):
         for name, kwargs in modes.items():
-            result = train_run("envpool", **kwargs)
-            each = [*fastest.get(name, {}).get("each_frames_per_s", []), result["frames_per_s"]]
-            if name not in fastest or result["frames_per_s"] > fastest[name]["frames_per_s"]:
-                fastest[name] = result
-            fastest[name]["each_frames_per_s"] = each
-    return fastest
+            runs[name].append(train_run(**kwargs))
+    return runs
 
 
-def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
-    return a["frames_per_s"] / b["frames_per_s"]
+def _fps(runs: list[dict[str, Any]]) -> list[float]:
+    return [r["frames_per_s"] for r in runs]
+
+
+def _ratio(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
+    """Ratio of median env frames/s of two modes' runs, and the ratio in each round."""
+    per_round = " / ".join(f"{x / y:.1f}" for x, y in zip(_fps(a), _fps(b), strict=True))
+    return f"**{statistics.median(_fps(a)) / statistics.median(_fps(b)):.1f}x**, per round {per_round}"
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run at the median env frames/s (for an even count, the faster of the middle two)."""
+    return sorted(runs, key=lambda r: r["frames_per_s"])[len(runs) // 2]
+
+
+def train_rows(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """One table row per mode: median (min-max) of its runs, and each run's env frames/s in round order."""
+    rows = []
+    for name, rs in runs.items():
+        frames = ", ".join(str(f) for f in sorted({r["env_frames"] for r in rs}))
+        each = ", ".join(f"{fps:,.0f}" for fps in _fps(rs))
+        wall, rss = median_range([r["wall_s"] for r in rs], ".1f"), median_range([r["peak_rss_mib"] for r in rs])
+        rows.append(f"| {name} | {frames} | {wall} | {median_range(_fps(rs))} | {each} | {rss} |")
+    return rows
 
 
 def _profile_rows(result: dict[str, Any]) -> list[str]:
@@ -181,42 +240,32 @@ def _profile_rows(result: dict[str, Any]) -> list[str]:
     return [f"| {name} | {seconds:.1f} | {100 * seconds / wall:.0f}% |" for name, seconds in parts.items()]
 
 
-def run() -> str:
-    raw_rows, best = [], {"gymnasium": 0.0, "envpool": 0.0}
-    for n in ENV_COUNTS:
-        gym_fps = raw_frames_per_second("gymnasium", n)
-        pool2 = raw_frames_per_second("envpool", n, num_threads=2)
-        pooln = raw_frames_per_second("envpool", n, num_threads=n)
-        best["gymnasium"] = max(best["gymnasium"], gym_fps)
-        best["envpool"] = max(best["envpool"], pool2, pooln)
-        raw_rows.append(
-            f"| {n} | {gym_fps:.0f} | {pool2:.0f} ({pool2 / gym_fps:.1f}x) | {pooln:.0f} ({pooln / gym_fps:.1f}x) |"
-        )
-    auto = default_precision(torch.device("cpu"))  # the encoder precision train-agent picks on this CPU
-    latent_gym = train_run("gymnasium")
-    latent_gym["each_frames_per_s"] = [latent_gym["frames_per_s"]]
-    modes = {
-        f"latent PPO, EnvPool, encoder {auto}": {"profile": True},
-        "pixel PPO (rl-zoo CnnPolicy recipe), EnvPool": {"pixels": True},
+def training_modes(auto: str) -> dict[str, dict[str, Any]]:
+    """The training runs compared, by name: ``train_run`` keywords; ``auto`` is the encoder precision that
+    ``--encoder-precision auto`` picks on this CPU."""
+    modes: dict[str, dict[str, Any]] = {
+        f"latent PPO, Gymnasium (SubprocVecEnv), encoder {auto}": {"backend": "gymnasium"},
+        f"latent PPO, EnvPool, encoder {auto}": {"backend": "envpool", "profile": True},
+        "pixel PPO (rl-zoo CnnPolicy recipe), EnvPool": {"backend": "envpool", "pixels": True},
     }
     if auto != "fp32":  # the encoder as a CPU without native bf16 runs it
-        modes["latent PPO, EnvPool, encoder fp32"] = {"encoder_precision": "fp32"}
-    runs = {f"latent PPO, Gymnasium (SubprocVecEnv), encoder {auto}": latent_gym, **fastest_runs(modes, TRAIN_REPEATS)}
-    latent_pool, pixels_pool = (
-        runs[f"latent PPO, EnvPool, encoder {auto}"],
-        runs["pixel PPO (rl-zoo CnnPolicy recipe), EnvPool"],
+        modes["latent PPO, EnvPool, encoder fp32"] = {"backend": "envpool", "encoder_precision": "fp32"}
+    return modes
+
+
+def section(raw: dict[tuple[int, str], list[float]], train: dict[str, list[dict[str, Any]]], auto: str) -> str:
+    """The markdown section from :func:`raw_runs`' and :func:`interleaved_runs`' figures (``train`` keyed as
+    :func:`training_modes` names them)."""
+    repeats = len(next(iter(train.values())))
+    latent_gym, latent_pool, pixels_pool = (
+        train[f"latent PPO, Gymnasium (SubprocVecEnv), encoder {auto}"],
+        train[f"latent PPO, EnvPool, encoder {auto}"],
+        train["pixel PPO (rl-zoo CnnPolicy recipe), EnvPool"],
     )
     fp32_note = ""
     if auto != "fp32":
-        fp32_note = (
-            f" (with the encoder in fp32: {_ratio(runs['latent PPO, EnvPool, encoder fp32'], pixels_pool):.1f}x)"
-        )
-    train_rows = [
-        f"| {name} | {r['env_frames']} | {r['wall_s']:.1f} | {r['frames_per_s']:.0f} | "
-        f"{', '.join(f'{fps:.0f}' for fps in r['each_frames_per_s'])} | {r['peak_rss_mib']:.0f} |"
-        for name, r in runs.items()
-    ]
-    section = "\n".join(
+        fp32_note = f"; with the encoder in fp32: {_ratio(train['latent PPO, EnvPool, encoder fp32'], pixels_pool)}"
+    return "\n".join(
         [
             "## envpool",
             "",
@@ -224,38 +273,42 @@ def run() -> str:
             "",
             f"Machine: {describe_machine()}.",
             "",
-            f"Raw env frames/s (the preset: zoom-in skipped, 96x96 frames out, {RAW_SECONDS:g} s per cell; "
+            f"Raw env frames/s (the preset: zoom-in skipped, 96x96 frames out, {RAW_SECONDS:g} s per run; "
             "Gymnasium envs in a `SubprocVecEnv`, one process each; `EnvPoolVecEnv` with 2 threads or one "
-            "per env; ratio to Gymnasium at the same count):",
+            f"per env). Every cell ran {len(next(iter(raw.values())))} times, in rounds of one run of each cell; "
+            "median (min-max) of its runs, and the ratio of medians to Gymnasium at the same count:",
             "",
-            "| envs | Gymnasium | EnvPool, 2 threads | EnvPool, 1 thread per env |",
-            "|---|---|---|---|",
-            *raw_rows,
-            "",
-            f"Best against best: EnvPool {best['envpool']:.0f} / Gymnasium {best['gymnasium']:.0f} = "
-            f"**{best['envpool'] / best['gymnasium']:.1f}x** (goal: 5x).",
+            *raw_lines(raw),
             "",
             f"Training, {TRAIN_STEPS} agent steps each with the shipped PPO presets (latents: the shipped VAE; 8 "
             "envs, frame skip 2, latent history 2 with the previous action, 256-step rollouts, torch on one thread, "
             "the encoder in the precision `--encoder-precision auto` picks on this CPU, and in fp32 if it differs. "
             "Pixels: rl-zoo's recipe, frame skip 2, 64x64 grayscale, 2 stacked frames), each run a fresh process, "
-            f"timed end to end; each EnvPool mode ran {TRAIN_REPEATS} times, interleaved, and its fastest run is "
-            "shown (the Gymnasium run once):",
+            f"timed end to end. Every mode, the Gymnasium one included, ran {repeats} times, in rounds of one run of "
+            "each mode in the order of the table; median (min-max) of its runs, and each run's env frames/s in "
+            "round order:",
             "",
-            "| run | env frames | wall s | env frames/s | each run's env frames/s | peak RSS MiB |",
+            "| run | env frames | wall s | env frames/s | env frames/s per round | peak RSS MiB |",
             "|---|---|---|---|---|---|",
-            *train_rows,
+            *train_rows(train),
             "",
-            f"Latent PPO, EnvPool against Gymnasium: **{_ratio(latent_pool, latent_gym):.1f}x** (goal: 5x). "
-            f"Latent against pixel PPO, both on EnvPool with frame skip 2: **{_ratio(latent_pool, pixels_pool):.1f}x**"
-            f"{fp32_note} (goal: 2x).",
+            "Ratios of median env frames/s (and of the two runs of each round): latent PPO, EnvPool against "
+            f"Gymnasium: {_ratio(latent_pool, latent_gym)} (goal: 5x). Latent against pixel PPO, both on EnvPool "
+            f"with frame skip 2: {_ratio(latent_pool, pixels_pool)}{fp32_note} (goal: 2x).",
             "",
-            f"Where the latent PPO run on EnvPool (encoder {auto}) spent its time:",
+            f"Where the latent PPO run on EnvPool (encoder {auto}) spent its time, in its run with the median env "
+            "frames/s:",
             "",
             "| part | seconds | share |",
             "|---|---|---|",
-            *_profile_rows(latent_pool),
+            *_profile_rows(median_run(latent_pool)),
             "",
         ]
     )
-    return write_section("envpool", section)
+
+
+def run() -> str:
+    auto = default_precision(torch.device("cpu"))  # the encoder precision train-agent picks on this CPU
+    raw = raw_runs(REPEATS)
+    train = interleaved_runs(training_modes(auto), REPEATS)
+    return write_section("envpool", section(raw, train, auto))
