@@ -4,8 +4,9 @@ A report is a folder ``experiments/reports/<name>/``: its ``README.md``, its PNG
 ``records/`` (configs, summaries, per-episode returns; no weights). Each folder whose records say
 which writer made them is written again by that writer, from the records alone:
 ``records/pipeline.json`` by :mod:`experiments.pipeline.report`, ``records/study.json`` by
-:mod:`experiments.studies.recipe_study`. The writer replaces the generated part of ``README.md``
-(the prose written by hand around it is kept) and draws the figures again. ``--into DIR`` writes
+:mod:`experiments.studies.recipe_study`, ``records/campaign.json`` by :mod:`experiments.studies.faults`.
+The writer replaces the generated part of ``README.md`` (the prose written by hand around it is
+kept) and draws the figures again. ``--into DIR`` writes
 the reports to ``DIR/<name>/`` instead and leaves the committed ones as they are, to compare the two.
 
 A report without such records is named as one and left as it is: its runs are gone (it says so
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from experiments.pipeline.records import PIPELINE_FILE
 from experiments.pipeline.report import RECORDS_DIR, REPORT_FILE, write_report
+from experiments.studies.faults.report import CAMPAIGN_FILE
+from experiments.studies.faults.report import write_report as write_fault_report
 from experiments.studies.recipe_study import STUDY_FILE, write_report_from_records
 
 REPORTS_DIR = Path("experiments/reports")
@@ -34,6 +37,8 @@ def rebuild(report: Path, into: Path | None = None) -> Path | None:
         return write_report(records, name=report.name, report_dir=report_dir)
     if (records / STUDY_FILE).is_file():
         return write_report_from_records(records, report_dir / report.name)
+    if (records / CAMPAIGN_FILE).is_file():
+        return write_fault_report(report, into=report_dir / report.name)
     return None
 
 
