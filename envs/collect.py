@@ -38,6 +38,7 @@ from envs.config import EnvConfig, env_preset
 from envs.episode_claims import EpisodeClaims
 from envs.factory import make_env, make_env_fn
 from envs.policies import PolicyFactory, policy_factory
+from envs.true_state import missing_state_note, state_names
 from worldmodel.common.configargs import add_config_arguments, config_from_args
 from worldmodel.common.errors import UserError
 from worldmodel.common.plugins import POLICIES_GROUP, load_entry_points
@@ -407,6 +408,11 @@ def collect_rollouts(config: CollectConfig, policy: PolicyFactory | None = None)
     if policy is not None:  # record what actually chose the actions
         attrs["collect"]["policy"] = getattr(policy, "__qualname__", repr(policy))
     attrs["env"] = env_config.to_dict()
+    names = state_names(env_config)
+    if names is not None:  # what each column of the dataset's states is
+        attrs["state_names"] = list(names)
+    if (note := missing_state_note(env_config)) is not None:
+        print(f"worldmodel collect: {note}", file=sys.stderr)
     start = time.monotonic()
     new_episodes = new_frames = env_frames = 0
     DatasetWriter.check(Path(config.out), config.env_id, env_config.frame_spec, config.collector_id)

@@ -3,6 +3,8 @@ episode limit, render mode, backend, default frame spec) and the per-env presets
 
 >>> env_preset("CarRacing-v3").frame_skip, env_preset("CarRacing-v3").skip_start_frames
 (1, 50)
+>>> env_preset("ALE/Pong-v5").env_kwargs["repeat_action_probability"]
+0.25
 """
 
 from __future__ import annotations
@@ -64,6 +66,26 @@ single-frame controller otherwise only sees indirectly. The crop also squeezes t
 ratio (84x96 to 64x64). ``--crop 0 0 84 96`` reproduces World Models.
 """
 
+ATARI_SPEC = FrameSpec(height=64, width=64)
+"""Atari's default frame spec: the whole 210x160 frame, score included, resized to 64x64 RGB (``area``).
+
+The aspect ratio is squeezed (210x160 to 64x64), as DQN's 84x84 squeezes it. The ball (2 pixels
+wide, 4 high) survives the resize: removing it from a frame changes the 64x64 frame by at least 54
+(Pong) and 25 (Breakout) levels of 255, by 123 and 108 in the median frame (800 frames of each).
+"""
+
+ATARI_FRAME_SKIP = 4
+"""Emulator frames per agent action in ALE v5."""
+ATARI_MAX_FRAMES = 108_000
+"""ALE v5's ``max_num_frames_per_episode``: 30 minutes of play at 60 Hz (27,000 agent steps)."""
+ATARI_V5_KWARGS: dict[str, Any] = {
+    "repeat_action_probability": 0.25,
+    "full_action_space": False,
+    "max_num_frames_per_episode": ATARI_MAX_FRAMES,
+}
+"""ALE v5's defaults: sticky actions (Machado et al., 2018), the game's minimal action set, 30-minute episodes.
+The EnvPool backend maps the same keywords onto EnvPool's options (:func:`envs.envpool.env.envpool_spec`)."""
+
 PRESETS: dict[str, EnvConfig] = {
     "CarRacing-v3": EnvConfig(
         "CarRacing-v3", skip_start_frames=50, frame_spec=CAR_RACING_SPEC
@@ -76,11 +98,8 @@ PRESETS: dict[str, EnvConfig] = {
 
 
 def env_preset(env_id: str) -> EnvConfig:
-    """The preset for ``env_id``, or a generic one (64x64 RGB, no skips) for any other id.
-
-    Atari (``ALE/*``) ids move ALE's internal frame skip (4 in v5) into :class:`FrameSkip`
-    (``frameskip=1`` plus ``frame_skip=4``, the same dynamics) so that ``info["frames"]``
-    counts emulator frames.
+    """The preset for ``env_id``: :data:`PRESETS`, :func:`atari_preset` for ``ALE/*`` ids, or a generic one
+    (64x64 RGB, no skips) for any other id.
 
     >>> env_preset("CarRacing-v3").skip_start_frames
     50
@@ -92,8 +111,24 @@ def env_preset(env_id: str) -> EnvConfig:
     if env_id in PRESETS:
         return PRESETS[env_id]
     if env_id.startswith("ALE/"):
-        return EnvConfig(env_id, frame_skip=4, env_kwargs={"frameskip": 1})
+        return atari_preset(env_id)
     return EnvConfig(env_id)
+
+
+def atari_preset(env_id: str) -> EnvConfig:
+    """An ``ALE/*-v5`` game with ALE v5's standard settings (:data:`ATARI_V5_KWARGS`) and :data:`ATARI_SPEC`.
+
+    ALE's own frame skip (4 in v5) moves into :class:`~envs.frame_skip.FrameSkip` (``frameskip=1``
+    plus ``frame_skip=4``: the same dynamics, sticky actions drawn per emulator frame either way),
+    so that ``info["frames"]`` counts emulator frames. Frames are the last of each skip, as in ALE
+    v5 (EnvPool max-pools the last two).
+
+    >>> config = atari_preset("ALE/Breakout-v5")
+    >>> config.frame_skip, config.env_kwargs["frameskip"], config.env_kwargs["max_num_frames_per_episode"]
+    (4, 1, 108000)
+    """
+    kwargs = {"frameskip": 1, **ATARI_V5_KWARGS}
+    return EnvConfig(env_id, frame_skip=ATARI_FRAME_SKIP, env_kwargs=kwargs, frame_spec=ATARI_SPEC)
 
 
 def resets_from_np_random(env_id: str) -> bool:

@@ -22,43 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from envs.config import EnvConfig, env_preset
 from envs.frame_skip import FrameSkip, SkipStartFrames
 from envs.pixels import PixelObservation, is_image_space
-
-
-def car_racing_state(env: gym.Env) -> np.ndarray:
-    """CarRacing's true state: speed (hull velocity norm), angular velocity, hull angle, front-wheel angle."""
-    car = env.unwrapped.car  # type: ignore[attr-defined]
-    hull = car.hull
-    return np.array(
-        [np.hypot(*hull.linearVelocity), hull.angularVelocity, hull.angle, car.wheels[0].joint.angle], np.float32
-    )
-
-
-STATE_FUNCTIONS: dict[str, Callable[[gym.Env], np.ndarray]] = {"CarRacing-v3": car_racing_state}
-"""True-state readers for image envs whose observations do not include it (others use ``info["state"]``)."""
-
-
-class TrueState(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Put ``state_fn(env)`` in ``info["state"]`` after every reset and step."""
-
-    def __init__(self, env: gym.Env, state_fn: Callable[[gym.Env], np.ndarray]) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, state_fn=state_fn)
-        gym.Wrapper.__init__(self, env)
-        self.state_fn = state_fn
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        info["state"] = self.state_fn(self.env)
-        return obs, info
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        info["state"] = self.state_fn(self.env)
-        return obs, reward, terminated, truncated, info
+from envs.true_state import TrueState, state_reader
 
 
 def _hint(env_id: str) -> str:
@@ -90,9 +58,10 @@ def gym_make(env_id: str, **kwargs: Any) -> gym.Env:
 def make_env(config: EnvConfig | str, *, pixels: bool = True) -> gym.Env:
     """Make the env ``config`` describes (a string means :func:`env_preset`).
 
-    Wrapper order: ``gym.make`` (with its time limit), true state (CarRacing), skipped start
-    frames, frame skip, then with ``pixels`` :class:`~envs.pixels.PixelObservation`. With
-    ``backend="envpool"`` the base env is :class:`envs.envpool.env.EnvPoolEnv` (no true state).
+    Wrapper order: ``gym.make`` (with its time limit), true state (:mod:`envs.true_state`:
+    CarRacing, Pong, Breakout), skipped start frames, frame skip, then with ``pixels``
+    :class:`~envs.pixels.PixelObservation`. With ``backend="envpool"`` the base env is
+    :class:`envs.envpool.env.EnvPoolEnv` (true state for the Atari games only).
     """
     if isinstance(config, str):
         config = env_preset(config)
@@ -113,22 +82,25 @@ def make_env(config: EnvConfig | str, *, pixels: bool = True) -> gym.Env:
             )
         env.close()
         env = gym_make(config.env_id, render_mode="rgb_array", **kwargs)
-    if config.env_id in STATE_FUNCTIONS:
-        env = TrueState(env, STATE_FUNCTIONS[config.env_id])
-    if config.skip_start_frames:
-        env = SkipStartFrames(env, config.skip_start_frames)
-    env = FrameSkip(env, config.frame_skip)
-    return PixelObservation(env) if pixels else env
+    return _add_preset_wrappers(env, config, config.frame_skip, pixels=pixels)
 
 
 def _make_envpool_env(config: EnvConfig, *, pixels: bool) -> gym.Env:
-    """EnvPool's env with the same preset wrappers (its frames are its observations; no true state)."""
+    """EnvPool's env with the same preset wrappers (its frames are its observations)."""
     from envs.envpool.env import EnvPoolEnv
 
-    env: gym.Env = EnvPoolEnv(config)
+    env = EnvPoolEnv(config)
+    return _add_preset_wrappers(env, config, env.spec_envpool.frame_skip_outside, pixels=pixels)
+
+
+def _add_preset_wrappers(env: gym.Env, config: EnvConfig, frame_skip: int, *, pixels: bool) -> gym.Env:
+    """True state, skipped start frames, frame skip and pixels around the base env, in this order."""
+    reader = state_reader(config)
+    if reader is not None:
+        env = TrueState(env, reader.read)
     if config.skip_start_frames:
         env = SkipStartFrames(env, config.skip_start_frames)
-    env = FrameSkip(env, env.unwrapped.spec_envpool.frame_skip_outside)
+    env = FrameSkip(env, frame_skip)
     return PixelObservation(env) if pixels else env
 
 

@@ -12,7 +12,9 @@ Known differences from Gymnasium (measured in ``experiments/reports/envpool/READ
 CarRacing's tracks come from EnvPool's own generator (the same seed gives another track than
 Gymnasium's), it renders with OpenCV rather than pygame, and it has no discrete mode or true
 state. Atari frames are max-pooled over the last two frames of each skip (ALE v5 in Gymnasium
-returns the last frame).
+returns the last frame), and the same seed plays another game (EnvPool's emulator RNG is its own);
+the console's RAM comes with every step, so Atari's true state (:mod:`envs.true_state`) is
+recorded on both backends.
 
 >>> spec = envpool_spec(EnvConfig("CarRacing-v3", frame_skip=2, skip_start_frames=50, backend="envpool"))
 >>> spec.task_id, spec.frame_skip_outside, spec.kwargs["max_episode_steps"]
@@ -31,13 +33,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.config import EnvConfig
+from envs.config import ATARI_V5_KWARGS, EnvConfig
 from worldmodel.common.errors import UserError
 
 CAR_RACING_MAX_STEPS = 1000
-ATARI_MAX_FRAMES = 108_000
-"""ALE v5's ``max_num_frames_per_episode``: 30 minutes of play at 60 Hz."""
-ATARI_KWARGS = ("frameskip", "repeat_action_probability", "full_action_space", "max_num_frames_per_episode")
+ATARI_KWARGS = ("frameskip", *ATARI_V5_KWARGS)
+"""The ALE v5 keywords EnvPool can honour (``frameskip`` only as 1: EnvPool repeats by the preset's frame skip)."""
 
 
 class EnvPoolUnavailableError(UserError, ImportError):
@@ -94,19 +95,19 @@ def envpool_spec(config: EnvConfig) -> EnvPoolSpec:
             channels_first=False,
         )
     if config.env_id.startswith("ALE/") and config.env_id.endswith("-v5"):
-        kwargs = config.env_kwargs
+        kwargs = {**ATARI_V5_KWARGS, **config.env_kwargs}  # ALE v5's defaults where the config leaves them out
         _unsupported(config, [k for k in kwargs if k not in ATARI_KWARGS], "EnvPool maps only ALE v5's own options")
         if kwargs.get("frameskip", 1) != 1:
             raise ValueError("EnvPool's Atari repeats actions by the preset's frame_skip; drop env_kwargs frameskip")
-        max_frames = kwargs.get("max_num_frames_per_episode", ATARI_MAX_FRAMES)
+        max_frames = kwargs["max_num_frames_per_episode"]
         if config.max_episode_steps is not None:
             max_frames = min(max_frames, config.max_episode_steps)
         return EnvPoolSpec(
             config.env_id.removeprefix("ALE/"),
             {
                 "frame_skip": config.frame_skip,
-                "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25),
-                "full_action_space": kwargs.get("full_action_space", False),
+                "repeat_action_probability": kwargs["repeat_action_probability"],
+                "full_action_space": kwargs["full_action_space"],
                 "max_episode_steps": max(1, max_frames // config.frame_skip),
                 "img_height": 210,
                 "img_width": 160,
@@ -182,7 +183,8 @@ class EnvPoolEnv(gym.Env):
 
     EnvPool seeds an env once, when it is made; this wrapper makes a fresh one-env pool on each
     seeded reset (microseconds), so per-episode seeds work as they do in Gymnasium. Frame skip
-    done inside EnvPool (Atari) is reported as ``info["frames"]``.
+    done inside EnvPool (Atari) is reported as ``info["frames"]``; Atari's RAM after the last
+    reset or step is :meth:`get_ram`.
 
     >>> env = EnvPoolEnv(EnvConfig("CarRacing-v3", backend="envpool"))  # doctest: +SKIP
     >>> env.reset(seed=0)[0].shape  # doctest: +SKIP
@@ -198,21 +200,37 @@ class EnvPoolEnv(gym.Env):
         self._pool = make_envpool(self.spec_envpool, [0])
         self.observation_space, self.action_space = pool_spaces(self._pool, self.spec_envpool)
         self._frame: np.ndarray | None = None
+        self._ram: np.ndarray | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if seed is not None or self._frame is None:  # unseeded first reset: a seed from Gymnasium's np_random
             episode_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
             self._pool = make_envpool(self.spec_envpool, [episode_seed], num_threads=1)
-        obs, _info = self._pool.reset()
-        self._frame = to_hwc(obs, self.spec_envpool)[0]
+        obs, pool_info = self._pool.reset()
+        self._keep(obs, pool_info)
         return self._frame, {}
 
     def step(self, action):
-        obs, reward, terminated, truncated, _info = self._pool.step(np.asarray(action)[None])
-        self._frame = to_hwc(obs, self.spec_envpool)[0]
+        obs, reward, terminated, truncated, pool_info = self._pool.step(np.asarray(action)[None])
+        self._keep(obs, pool_info)
         info = {"frames": self.spec_envpool.frame_skip_inside}
         return self._frame, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def _keep(self, obs: np.ndarray, pool_info: dict[str, Any]) -> None:
+        self._frame = to_hwc(obs, self.spec_envpool)[0]
+        self._ram = pool_info["ram"][0] if "ram" in pool_info else None
+
+    def get_ram(self) -> np.ndarray:
+        """The Atari console's 128 bytes of RAM after the last reset or step (uint8), as ALE's ``getRAM()``."""
+        if self._frame is None:
+            raise RuntimeError("no RAM before the first reset(); call reset() first")
+        if self._ram is None:
+            raise EnvPoolUnavailableError(
+                f"EnvPool's {self.config.env_id} reports no RAM (its Atari games do in envpool 1.2.5); "
+                "use --backend gymnasium to record the true state"
+            )
+        return self._ram
 
     def render(self) -> np.ndarray | None:
         return self._frame
