@@ -276,6 +276,17 @@ def _check_existing_study(db: Path, attrs: dict[str, Any]) -> None:
             )
 
 
+def _check_values(study: optuna.Study, db: Path) -> None:
+    """Refuse a study whose complete trials lost their scores (a damaged ``db`` missing its values table reads as
+    empty: Optuna creates the table anew)."""
+    lost = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is None]
+    if lost:
+        raise TuneError(
+            f"{db} is damaged: complete trial(s) {', '.join(map(str, lost))} have no score; restore it from a copy, "
+            f"or move it away to start the study anew (the trials' runs in {db.parent / TRIALS_DIR} stay)"
+        )
+
+
 @contextlib.contextmanager
 def _only_process(out_dir: Path) -> Iterator[None]:
     """Hold ``OUT/study.lock`` while inside: a second ``tune`` on the same study is refused, so every trial
@@ -436,6 +447,7 @@ def tune(config: TuneConfig) -> optuna.Study:
     with _only_process(config.out_dir), _reading(db):
         study = optuna.create_study(study_name=config.study_name, storage=_storage(db), pruner=make_pruner(config),
                                     direction="maximize", load_if_exists=True)  # fmt: skip
+        _check_values(study, db)
         if config.start_from_preset and plan.preset_values:
             enqueue_preset(study, plan.preset_values)
         for key, value in plan.attrs.items():

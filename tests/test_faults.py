@@ -22,6 +22,7 @@ from experiments.studies.faults import (
 SEED = 38
 """Seeds the kill moments (issue 38)."""
 
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Fast budgets; references, runs after a fault and readers of damaged files run in this process (no start-up

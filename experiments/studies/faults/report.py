@@ -210,7 +210,9 @@ def report_sections(settings: dict[str, Any], cases: list[dict[str, Any]]) -> li
         "transitions, trials), and, for a full disk, the failing run ended in one error line "
         "leaving intact files. Deterministic on resume: the runs that continued from what a fault left part-way end "
         "equal to the uninterrupted run (episodes, checkpoints and metrics, policy weights and evaluation returns, "
-        "trials), timings aside.",
+        "trials), timings aside. `train-agent` is not meant to resume bit for bit: a checkpoint holds no env "
+        "states, so the resumed run starts new episodes (PPO a new rollout); its step count, optimiser updates and "
+        "replay buffer are whole (checked above), its later weights differ.",
         "## Kill -9\n\nMoment: seconds after the killed run's first file. At the kill: what it had committed; in "
         "flight: atomic writes cut short (their temporary files). Runs after it: the exit status of each, with "
         "`--resume` or not.\n\n"
