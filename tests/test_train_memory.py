@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 import subprocess
@@ -13,10 +14,12 @@ from safetensors import safe_open
 from worldmodel.cli import main
 from worldmodel.frames import FrameSpec
 from worldmodel.memory import train as train_mod
-from worldmodel.memory.model import load_memory
-from worldmodel.memory.sequences import LatentEpisode, LatentsError, write_latents
+from worldmodel.memory.evaluate import evaluate, fit_baselines
+from worldmodel.memory.model import MDNRNN, MemoryConfig, load_memory
+from worldmodel.memory.sequences import LatentEpisode, LatentSequences, LatentsError, write_latents
 from worldmodel.memory.train import TrainMemoryConfig, TrainMemoryError, train_memory
 from worldmodel.training import loop as loop_mod
+from worldmodel.training.distributed import init_distributed
 from worldmodel.training.run import NonFiniteLossError
 from worldmodel.vae.checkpoint import file_sha256, save_vae
 from worldmodel.vae.model import ConvVAE, VAEConfig
@@ -76,7 +79,7 @@ def metrics(out):
 
 
 def test_learns_toy_dynamics_far_better_than_copying_the_last_latent(toy, tmp_path):
-    best = train_memory(config(toy, tmp_path / "run", epochs=60, patience=0, sample_latents=False))
+    best = train_memory(config(toy, tmp_path / "run", epochs=60, patience=0))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     print({k: round(v, 3) for k, v in summary.items() if isinstance(v, float)}, summary["nll_per_dim"],
           summary["nll_copy_per_dim"])  # fmt: skip
@@ -89,6 +92,20 @@ def test_learns_toy_dynamics_far_better_than_copying_the_last_latent(toy, tmp_pa
     assert len(summary["nll_per_dim"]) == 3
     ckpt = load_memory(best, vae_sha256=file_sha256(toy / "vae.safetensors"), latent_dim=3)
     assert ckpt.model.config.discrete_actions and ckpt.model.config.action_dim == 5
+
+
+def test_a_new_model_starts_as_the_copy_baseline_at_each_dimensions_scale(toy):
+    latents = LatentSequences.open(toy / "latents", vae_sha256=file_sha256(toy / "vae.safetensors"))
+    rows = np.arange(latents.num_episodes)
+    base = fit_baselines(latents, rows)  # the toy's third dimension never moves within an episode
+    torch.manual_seed(0)
+    default = MDNRNN(MemoryConfig(latent_dim=3, action_dim=5, discrete_actions=True, hidden=32, mixtures=2))
+    started = copy.deepcopy(default)
+    started.start_as_copy(torch.from_numpy(base.step_rms))
+    before, after = (evaluate(model, latents, rows, base, 8, init_distributed("cpu")) for model in (default, started))
+    assert after["nll_per_dim"] == pytest.approx(after["nll_copy_per_dim"], abs=0.02)
+    assert after["nll_per_dim"][2] < -6.0  # a dimension that does not move: its scale starts at the floor
+    assert before["nll"] > before["nll_copy"] + 1.5  # PyTorch's default start: scale ~1 in every dimension
 
 
 def test_resume_after_kills_equals_uninterrupted_run(toy, tmp_path, monkeypatch):

@@ -122,6 +122,37 @@ class MDNRNN(nn.Module):
         self.reward_head = nn.Linear(config.hidden, 1)
         self.end_head = nn.Linear(config.hidden, 1)
 
+    @torch.no_grad()
+    def start_as_copy(self, step_rms: torch.Tensor, jitter: float = 0.01) -> None:
+        """Before training: predict ``z_{t+1} ~ N(z_t, step_rms^2)`` per dimension, the copy-last baseline.
+
+        Every component's mean starts at ``z_t`` (the residual offsets' biases zero) and its scale at
+        ``step_rms`` (``(z,)``: the RMS of ``z_{t+1} - z_t`` in the training episodes), with equal
+        weights; the head's weights keep ``jitter`` of their random start (the mean offsets' also
+        scaled by ``step_rms``), so that components can part. Latent dimensions of very different
+        scales (an active one against one that barely moves) then start at the right scale instead of
+        at 1 each. Needs ``residual``.
+
+        >>> _ = torch.manual_seed(0)
+        >>> model = MDNRNN(MemoryConfig(latent_dim=2, action_dim=1, hidden=4, mixtures=3))
+        >>> model.start_as_copy(torch.tensor([0.5, 0.001]))
+        >>> out = model(torch.ones(1, 1, 2), torch.zeros(1, 1, 1))
+        >>> [round(x, 3) for x in out.log_stds.exp().mean(-1).flatten().tolist()]
+        [0.5, 0.001]
+        >>> bool(torch.allclose(out.means, torch.ones(1, 1, 2, 3), atol=0.01))  # every component at z_t
+        True
+        """
+        cfg = self.config
+        if not cfg.residual:
+            raise ValueError("start_as_copy needs MemoryConfig(residual=True): means are then offsets from z_t")
+        step_rms = torch.as_tensor(step_rms, dtype=torch.float32).clamp(min=math.exp(LOG_STD_MIN))
+        weight = self.mdn.weight.view(cfg.latent_dim, 3, cfg.mixtures, cfg.hidden)
+        bias = self.mdn.bias.view(cfg.latent_dim, 3, cfg.mixtures)
+        weight.mul_(jitter)
+        weight[:, 1] *= step_rms.view(-1, 1, 1)
+        bias[:, :2] = 0.0
+        bias[:, 2] = step_rms.log().view(-1, 1)
+
     def action_input(self, actions: torch.Tensor) -> torch.Tensor:
         """The float action vectors ``(..., a)`` the LSTM reads: one-hot for discrete index tensors ``(...)``."""
         cfg = self.config

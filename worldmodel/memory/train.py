@@ -5,8 +5,11 @@ resumable, see :mod:`worldmodel.memory.sequences`). Episodes are split into trai
 held-out ones. Each batch takes whole training episodes (padded, the padding masked out of
 the loss) and walks them in windows of ``seq_len`` steps: one AdamW step per window, the
 LSTM state carried from window to window and detached (truncated backpropagation through
-time). As in World Models, the latents it reads are drawn from each frame's posterior
-(``--no-sample-latents``: the means).
+time). It reads the posterior means, as the agents' wrappers do (``--sample-latents``: latents
+drawn from each frame's posterior, as World Models; where the posterior is broad, those draws
+are mostly noise). A new run starts as the copy-last baseline
+(:meth:`~worldmodel.memory.model.MDNRNN.start_as_copy`: each dimension's scale the RMS of its
+steps in the training episodes), so latent dimensions of very different scales start right.
 
 Held-out diagnostics, every epoch, on the posterior means (:mod:`worldmodel.memory.evaluate`):
 the mixture NLL per latent dimension against a *copy* and a *gaussian* baseline, open-loop
@@ -139,8 +142,12 @@ class TrainMemoryConfig:
     """AdamW decoupled weight decay."""
     grad_clip: float = 1.0
     """Clip the gradient norm of each step to this (0 = off)."""
-    sample_latents: bool = True
-    """Train on latents drawn from each frame's posterior, as World Models (else on the means)."""
+    sample_latents: bool = False
+    """Train on latents drawn from each frame's posterior, as World Models; else on the posterior means, which
+    the agents read and the held-out diagnostics score."""
+    start_as_copy: bool = True
+    """Start a new run as the copy-last baseline, each dimension at the scale of its steps
+    (``--no-start-as-copy``: PyTorch's default initialisation)."""
     val_fraction: float = 0.1
     """Share of episodes held out (at least one)."""
     patience: int = 5
@@ -283,6 +290,9 @@ def _train(config: TrainMemoryConfig, ctx: DistContext) -> Path:
     total_steps = sum(_windows(rows, latents.lengths, config.seq_len) for plan in plans for rows in plan)
     torch.manual_seed(config.seed)
     model = MDNRNN(memory_config)
+    base = fit_baselines(latents, train_rows)
+    if config.start_as_copy:
+        model.start_as_copy(torch.from_numpy(base.step_rms))
     run = RunCounters()
     resumed = None
     if resume_file is not None:
@@ -294,7 +304,7 @@ def _train(config: TrainMemoryConfig, ctx: DistContext) -> Path:
                 "vae_sha256": vae_sha256, "memory_config": memory_config.to_dict(),
                 "train_episodes": len(train_rows), "val_episodes": len(val_rows),
                 "world_size": ctx.world_size}  # fmt: skip
-    trainer = _MemoryTrainer(config, ctx, run, model, latents, plans, fit_baselines(latents, train_rows), val_rows,
+    trainer = _MemoryTrainer(config, ctx, run, model, latents, plans, base, val_rows,
                              vae_sha256, total_steps=total_steps, resolved=resolved, resumed=resumed)  # fmt: skip
     return trainer.fit()
 
