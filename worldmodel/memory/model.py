@@ -123,8 +123,11 @@ class MDNRNN(nn.Module):
         self.end_head = nn.Linear(config.hidden, 1)
 
     @torch.no_grad()
-    def start_as_copy(self, step_rms: torch.Tensor, jitter: float = 0.01) -> None:
-        """Before training: predict ``z_{t+1} ~ N(z_t, step_rms^2)`` per dimension, the copy-last baseline.
+    def start_as_copy(
+        self, step_rms: torch.Tensor, reward_mean: float = 0.0, end_rate: float = 0.5, jitter: float = 0.01
+    ) -> None:
+        """Before training: predict ``z_{t+1} ~ N(z_t, step_rms^2)`` per dimension, the copy-last baseline, the
+        training episodes' mean reward ``reward_mean`` and their episode-end rate ``end_rate``.
 
         Every component's mean starts at ``z_t`` (the residual offsets' biases zero) and its scale at
         ``step_rms`` (``(z,)``: the RMS of ``z_{t+1} - z_t`` in the training episodes), with equal
@@ -152,6 +155,9 @@ class MDNRNN(nn.Module):
         weight[:, 1] *= step_rms.view(-1, 1, 1)
         bias[:, :2] = 0.0
         bias[:, 2] = step_rms.log().view(-1, 1)
+        for head, value in ((self.reward_head, reward_mean), (self.end_head, math.log(end_rate / (1 - end_rate)))):
+            head.weight.mul_(jitter)
+            head.bias.fill_(value)
 
     def action_input(self, actions: torch.Tensor) -> torch.Tensor:
         """The float action vectors ``(..., a)`` the LSTM reads: one-hot for discrete index tensors ``(...)``."""

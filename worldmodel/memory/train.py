@@ -7,9 +7,10 @@ the loss) and walks them in windows of ``seq_len`` steps: one AdamW step per win
 LSTM state carried from window to window and detached (truncated backpropagation through
 time). It reads the posterior means, as the agents' wrappers do (``--sample-latents``: latents
 drawn from each frame's posterior, as World Models; where the posterior is broad, those draws
-are mostly noise). A new run starts as the copy-last baseline
-(:meth:`~worldmodel.memory.model.MDNRNN.start_as_copy`: each dimension's scale the RMS of its
-steps in the training episodes), so latent dimensions of very different scales start right.
+are mostly noise). A new run starts as the baselines
+(:meth:`~worldmodel.memory.model.MDNRNN.start_as_copy`: copy-last at each dimension's scale, the
+RMS of its steps in the training episodes; the mean reward; the end rate), so latent dimensions
+of very different scales start right.
 
 Held-out diagnostics, every epoch, on the posterior means (:mod:`worldmodel.memory.evaluate`):
 the mixture NLL per latent dimension against a *copy* and a *gaussian* baseline, open-loop
@@ -292,7 +293,7 @@ def _train(config: TrainMemoryConfig, ctx: DistContext) -> Path:
     model = MDNRNN(memory_config)
     base = fit_baselines(latents, train_rows)
     if config.start_as_copy:
-        model.start_as_copy(torch.from_numpy(base.step_rms))
+        model.start_as_copy(torch.from_numpy(base.step_rms), base.reward_mean, base.end_rate)
     run = RunCounters()
     resumed = None
     if resume_file is not None:
