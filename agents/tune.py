@@ -291,17 +291,14 @@ def _check_values(study: optuna.Study, db: Path) -> None:
 def _only_process(out_dir: Path) -> Iterator[None]:
     """Hold ``OUT/study.lock`` while inside: a second ``tune`` on the same study is refused, so every trial
     found running belongs to a process that died."""
-    lock = FileLock(out_dir / STUDY_LOCK)
     try:
-        lock.acquire(timeout=0)
+        held = FileLock(out_dir / STUDY_LOCK).acquire(timeout=0)
     except Timeout:
         raise TuneError(
             f"another `worldmodel tune` is working on {out_dir}; wait for it to end, or choose another --out"
         ) from None
-    try:
+    with held:
         yield
-    finally:
-        lock.release()
 
 
 def retry_interrupted(study: optuna.Study) -> None:
