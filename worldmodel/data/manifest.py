@@ -66,11 +66,12 @@ def merged_manifest(data_dir: Path) -> dict[str, Any]:
             f"`worldmodel collect ENV_ID --out {data_dir}`"
         )
     shards: list[dict[str, Any]] = []
-    ids = []
+    ids, names = [], set()
     for path in collectors:
         manifest = read_manifest(path)
         ids.append(manifest["collector_id"])
         shards.extend(manifest["shards"])
+        names.add(tuple(manifest.get("attrs", {}).get("state_names") or ()))
     shards.sort(key=lambda s: s["name"])
     first = shards[0] if shards else read_json(collectors[0])
     return {
@@ -83,6 +84,7 @@ def merged_manifest(data_dir: Path) -> dict[str, Any]:
         "num_frames": sum(s["num_frames"] for s in shards),
         "num_steps": sum(s["num_steps"] for s in shards),
         "num_episodes": sum(s["num_episodes"] for s in shards),
+        "state_names": list(names.pop()) if len(names) == 1 and () not in names else None,
         "shards": shards,
     }
 

@@ -82,6 +82,8 @@ class FrameMixture:
         self.offsets = np.cumsum([0] + [ds.num_frames for ds in self.datasets]).astype(np.int64)
         dims = {ds.state_dim for ds in self.datasets}
         self.state_dim: int | None = dims.pop() if len(dims) == 1 else None
+        names = {ds.state_names for ds in self.datasets}
+        self.state_names: tuple[str, ...] | None = names.pop() if len(names) == 1 else None
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -127,6 +129,16 @@ class FrameMixture:
         if self.state_dim is None:
             return None
         return self._gather(indices, "states", (self.state_dim,), np.float32)
+
+    def previous_in_episode(self, indices: np.ndarray) -> np.ndarray:
+        """Global index of the frame before each of ``indices`` in its episode (itself for a first frame)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.empty(len(indices), np.int64)
+        source = self.source_of(indices)
+        for k in np.unique(source):
+            mask = source == k
+            out[mask] = self.datasets[k].previous_in_episode(indices[mask] - self.offsets[k]) + self.offsets[k]
+        return out
 
     def split_by_episode(self, val_fraction: float, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per dataset, its ``(train, val)`` episode split (:meth:`FrameDataset.split_by_episode`) in global indices."""

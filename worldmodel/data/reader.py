@@ -76,6 +76,9 @@ class FrameDataset:
                     f"shards of {data_dir} disagree on {key}: {sorted(values)}; keep one kind per dataset directory"
                 )
         self.state_dim: int | None = shards[0]["state_dim"]
+        names = manifest.get("state_names")
+        self.state_names: tuple[str, ...] | None = tuple(names) if names and len(names) == self.state_dim else None
+        """Names of the true-state columns, as every collector recorded them (None when unnamed)."""
         counts = np.array([s["num_frames"] for s in shards], np.int64)
         self._shard_start = np.concatenate([[0], np.cumsum(counts)])
         self.num_frames = int(self._shard_start[-1])
@@ -215,6 +218,12 @@ class FrameDataset:
         """int64 episode row (``0 .. num_episodes - 1``) of each global frame index."""
         idx = self._check_indices(indices, self.num_frames, "frame")
         return np.searchsorted(self._ep_start, idx, side="right") - 1
+
+    def previous_in_episode(self, indices: np.ndarray) -> np.ndarray:
+        """int64 global index of the frame before each of ``indices`` in its episode (itself for a first frame)."""
+        idx = self._check_indices(indices, self.num_frames, "frame")
+        first = self._ep_start[self.episode_of(idx)] == idx
+        return np.where(first, idx, idx - 1)
 
     def episode_frames(self, episode: int) -> np.ndarray:
         """Global frame indices of episode row ``episode``: ``T + 1`` consecutive integers."""

@@ -81,7 +81,7 @@ from worldmodel.vae.diagnostics import (
 )
 from worldmodel.vae.evaluate import FrameFeed, HeldOutLoss, encode_means, evaluate, latent_moments
 from worldmodel.vae.latent_stats import ACTIVE_THRESHOLD
-from worldmodel.vae.model import ConvVAE, VAEConfig, vae_loss
+from worldmodel.vae.model import ConvVAE, VAEConfig, motion_weights, vae_loss
 from worldmodel.vae.train_config import TrainVAEConfig, TrainVAEError
 
 COMMAND_HELP = "train the VAE on a collected dataset (also under torchrun for DDP)"
@@ -164,6 +164,7 @@ def _vae_config(config: TrainVAEConfig, spec: FrameSpec) -> VAEConfig:
             beta=config.beta,
             kl_tolerance=config.kl_tolerance,
             free_bits=config.free_bits,
+            motion_weight=config.motion_weight,
         )
     except ValueError as exc:
         raise TrainVAEError(f"cannot build a VAE for the dataset's frames ({spec.shape}): {exc}") from exc
@@ -354,6 +355,9 @@ class _VAETrainer(Trainer):
         batches = [
             np.sort(perm[i * global_batch : (i + 1) * global_batch])[lo : lo + local_batch] for i in range(n_steps)
         ]
+        motion = vae.config.motion_weight > 0
+        if motion:  # each batch gathers its frames' previous frames after them, for the motion weights
+            batches = [np.concatenate([b, ds.previous_in_episode(b)]) for b in batches]
         sums = torch.zeros(3, dtype=torch.float64)  # recon, kl, total
         bar = self.progress_bar(n_steps)
         vae.train()
@@ -363,15 +367,21 @@ class _VAETrainer(Trainer):
                 gen = self.step_generator()
                 eps = torch.randn(global_batch, vae.config.latent_dim, generator=gen)[lo : lo + local_batch]  # (b, z)
                 x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=config.channels_last)
+                weights = None
+                if motion:
+                    x, previous = x[:local_batch], x[local_batch:]
+                    weights = motion_weights(x, previous, vae.config.motion_weight)  # (b, 1, h, w)
                 if config.hflip:
                     flip = (torch.rand(global_batch, generator=gen) < 0.5)[lo : lo + local_batch].to(ctx.device)
                     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
                     x = x.contiguous(
                         memory_format=torch.channels_last if config.channels_last else torch.contiguous_format
                     )
+                    if weights is not None:
+                        weights = torch.where(flip.view(-1, 1, 1, 1), weights.flip(3), weights)
                 with autocast(ctx.device, run.feed.amp_dtype):
                     x_hat, mu, logvar = self.module(x, eps.to(ctx.device, non_blocking=True))
-                loss = vae_loss(x, x_hat, mu, logvar, vae.config)
+                loss = vae_loss(x, x_hat, mu, logvar, vae.config, weights)
                 values = torch.stack([loss.recon, loss.kl, loss.total]).detach().double().cpu()  # one sync per step
                 self.check_step(("recon", "kl", "total"), values)
                 self.optimizer_step(loss.total)
@@ -496,6 +506,7 @@ class _VAETrainer(Trainer):
             "active_dims": int(best.latent_stats.active.sum()) if best.latent_stats is not None else None,
             "latent_dim": best.vae.config.latent_dim,
             "linear_probe_r2": probe,
+            "linear_probe_names": list(ds.state_names) if probe is not None and ds.state_names else None,
             "wall_s": run.wall_s,
             "images_per_s": m["train/images_per_s"],
             "data_wait_share": m["train/data_wait_share"],

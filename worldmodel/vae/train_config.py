@@ -62,6 +62,10 @@ class TrainVAEConfig:
     """Per-dimension KL floor in nats (0 = off)."""
     kl_tolerance: float = 0.0
     """World Models' KL floor per image, as a fraction of latent_dim nats (the paper used 0.5; 0 = off)."""
+    motion_weight: float = 0.0
+    """Extra reconstruction weight of pixels that changed since the episode's previous frame (0 = off). For
+    small moving objects the plain loss can ignore, such as Pong's ball: the weighted pixels' squared error
+    counts 1 + motion_weight times. Validation losses stay unweighted."""
     image_size: int | None = None
     """Expected square frame size; must match the dataset's frame spec (default: take the dataset's)."""
     hflip: bool = False
