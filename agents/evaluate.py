@@ -1,8 +1,11 @@
 """``worldmodel evaluate RUN_DIR``: returns and episode lengths of a trained agent, and a video.
 
-The bundle's stack is rebuilt exactly (:func:`agents.bundle.load_bundle`), episodes
-start from ``--seed`` (by default the run's evaluation seed, disjoint from its training
-seeds), and ``--random-baseline`` also scores a uniform-random policy on the same seeds.
+The bundle's stack is rebuilt exactly (:func:`agents.bundle.load_bundle`). Episode *i*
+resets from ``--seed`` + *i* (by default the run's evaluation seed, disjoint from its training
+seeds), whatever ``--n-envs`` is, so parallel envs score the tracks one env would, in the same
+order; ``--random-baseline`` also scores a uniform-random policy on the same seeds. (On
+EnvPool, whose envs take a seed only when made, env k starts from seed + k and runs on
+from its own generator: the tracks depend on ``--n-envs`` there.)
 ``--video out.mp4`` records env frame | what the VAE reconstructs from the latent the
 policy saw (pixel runs: the preprocessed frame the CNN saw; ``--encoder finetune`` runs:
 the fine-tuned encoder's mean decoded by the fine-tuned VAE's decoder) | the return so far.
@@ -24,21 +27,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.bundle import Bundle, load_bundle, policy_files, read_best, read_config
 from agents.encoder_extractor import VAEEncoderExtractor, find_extractor
-from agents.evaluation_progress import (
-    EpisodeLog,
-    EvaluationProgress,
-    generator_from_state,
-    generator_state,
-    progress_path,
-)
+from agents.evaluation_progress import EpisodeLog, EvaluationProgress, progress_path
 from agents.vec_env import find_vec_wrapper
 from agents.video import PanelVideoWriter
-from envs.config import resets_from_np_random
 from envs.latent.sb3_vec_env import VecLatentObservation
 from worldmodel.common.atomic import write_json_atomic
 from worldmodel.common.configargs import add_config_arguments, config_from_args
@@ -90,9 +85,9 @@ class EvaluateConfig:
     backend: Literal["gymnasium", "envpool"] = "gymnasium"
     """Env backend to score on: gymnasium (the official env, whatever the agent trained on) or envpool."""
     n_envs: int = 1
-    """Envs run at once, each in its own worker process when more than 1. Env k starts from seed + k
-    and runs episodes // n_envs episodes (one more for the first episodes % n_envs envs), so the
-    tracks depend on the seed and n_envs only, never on the policy."""
+    """Envs run at once, each in its own worker process when more than 1. Episode i resets from seed + i
+    whatever n_envs is (env k runs episodes k, k + n_envs, ...), so every policy and every n_envs scores the
+    same tracks (on EnvPool, env k starts from seed + k and the tracks depend on n_envs)."""
     policy: Literal["final", "best"] = "final"
     """The policy training ended with, or the best training evaluation's (kept by train-agent --keep-best)."""
 
@@ -167,55 +162,51 @@ def run_episodes(
     episodes: int,
     *,
     seed: int,
+    seed_each_episode: bool = True,
     on_step: Callable[[float, bool], None] | None = None,
     log: EpisodeLog | None = None,
     on_episode: Callable[[EpisodeLog], None] | None = None,
 ) -> tuple[list[float], list[int]]:
     """Run ``episodes`` episodes on ``venv`` from ``seed``; returns Monitor's returns and lengths.
 
-    Env k starts from ``seed + k`` and runs its :func:`episode_targets` share; its later
-    episodes start from the env's own RNG, which actions never consume, so any two policies
-    see the same tracks. Results are ordered by env, then episode. ``on_step(reward, done)``
-    is called for env 0 after the reset (reward 0) and after every step.
+    With ``seed_each_episode`` (envs wrapped in :class:`~envs.episode_seeds.EpisodeSeeds`, as
+    :func:`~agents.vec_env.build_vec_env` does for Gymnasium envs), episode *i* resets from
+    ``seed + i`` and is played by env ``i % n_envs``; results are in episode order, so any
+    policy on any number of envs sees the same tracks. Without it (EnvPool), env k starts from
+    ``seed + k`` and its later episodes from the env's own RNG; results are ordered by env.
+    ``on_step(reward, done)`` is called for env 0 after the reset (reward 0) and after every step.
 
-    ``log`` holds the episodes an interrupted run finished: only the rest are run, each env's
-    next one from the RNG state the log kept. ``on_episode(log)`` is called after every
-    counted episode, with that state recorded (for Gymnasium envs; EnvPool's live in C++).
+    ``log`` holds the episodes an interrupted run finished (``seed_each_episode`` only): only the
+    rest are run. ``on_episode(log)`` is called after every counted episode.
     """
-    targets = episode_targets(episodes, venv.num_envs)
-    log = EpisodeLog.empty(venv.num_envs) if log is None else log
+    n_envs = venv.num_envs
+    targets = episode_targets(episodes, n_envs)
+    log = EpisodeLog.empty(n_envs) if log is None else log
     if not log.is_done(targets):
-        _play(venv, act, targets, seed, log, on_step, on_episode)
-    flat = [episode for done in log.finished for episode in done]
-    return [r for r, _ in flat], [length for _, length in flat]
-
-
-def _reset(venv: VecEnv, seed: int, log: EpisodeLog) -> np.ndarray:
-    """Seeded reset; then, for a resumed log, each env reset again from the RNG state its next episode starts from."""
-    venv.seed(seed)
-    obs = venv.reset()
-    if any(state is not None for state in log.start_states):
-        for k, state in enumerate(log.start_states):
-            rng = seeding.np_random(seed + k)[0] if state is None else generator_from_state(state)
-            venv.set_attr("np_random", rng, indices=[k])
-        obs = venv.reset()
-    return obs
+        if seed_each_episode:  # env k's coming episodes are k + n_envs * j, from the first it has not finished
+            for k, target in enumerate(targets):
+                seeds = [seed + k + n_envs * j for j in range(len(log.finished[k]), target)]
+                venv.env_method("set_episode_seeds", seeds, indices=[k])
+        elif log.count():
+            raise ValueError("only an evaluation that seeds each episode can resume from a log")
+        venv.seed(seed)
+        _play(venv, act, targets, log, on_step, on_episode)
+    if seed_each_episode:
+        order = [log.finished[i % n_envs][i // n_envs] for i in range(episodes)]
+    else:
+        order = [episode for done in log.finished for episode in done]
+    return [r for r, _ in order], [length for _, length in order]
 
 
 def _play(
     venv: VecEnv,
     act: Act,
     targets: np.ndarray,
-    seed: int,
     log: EpisodeLog,
     on_step: Callable[[float, bool], None] | None,
     on_episode: Callable[[EpisodeLog], None] | None,
 ) -> None:
-    obs = _reset(venv, seed, log)
-    # each env's RNG after its running episode's reset: where its next episode starts
-    after_reset = (
-        [None] * venv.num_envs if on_episode is None else list(map(generator_state, venv.get_attr("np_random")))
-    )
+    obs = venv.reset()
     episode_start = np.ones(venv.num_envs, dtype=bool)
     if on_step is not None:
         on_step(0.0, False)
@@ -228,8 +219,6 @@ def _play(
             if len(log.finished[k]) < targets[k]:
                 log.finished[k].append((float(infos[k]["episode"]["r"]), int(infos[k]["episode"]["l"])))
                 if on_episode is not None:
-                    log.start_states[k] = after_reset[k]
-                    after_reset[k] = generator_state(venv.get_attr("np_random", indices=[k])[0])
                     on_episode(log)
 
 
@@ -278,13 +267,15 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         results["policy_step"], results["policy_training_eval"] = best["step"], best["mean_return"]
     out = Path(config.out) if config.out else run_dir / evaluation_file(config.policy)
     act = policy_act(bundle, config.deterministic)
+    results["tracks"] = TRACKS[seeds_each_episode(config)]
     if config.video is None:
         results.update(_stats(*_run_resumable(bundle, act, config, seed, out)))
     else:
         results.update(_stats(*_run_with_video(bundle, act, config, seed)))
         results["video"] = config.video
     if config.random_baseline:
-        rand = run_episodes(bundle.venv, random_act(bundle.venv, seed), config.episodes, seed=seed)
+        rand = run_episodes(bundle.venv, random_act(bundle.venv, seed), config.episodes, seed=seed,
+                            seed_each_episode=seeds_each_episode(config))  # fmt: skip
         results["random"] = _stats(*rand)
     bundle.venv.close()
     write_json_atomic(out, results)
@@ -292,18 +283,28 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
     return results
 
 
+def seeds_each_episode(config: EvaluateConfig) -> bool:
+    """Whether episode i resets from seed + i: on Gymnasium envs; EnvPool's take a seed only when made."""
+    return config.backend == "gymnasium"
+
+
+TRACKS = {True: "episode i from seed + i", False: "env k from seed + k, then its own generator"}
+"""What ``tracks`` in an evaluation's results says about which episodes it ran."""
+
+
 def _run_resumable(
     bundle: Bundle, act: Act, config: EvaluateConfig, seed: int, out: Path
 ) -> tuple[list[float], list[int]]:
     """``run_episodes`` that saves its progress beside ``out`` after every episode and resumes from it, where
-    that is exact: not on EnvPool (its RNG lives in C++) nor ALE (in the emulator)."""
-    if config.backend != "gymnasium" or not resets_from_np_random(bundle.stack.env_id):
-        return run_episodes(bundle.venv, act, config.episodes, seed=seed)
+    that is exact: on envs that seed each episode (not EnvPool)."""
+    if not seeds_each_episode(config):
+        return run_episodes(bundle.venv, act, config.episodes, seed=seed, seed_each_episode=False)
     settings = {
         "policy": config.policy,
         "policy_sha256": file_sha256(policy_files(bundle.run_dir, config.policy).weights),
         "episodes": config.episodes,
         "seed": seed,
+        "tracks": TRACKS[True],
         "n_envs": config.n_envs,
         "deterministic": config.deterministic,
     }
@@ -331,7 +332,8 @@ def _run_with_video(bundle: Bundle, act: Act, config: EvaluateConfig, seed: int)
                 recorded += 1
                 returns_so_far.clear()
 
-        return run_episodes(bundle.venv, act, config.episodes, seed=seed, on_step=on_step)
+        return run_episodes(bundle.venv, act, config.episodes, seed=seed, on_step=on_step,
+                            seed_each_episode=seeds_each_episode(config))  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

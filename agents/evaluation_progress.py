@@ -2,13 +2,12 @@
 
 A 100-track CarRacing evaluation takes 20 minutes on one core; stopped at minute 19 it used
 to start over. Now, after every finished episode, ``evaluate`` writes beside its output
-(atomically) the return and length of each env's finished episodes and the state of each
-env's ``np_random`` before the reset of the episode it is running. Run again with the same
-settings on the same policy file, it restores those states and runs only what is left.
-A Gymnasium env's reset draws its randomness from ``np_random``, which actions never consume,
-so the resumed evaluation runs exactly the tracks an uninterrupted one would: the same returns
-for a deterministic policy, fresh samples on the same tracks for a sampled one. A progress
-file of other settings, or of another policy file, is replaced, not mixed in.
+(atomically) the return and length of each env's finished episodes. Run again with the same
+settings on the same policy file, it runs only what is left: episode *i* resets from
+``seed + i`` (:mod:`agents.evaluate`), so the resumed evaluation runs exactly the tracks an
+uninterrupted one would: the same returns for a deterministic policy, fresh samples on the
+same tracks for a sampled one. A progress file of other settings, or of another policy file,
+is replaced, not mixed in.
 
 >>> log = EpisodeLog.empty(2)
 >>> log.finished[0].append((812.5, 1000))
@@ -42,43 +41,17 @@ def progress_path(out: str | Path) -> Path:
     return out.with_name(out.stem + PROGRESS_SUFFIX)
 
 
-def generator_state(generator: np.random.Generator) -> dict[str, Any]:
-    """A NumPy generator's state as JSON-ready data (its bit generator's name and integers)."""
-    return dict(generator.bit_generator.state)
-
-
-def generator_from_state(state: dict[str, Any]) -> np.random.Generator:
-    """The generator :func:`generator_state` described, in that state.
-
-    >>> g = np.random.default_rng(3); _ = g.random()
-    >>> generator_from_state(generator_state(g)).random() == g.random()
-    True
-    """
-    name = state["bit_generator"]
-    if name not in BIT_GENERATORS:
-        raise ValueError(f"unknown bit generator {name!r}; one of {', '.join(BIT_GENERATORS)}")
-    bit_generator = getattr(np.random, name)()
-    bit_generator.state = state
-    return np.random.Generator(bit_generator)
-
-
-BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-"""NumPy's bit generators, the only names a generator state may give (a name is looked up in ``np.random``)."""
-
-
 @dataclass
 class EpisodeLog:
-    """The episodes each env of an evaluation has finished, and where its running episode began."""
+    """The episodes each env of an evaluation has finished."""
 
     finished: list[list[tuple[float, int]]]
     """Per env, (return, length) of each finished episode, in order."""
-    start_states: list[dict[str, Any] | None]
-    """Per env, the state of ``np_random`` before its running episode's reset (None: the first, seeded reset)."""
 
     @classmethod
     def empty(cls, n_envs: int) -> EpisodeLog:
         """No episode finished yet on any of ``n_envs`` envs."""
-        return cls([[] for _ in range(n_envs)], [None] * n_envs)
+        return cls([[] for _ in range(n_envs)])
 
     def count(self) -> int:
         """Episodes finished over all envs."""
@@ -89,15 +62,12 @@ class EpisodeLog:
         return all(len(done) >= target for done, target in zip(self.finished, targets, strict=True))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "finished": [[list(episode) for episode in done] for done in self.finished],
-            "start_states": self.start_states,
-        }
+        return {"finished": [[list(episode) for episode in done] for done in self.finished]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EpisodeLog:
         finished = [[(float(r), int(length)) for r, length in done] for done in data["finished"]]
-        return cls(finished, list(data["start_states"]))
+        return cls(finished)
 
 
 class EvaluationProgress:
@@ -126,8 +96,8 @@ class EvaluationProgress:
 def _stored_log(path: Path, settings: dict[str, Any], targets: np.ndarray) -> EpisodeLog | None:
     """The log in the progress file ``path`` if it is this evaluation's and possible; None, saying why, if not.
 
-    Possible: one entry per env, no env with more finished episodes than its target, and every
-    stored generator state one that NumPy accepts (a damaged file must not crash every rerun).
+    Possible: one entry per env, and no env with more finished episodes than its target (a damaged
+    file must not crash every rerun).
     """
     n_envs = len(targets)
     try:
@@ -138,14 +108,11 @@ def _stored_log(path: Path, settings: dict[str, Any], targets: np.ndarray) -> Ep
             print(f"{path} holds another evaluation's progress (other settings or policy file): starting over")
             return None
         log = EpisodeLog.from_dict(stored["log"])
-        if len(log.finished) != n_envs or len(log.start_states) != n_envs:
+        if len(log.finished) != n_envs:
             raise ValueError(f"it logs {len(log.finished)} envs, not {n_envs}")
         for k, (done, target) in enumerate(zip(log.finished, targets, strict=True)):
             if len(done) > target:
                 raise ValueError(f"env {k} has {len(done)} finished episodes, more than the {target} it is to play")
-        for state in log.start_states:
-            if state is not None:
-                generator_from_state(state)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:  # json's is a ValueError
         print(
             f"{path} is not a readable evaluation progress file ({type(error).__name__}: {error}): starting over; "

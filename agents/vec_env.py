@@ -53,6 +53,7 @@ from stable_baselines3.common.vec_env import (
 from agents.encoder_extractor import ENCODER_MODES
 from envs.config import EnvConfig, env_preset
 from envs.envpool.vec_env import EnvPoolVecEnv
+from envs.episode_seeds import EpisodeSeeds
 from envs.factory import make_env, make_env_fn
 from envs.frame_wrapper import FrameSpecObservation
 from envs.latent.sb3_vec_env import VecLatentObservation
@@ -185,7 +186,7 @@ class FrameTap(gym.Wrapper):
 
 
 def _wrapped_env(env_fn, frame_spec: FrameSpec, tap: bool) -> gym.Env:
-    env = Monitor(env_fn())
+    env = Monitor(EpisodeSeeds(env_fn()))  # evaluations seed each episode through it
     if tap:
         env = FrameTap(env)
     return FrameSpecObservation(env, frame_spec)

@@ -129,13 +129,3 @@ def atari_preset(env_id: str) -> EnvConfig:
     """
     kwargs = {"frameskip": 1, **ATARI_V5_KWARGS}
     return EnvConfig(env_id, frame_skip=ATARI_FRAME_SKIP, env_kwargs=kwargs, frame_spec=ATARI_SPEC)
-
-
-def resets_from_np_random(env_id: str) -> bool:
-    """Whether ``env_id``'s reset draws all its randomness from Gymnasium's ``np_random``, so that
-    restoring that generator restarts a sequence of episodes exactly (ALE keeps its own in the emulator).
-
-    >>> resets_from_np_random("CarRacing-v3"), resets_from_np_random("ALE/Pong-v5")
-    (True, False)
-    """
-    return not env_id.startswith("ALE/")

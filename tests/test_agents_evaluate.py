@@ -18,6 +18,7 @@ from agents.evaluation_progress import EvaluationProgress, progress_path
 from agents.train import AgentConfig, train_agent
 from agents.video import video_codec
 from envs.toy import DotTargetEnv
+from worldmodel.common.sealed import sealed
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,8 @@ def test_evaluation_writes_json_and_a_three_panel_h264_video(run_dir, tmp_path):
 
 
 def test_random_baseline_uses_the_same_seeds_and_is_deterministic(run_dir, tmp_path, monkeypatch):
-    # the tracks of seed 7: the env reset with seed 7, then twice from its own RNG (actions never draw from it)
-    env = DotTargetEnv()
-    tracks = [env.reset(seed=7)[1]["state"].tolist()] + [env.reset()[1]["state"].tolist() for _ in range(2)]
+    # the tracks of seed 7: episode i resets from seed 7 + i
+    tracks = [DotTargetEnv().reset(seed=seed)[1]["state"].tolist() for seed in (7, 8, 9)]
     assert len({tuple(track) for track in tracks}) == 3
     runs = []  # per run_episodes call (the agent's, then the random policy's): (seed, start state) of each reset
     real_run, real_reset = evaluate_module.run_episodes, DotTargetEnv.reset
@@ -69,7 +69,7 @@ def test_random_baseline_uses_the_same_seeds_and_is_deterministic(run_dir, tmp_p
         EvaluateConfig(str(run_dir), episodes=3, seed=7, random_baseline=True, out=str(tmp_path / "a.json"))
     )
     agent, rand = runs
-    assert [seed for seed, _ in agent[:3]] == [7, None, None]  # seeded once, then the env's RNG
+    assert [seed for seed, _ in agent[:3]] == [7, 8, 9]
     assert [start for _, start in agent[:3]] == tracks
     assert rand == agent  # the random policy: the same seed, then the same start states
     assert len(first["returns"]) == len(first["random"]["returns"]) == 3
@@ -83,14 +83,18 @@ def test_random_baseline_uses_the_same_seeds_and_is_deterministic(run_dir, tmp_p
     assert json.loads((tmp_path / "a.json").read_text())["random"]["returns"] == first["random"]["returns"]
 
 
-def test_parallel_envs_run_the_same_episodes_as_one_env_per_seed(run_dir, tmp_path):
-    def returns(episodes: int, seed: int, n_envs: int = 1) -> list[float]:
+def test_episode_i_drives_track_seed_plus_i_whatever_the_number_of_envs(run_dir, tmp_path):
+    def evaluate(episodes: int, seed: int, n_envs: int = 1) -> dict:
         config = EvaluateConfig(str(run_dir), episodes, seed=seed, n_envs=n_envs, out=str(tmp_path / "e.json"))
-        return evaluate_agent(config)["returns"]
+        return evaluate_agent(config)
 
-    parallel = returns(3, seed=7, n_envs=2)  # env 0: 2 episodes from seed 7; env 1: 1 from seed 8
-    assert len(parallel) == 3
-    assert parallel == pytest.approx(returns(2, seed=7) + returns(1, seed=8))
+    one_env = evaluate(4, seed=7)
+    assert one_env["tracks"] == "episode i from seed + i"
+    assert len(set(one_env["returns"])) > 1  # the episodes differ: a wrong order would show
+    for n_envs in (2, 3):  # env 0 of 3 plays episodes 0 and 3, env 1 episode 1, env 2 episode 2
+        parallel = evaluate(4, seed=7, n_envs=n_envs)
+        assert parallel["returns"] == one_env["returns"] and parallel["lengths"] == one_env["lengths"]
+    assert evaluate(2, seed=9)["returns"] == one_env["returns"][2:]  # episode 2 of seed 7 is episode 0 of seed 9
 
 
 def test_more_envs_than_episodes_is_refused_with_the_fix(run_dir):
@@ -167,26 +171,25 @@ def _truncate(text: str) -> str:
 def _log_one_env_too_many(text: str) -> str:
     stored = json.loads(text)
     stored["log"]["finished"].append([])
-    stored["log"]["start_states"].append(None)
-    return json.dumps(stored)
+    return json.dumps(sealed(stored))  # sealed again: the content itself must be refused
 
 
 def _claim_more_episodes_than_asked(text: str) -> str:
     stored = json.loads(text)
     stored["log"]["finished"][0] = [[1.0, 10]] * 10
-    return json.dumps(stored)
+    return json.dumps(sealed(stored))  # sealed again: the content itself must be refused
 
 
-def _malform_a_generator_state(text: str) -> str:
+def _malform_an_episode(text: str) -> str:
     stored = json.loads(text)
-    stored["log"]["start_states"] = [{"bit_generator": "NoSuchGenerator", "state": 1}]
-    return json.dumps(stored)
+    stored["log"]["finished"][0] = [["a return", 10]]
+    return json.dumps(sealed(stored))  # sealed again: the content itself must be refused
 
 
 @pytest.mark.parametrize(
     "spoil",
-    [_truncate, _log_one_env_too_many, _claim_more_episodes_than_asked, _malform_a_generator_state],
-    ids=["truncated", "wrong-env-count", "more-episodes-than-asked", "malformed-rng-state"],
+    [_truncate, _log_one_env_too_many, _claim_more_episodes_than_asked, _malform_an_episode],
+    ids=["truncated", "wrong-env-count", "more-episodes-than-asked", "malformed-episode"],
 )
 def test_an_unreadable_progress_file_is_named_and_the_evaluation_starts_over(
     run_dir, tmp_path, monkeypatch, capsys, spoil

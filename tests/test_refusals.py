@@ -19,6 +19,7 @@ import yaml
 
 from worldmodel.cli import DEBUG_ENV, main
 from worldmodel.common.atomic import DiskFullError, atomic_path, write_json_atomic
+from worldmodel.common.sealed import sealed
 from worldmodel.data import DatasetWriter, FrameDataset
 from worldmodel.data.__main__ import main as data_main
 from worldmodel.frames import FrameSpec
@@ -334,28 +335,21 @@ def test_resume_refuses_a_vae_or_hyperparameters_other_than_the_runs(workdir, to
 # e. evaluation progress files that cannot be used are named in one line, and the evaluation starts over
 
 
-def _state(**changes):
-    state = dict(np.random.default_rng(0).bit_generator.state)
-    state["state"] = {**state["state"], **changes.pop("inner", {})}
-    return {**state, **changes}
-
-
 @pytest.mark.parametrize(
     "log",
     [
-        {"finished": [[]], "start_states": [_state(inner={"state": -1})]},
-        {"finished": [[]], "start_states": [_state(inner={"state": 2**200})]},
-        {"finished": [[]], "start_states": [_state(uinteger=10**30)]},
-        {"finished": [[]], "start_states": [_state(bit_generator="default_rng")]},
-        {"finished": [[[1.0, 5], [2.0, 5], [3.0, 5]]], "start_states": [None]},
+        {"finished": [[["a return", 5]]]},
+        {"finished": [[[1.0]]]},
+        {"finished": "not a list of envs"},
+        {"finished": [[[1.0, 5], [2.0, 5], [3.0, 5]]]},
     ],
-    ids=["negative-state", "huge-state", "huge-uinteger", "not-a-bit-generator", "more-episodes-than-asked"],
+    ids=["return-not-a-number", "episode-without-length", "not-a-list", "more-episodes-than-asked"],
 )
 def test_a_progress_file_that_cannot_be_resumed_is_named_and_the_evaluation_starts_over(tmp_path, capsys, log):
     from agents.evaluation_progress import EvaluationProgress
 
     path = tmp_path / "evaluation.progress.json"
-    path.write_text(json.dumps({"settings": {"episodes": 2}, "log": log}))
+    path.write_text(json.dumps(sealed({"settings": {"episodes": 2}, "log": log})))  # its checksum matches
     progress = EvaluationProgress(path, {"episodes": 2}, np.array([2]))
     assert not progress.resumed and progress.log.count() == 0
     out = capsys.readouterr().out

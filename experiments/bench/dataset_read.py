@@ -23,6 +23,7 @@ import numpy as np
 from envs.collect import CollectConfig, run_episode
 from envs.factory import make_env
 from envs.policies import BrownianPolicy
+from experiments.bench.stats import median_range
 from experiments.pipeline.machine import describe_machine, write_section
 from worldmodel.data import DatasetWriter
 
@@ -30,6 +31,7 @@ BASE_FRAMES = 10_000
 BATCH = 256
 SECONDS = 4.0
 EPISODE_FRAMES = 500
+ROUNDS = 3
 
 READER = """
 import json, sys, time
@@ -94,27 +96,37 @@ def compressed_comparison(frames: np.ndarray, tmp: Path) -> tuple[float, float, 
     return size("s.npy"), npy_fps, size("s.npz"), npz_fps
 
 
-def run() -> str:
+def run(rounds: int = ROUNDS) -> str:
     config = CollectConfig("CarRacing-v3", out=Path("unused"))
     frames = source_frames(config)
-    results = {}
+    reads: dict[int, list[dict]] = {1: [], 4: []}
+    storage = []
     with tempfile.TemporaryDirectory() as tmp:
-        for scale in (1, 4):
-            path = Path(tmp) / f"x{scale}"
+        paths = {scale: Path(tmp) / f"x{scale}" for scale in reads}
+        for scale, path in paths.items():
             write_dataset(path, frames, scale * BASE_FRAMES, config)
-            argv = [sys.executable, "-c", READER, str(path), str(BATCH), str(SECONDS), "1" if scale == 1 else "0"]
-            results[scale] = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
-        npy_bpf, npy_fps, npz_bpf, npz_fps = compressed_comparison(frames, Path(tmp))
-    ram_fps = results[1]["ram_fps"]
-    rows = [
-        f"| in RAM (baseline, 1x) | {results[1]['frames']} | {ram_fps:,.0f} | 1.00 | - | - | - |",
-        *(
-            f"| memory-mapped shards, {s}x | {r['frames']} | {r['fps']:,.0f} | {r['fps'] / ram_fps:.2f} | "
-            f"{r['open_s'] * 1000:.0f} | {r['rss_opened'] - r['rss_before']:.1f} | "
-            f"{r['rss_read'] - r['rss_before']:.1f} |"
-            for s, r in results.items()
-        ),
-    ]
+        for _ in range(rounds):  # every read runs once per round, interleaved
+            for scale, path in paths.items():
+                argv = [sys.executable, "-c", READER, str(path), str(BATCH), str(SECONDS), "1" if scale == 1 else "0"]
+                reads[scale].append(json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout))
+            storage.append(compressed_comparison(frames, Path(tmp)))
+
+    def row(scale: int) -> str:
+        rs = reads[scale]
+        cells = [
+            median_range([r["fps"] for r in rs]),
+            median_range([r["fps"] / ram for r, ram in zip(rs, ram_fps, strict=True)], ".2f"),
+            median_range([r["open_s"] * 1000 for r in rs]),
+            median_range([r["rss_opened"] - r["rss_before"] for r in rs], ".1f"),
+            median_range([r["rss_read"] - r["rss_before"] for r in rs], ".1f"),
+        ]
+        return f"| memory-mapped shards, {scale}x | {rs[0]['frames']} | " + " | ".join(cells) + " |"
+
+    ram_fps = [r["ram_fps"] for r in reads[1]]
+    rows = [f"| in RAM (baseline, 1x) | {reads[1][0]['frames']} | {median_range(ram_fps)} | 1.00 | - | - | - |",
+            *(row(scale) for scale in reads)]  # fmt: skip
+    npy_bpf, npz_bpf = storage[0][0], storage[0][2]  # sizes do not change between rounds
+    npy_fps, npz_fps = median_range([st[1] for st in storage]), median_range([st[3] for st in storage])
     section = "\n".join(
         [
             "## dataset_read",
@@ -123,7 +135,8 @@ def run() -> str:
             f"from datasets of {BASE_FRAMES:,} and {4 * BASE_FRAMES:,} frames (64 MiB shards, page cache warm: "
             "just written), each read in a fresh process. Baseline: the same gather from the 1x frames held in "
             "RAM as one array. RssAnon growth is the reader's own anonymous memory (memory-mapped pages are "
-            "file cache, not counted); it must not grow with the dataset.",
+            "file cache, not counted); it must not grow with the dataset. Every read (and the storage "
+            f"comparison below) runs once in each of {rounds} interleaved rounds: median (min-max) over rounds.",
             "",
             f"Machine: {describe_machine()}.",
             "",
@@ -133,9 +146,9 @@ def run() -> str:
             *rows,
             "",
             f"Storage choice, one shard of {8 * EPISODE_FRAMES} real CarRacing-v3 frames: uncompressed `.npy` "
-            f"{npy_bpf:,.0f} bytes/frame, read whole at {npy_fps:,.0f} frames/s (and randomly, by memory map, "
+            f"{npy_bpf:,.0f} bytes/frame, read whole at {npy_fps} frames/s (and randomly, by memory map, "
             f"as above); `np.savez_compressed` {npz_bpf:,.0f} bytes/frame ({npz_bpf / npy_bpf:.0%} of the size) "
-            f"but {npz_fps:,.0f} frames/s to decompress, and a random batch needs whole shards decompressed "
+            f"but {npz_fps} frames/s to decompress, and a random batch needs whole shards decompressed "
             "in RAM. Uncompressed shards trade disk for reads that cost no CPU and no anonymous memory.",
             "",
         ]

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.bench.stats import median_range
 from experiments.pipeline.machine import describe_machine, other_runnable, write_section
 from worldmodel.data import DatasetWriter, FrameDataset
 from worldmodel.data.format import SHARDS
@@ -46,6 +48,7 @@ from worldmodel.vae.model import ConvVAE, VAEConfig
 from worldmodel.vae.train import TrainVAEConfig, train_vae
 
 THREADS = 2
+ROUNDS = 3
 
 
 def synthetic_episode(rng: np.random.Generator, steps: int, size: int = 64) -> np.ndarray:
@@ -149,35 +152,63 @@ def ours(ds: FrameDataset, out: Path, steps: int, **overrides) -> dict:
     }
 
 
-def run(budget_s: float = 50.0) -> str:
+def one_round(
+    ds: FrameDataset, tmp: Path, splits: tuple[np.ndarray, np.ndarray], budget_s: float, steps: int | None
+) -> dict:
+    """One interleaved round of every loop; ``steps`` of the main runs (None: chosen from this round's probe)."""
+    train_idx, val_idx = splits
+    # The baseline trains in two halves around the main run, for as long as the main run took in all
+    # (its validation, statistics and checkpoints included), so a load change on a shared machine
+    # hits both sides and both get the same wall-clock time.
+    baseline = Baseline(ds, train_idx)
+    baseline.train_for(budget_s / 2)
+    quick = {"val_max_frames": 256, "stats_max_frames": 256}  # throughput-only runs: little evaluation
+    probe = ours(ds, tmp / "probe", steps=12, **quick)
+    if steps is None:
+        images = budget_s * probe["images_per_s"] * 0.8  # leave time for evaluation
+        steps = max(12, int(images / probe["batch_size"]))
+    evict_page_cache(ds.data_dir)
+    main = ours(ds, tmp / "ours", steps=steps)
+    baseline.train_for(max(1.0, main["wall_s"] - baseline.seconds))
+    main["mse"] = heldout_mse(load_vae(tmp / "ours" / "best.safetensors").vae, ds, val_idx)
+    warm = ours(ds, tmp / "warm", steps=steps)  # the same run reading shards from the page cache
+    # The GPU/bf16 batch of 128 for as many images, for the choice of the fp32 CPU default
+    big = ours(ds, tmp / "big", steps=max(12, steps * main["batch_size"] // 128), batch_size=128)
+    big["mse"] = heldout_mse(load_vae(tmp / "big" / "best.safetensors").vae, ds, val_idx)
+    bf16 = ours(ds, tmp / "bf16", steps=12, precision="bf16", batch_size=probe["batch_size"], **quick)
+    base = {"images_per_s": baseline.images_per_s, "wall_s": baseline.seconds,
+            "mse": heldout_mse(baseline.vae, ds, val_idx)}  # fmt: skip
+    return {"steps": steps, "baseline": base, "main": main, "warm": warm, "big": big, "probe": probe, "bf16": bf16}
+
+
+def run(budget_s: float = 50.0, rounds: int = ROUNDS) -> str:
     torch.set_num_threads(THREADS)
     machine = describe_machine()
     load = other_runnable()
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ds = make_dataset(tmp / "data", episodes=60, steps=199)
-        train_idx, val_idx = ds.split_by_episode(0.1, seed=0)  # train_vae's default split
+        splits = ds.split_by_episode(0.1, seed=0)  # train_vae's default split
+        for r in range(rounds):
+            results.append(one_round(ds, tmp / f"round{r}", splits, budget_s, results[0]["steps"] if r else None))
+    steps = results[0]["steps"]
 
-        # The baseline trains in two halves around the main run, for as long as the main run took in all
-        # (its validation, statistics and checkpoints included), so a load change on a shared machine
-        # hits both sides and both get the same wall-clock time.
-        baseline = Baseline(ds, train_idx)
-        baseline.train_for(budget_s / 2)
-        quick = {"val_max_frames": 256, "stats_max_frames": 256}  # throughput-only runs: little evaluation
-        probe = ours(ds, tmp / "probe", steps=12, **quick)
-        images = budget_s * probe["images_per_s"] * 0.8  # leave time for evaluation
-        steps = max(12, int(images / probe["batch_size"]))
-        evict_page_cache(tmp / "data")
-        main = ours(ds, tmp / "ours", steps=steps)
-        baseline.train_for(max(1.0, main["wall_s"] - baseline.seconds))
-        base_rate, base_mse = baseline.images_per_s, heldout_mse(baseline.vae, ds, val_idx)
-        main_mse = heldout_mse(load_vae(tmp / "ours" / "best.safetensors").vae, ds, val_idx)
-        # The GPU/bf16 batch of 128 for the same time, for the choice of the fp32 CPU default
-        big = ours(ds, tmp / "big", steps=max(12, int(images / 128)), batch_size=128)
-        big_mse = heldout_mse(load_vae(tmp / "big" / "best.safetensors").vae, ds, val_idx)
-        bf16 = ours(ds, tmp / "bf16", steps=12, precision="bf16", batch_size=probe["batch_size"], **quick)
+    def figures(loop: str, key: str) -> list[float]:
+        return [res[loop][key] for res in results]
 
-    ratio = main["images_per_s"] / base_rate
+    def ratios(loop: str) -> list[float]:
+        return [res[loop]["images_per_s"] / res["baseline"]["images_per_s"] for res in results]
+
+    def row(label: str, loop: str, mse: bool, wait: bool) -> str:
+        quality = median_range(figures(loop, "mse"), ".5f") if mse else "-"
+        waits = median_range([100 * v for v in figures(loop, "data_wait_share")], ".1f") + "%" if wait else "-"
+        return (f"| {label} | {median_range(figures(loop, 'images_per_s'))} | {median_range(ratios(loop), '.2f')}x | "
+                f"{median_range(figures(loop, 'wall_s'))} | {quality} | {waits} |")  # fmt: skip
+
+    ratio = statistics.median(ratios("main"))
+    main_mse, base_mse = statistics.median(figures("main", "mse")), statistics.median(figures("baseline", "mse"))
+    wait = statistics.median(figures("main", "data_wait_share"))
     lines = [
         "## train_vae",
         "",
@@ -186,32 +217,31 @@ def run(budget_s: float = 50.0) -> str:
         "from the page cache) against a loop written the way the reference World Models trainer works (batch 32, "
         "fp32, contiguous NCHW, plain Adam, summed MSE + KL, frames in RAM). Same ConvVAE (64x64x3, z=32, "
         f"4.35 M parameters), same synthetic CarRacing-like dataset ({ds.num_episodes} episodes, {ds.num_frames} "
-        f"frames, {len(val_idx)} held out), {THREADS} torch threads. Held-out MSE per pixel from the latent mean, "
+        f"frames, {len(splits[1])} held out), {THREADS} torch threads. Held-out MSE per pixel from the latent mean, "
         "after the same wall-clock time (the baseline trains as long as all of train_vae ran, evaluation and "
-        "checkpoints included; images/s count training steps only).",
+        "checkpoints included; images/s count training steps only). Every loop runs once in each of "
+        f"{rounds} interleaved rounds (fresh models each round); figures are the median (min-max) over rounds.",
         "",
         f"Machine: {machine}.",
         "",
         "| loop | images/s | ratio | wall s | held-out MSE/pixel | data wait |",
         "|---|---|---|---|---|---|",
-        f"| baseline (reference design) | {base_rate:.0f} | 1.00x | {baseline.seconds:.0f} | {base_mse:.5f} | - |",
-        f"| worldmodel.vae.train, fp32, batch {main['batch_size']} (defaults here), {steps} steps | "
-        f"{main['images_per_s']:.0f} | {ratio:.2f}x | {main['wall_s']:.0f} (all of train_vae) | {main_mse:.5f} | "
-        f"{100 * main['data_wait_share']:.1f}% |",
-        f"| worldmodel.vae.train, fp32, batch 128, same time | {big['images_per_s']:.0f} | "
-        f"{big['images_per_s'] / base_rate:.2f}x | {big['wall_s']:.0f} | {big_mse:.5f} | "
-        f"{100 * big['data_wait_share']:.1f}% |",
-        f"| worldmodel.vae.train, fp32, 12 steps (bf16's reference) | {probe['images_per_s']:.0f} | "
-        f"{probe['images_per_s'] / base_rate:.2f}x | {probe['wall_s']:.0f} | - | "
-        f"{100 * probe['data_wait_share']:.1f}% |",
-        f"| worldmodel.vae.train, bf16 autocast, 12 steps | {bf16['images_per_s']:.0f} | "
-        f"{bf16['images_per_s'] / base_rate:.2f}x | {bf16['wall_s']:.0f} | - | "
-        f"{100 * bf16['data_wait_share']:.1f}% |",
+        row("baseline (reference design)", "baseline", mse=True, wait=False),
+        row(
+            f"worldmodel.vae.train, fp32, batch {results[0]['main']['batch_size']} (defaults here), {steps} steps, "
+            "shards read from disk",
+            "main",
+            mse=True,
+            wait=True,
+        ),
+        row("the same, shards in the page cache", "warm", mse=False, wait=True),
+        row("worldmodel.vae.train, fp32, batch 128, as many images", "big", mse=True, wait=True),
+        row("worldmodel.vae.train, fp32, 12 steps (bf16's reference)", "probe", mse=False, wait=True),
+        row("worldmodel.vae.train, bf16 autocast, 12 steps", "bf16", mse=False, wait=True),
         "",
         f"Target: >= 1.6x the baseline's images/s ({'met' if ratio >= 1.6 else 'NOT met'}: {ratio:.2f}x) with "
         f"held-out MSE no worse ({'met' if main_mse <= base_mse else 'NOT met'}: {main_mse:.5f} vs {base_mse:.5f}); "
-        f"data wait <= 5% ({'met' if main['data_wait_share'] <= 0.05 else 'NOT met'}). "
-        "GPU: none in this run.",
+        f"data wait <= 5% ({'met' if wait <= 0.05 else 'NOT met'}). GPU: none in this run.",
         "",
     ]
     if load > 0.5 * (os.cpu_count() or 1):
@@ -229,5 +259,7 @@ def run(budget_s: float = 50.0) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=50.0, help="training seconds per side (default 50)")
-    print(run(parser.parse_args().budget))
+    parser.add_argument("--budget", type=float, default=50.0, help="training seconds per side and round (default 50)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved rounds (default {ROUNDS})")
+    args = parser.parse_args()
+    print(run(args.budget, args.rounds))
