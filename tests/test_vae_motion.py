@@ -1,6 +1,7 @@
 """The motion-weighted reconstruction loss (``train-vae --motion-weight``) and what it needs from the data:
 previous frames within episodes, and true-state names for the summary's probe."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,8 +11,10 @@ import torch
 from worldmodel.data import DatasetWriter, FrameDataset
 from worldmodel.data.mixture import FrameMixture
 from worldmodel.frames import FrameSpec, frames_to_tensor
+from worldmodel.training.distributed import DistContext
 from worldmodel.vae.checkpoint import load_vae
-from worldmodel.vae.model import VAEConfig, motion_weights, vae_loss
+from worldmodel.vae.evaluate import FrameFeed, evaluate
+from worldmodel.vae.model import ConvVAE, VAEConfig, motion_weights, vae_loss
 from worldmodel.vae.train import TrainVAEConfig, train_vae
 
 BACKGROUND, BALL = 90, 250
@@ -77,6 +80,34 @@ def test_weighted_reconstruction_loss_counts_each_pixel_by_its_weight():
     weights[0, 0, 3, 4] = 10.0
     assert vae_loss(x, x_hat, mu, logvar, config).recon.item() == pytest.approx((3 + 0.25) / 2)
     assert vae_loss(x, x_hat, mu, logvar, config, weights).recon.item() == pytest.approx((30 + 0.25) / 2)
+
+
+def test_held_out_loss_is_weighted_as_in_training_but_its_mse_is_not(tmp_path):
+    # Two episodes whose frames alternate between 0 and 200: every pixel changes, except at a first frame.
+    with DatasetWriter(tmp_path / "data", env_id="Blink-v0", frame_spec=SPEC) as writer:
+        for e in range(2):
+            frames = np.zeros((4, 16, 16, 3), np.uint8)
+            frames[1::2] = 200
+            writer.add_episode(frames, np.zeros((3, 1), np.float32), np.zeros(3), np.zeros(3, bool),
+                               np.array([False, False, True]), seed=e, episode_index=e)  # fmt: skip
+    ds = FrameMixture([FrameDataset.open(tmp_path / "data")])
+    torch.manual_seed(0)
+    plain = ConvVAE(VAEConfig(height=16, width=16, latent_dim=2, width_multiplier=0.25))
+    weighted = ConvVAE(dataclasses.replace(plain.config, motion_weight=3.0))
+    weighted.load_state_dict(plain.state_dict())
+    ctx = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
+    indices = np.arange(ds.num_frames)  # 8 frames, 6 of them after a change
+    before = evaluate(plain, ds, indices, 3, FrameFeed(), ctx)
+    after = evaluate(weighted, ds, indices, 3, FrameFeed(), ctx)
+    assert after.mse_per_pixel == pytest.approx(before.mse_per_pixel)
+    assert after.kl == pytest.approx(before.kl)
+    x = frames_to_tensor(ds.frames(indices), SPEC)
+    with torch.no_grad():
+        error = (plain.decode(plain.encode(x)[0]) - x).pow(2).flatten(1).sum(1)  # (8,) per frame
+    first = np.isin(indices, [0, 4])
+    expected = (error[first].sum() + 4 * error[~first].sum()) / len(indices)
+    assert after.recon == pytest.approx(float(expected), rel=1e-5)
+    assert before.recon == pytest.approx(float(error.mean()), rel=1e-5)
 
 
 def test_motion_weight_must_not_be_negative():

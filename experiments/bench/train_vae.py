@@ -246,7 +246,7 @@ def run(budget_s: float = 50.0, rounds: int = ROUNDS) -> str:
     ]
     if load > 0.5 * (os.cpu_count() or 1):
         lines[-1:-1] = [
-            f"**Caution**: {load:.0f} other runnable processes on {os.cpu_count()} cores at the start. "
+            f"**Caution**: {load:.0f} other runnable threads on {os.cpu_count()} cores at the start. "
             "On oversubscribed cores OpenMP threads spin-wait for each other, which slows small batches (the "
             "baseline's 32) far more than large ones, so the ratio above overstates the speed-up and the short "
             "runs leave the quality comparison to a few dozen optimiser steps. Rerun on a quiet machine for "

@@ -6,6 +6,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -41,15 +42,21 @@ def cpu_model() -> str:
 
 
 def other_runnable() -> float:
-    """Processes runnable right now besides this one (Linux), else the 1-minute load average.
+    """Threads of other processes runnable right now (Linux), else the 1-minute load average.
 
-    Unlike the load average, this does not lag: work paused (SIGSTOP) for a benchmark
-    no longer counts.
+    Unlike the load average, this does not lag (work paused with SIGSTOP for a benchmark no longer
+    counts), and this process's own threads (e.g. OpenMP workers still spinning) do not count.
     """
+    own = str(os.getpid())
     try:
-        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-        return float(max(0, running - 1))
-    except (OSError, IndexError, ValueError):
+        running = 0
+        for task in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+            if task.parts[2] == own:
+                continue
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                running += task.read_text().rsplit(")", 1)[1].split()[0] == "R"
+        return float(running)
+    except (OSError, IndexError):
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
@@ -59,7 +66,7 @@ def describe_machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     bf16 = "native bf16 (avx512_bf16 or amx_bf16)" if cpu_has_fast_bf16() else "no native bf16 (emulated)"
     return (
-        f"{cpu_model()} with {bf16}, {os.cpu_count()} cores ({other_runnable():.0f} other runnable processes at "
+        f"{cpu_model()} with {bf16}, {os.cpu_count()} cores ({other_runnable():.0f} other runnable threads at "
         f"start), {gpu}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {datetime.date.today().isoformat()}"
     )

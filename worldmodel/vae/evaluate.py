@@ -21,7 +21,7 @@ from worldmodel.training.distributed import DistContext, all_reduce_sum
 from worldmodel.training.prefetch import BatchPrefetcher, chunks
 from worldmodel.training.run import autocast
 from worldmodel.vae.latent_stats import LatentMoments, accumulate_latents
-from worldmodel.vae.model import ConvVAE, vae_loss
+from worldmodel.vae.model import ConvVAE, motion_weights, vae_loss
 
 
 @dataclass(frozen=True)
@@ -63,23 +63,35 @@ class HeldOutLoss:
 def evaluate(
     vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, feed: FrameFeed, ctx: DistContext
 ) -> HeldOutLoss:
-    """Loss terms with ``z = mu`` (as encoders use it) over ``indices`` (this rank's share), summed over ranks."""
+    """Loss terms with ``z = mu`` (as encoders use it) over ``indices`` (this rank's share), summed over ranks.
+
+    The reconstruction term is weighted as in training (``motion_weight``); ``mse_per_pixel`` never is.
+    """
     vae.eval()
-    sums = torch.zeros(3, dtype=torch.float64)  # recon (squared error per image), kl, total
-    with BatchPrefetcher(ds, chunks(indices, batch), pin_memory=feed.pin) as batches:
-        for frames in batches:
+    sums = torch.zeros(4, dtype=torch.float64)  # recon (per image, weighted), kl, total, squared error per image
+    motion = vae.config.motion_weight > 0
+    batches = chunks(indices, batch)
+    if motion:  # each batch's previous frames after it, for the motion weights
+        batches = [np.concatenate([b, ds.previous_in_episode(b)]) for b in batches]
+    with BatchPrefetcher(ds, batches, pin_memory=feed.pin) as prefetcher:
+        for frames in prefetcher:
             x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=feed.channels_last)
+            weights = None
+            if motion:
+                x, previous = x[: len(x) // 2], x[len(x) // 2 :]
+                weights = motion_weights(x, previous, vae.config.motion_weight)
             with autocast(ctx.device, feed.amp_dtype):
                 mu, logvar = vae.encode(x)  # (B, z) each
                 x_hat = vae.decode(mu)
-            loss = vae_loss(x, x_hat, mu, logvar, vae.config)
+            loss = vae_loss(x, x_hat, mu, logvar, vae.config, weights)
+            squared = loss.recon if weights is None else (x_hat.float() - x.float()).pow(2).flatten(1).sum(1).mean()
             n = len(x)
-            sums += torch.stack([loss.recon * n, loss.kl * n, loss.total * n]).double().cpu()
+            sums += torch.stack([loss.recon * n, loss.kl * n, loss.total * n, squared * n]).double().cpu()
     vae.train()
     count = all_reduce_sum(torch.tensor([float(len(indices))], dtype=torch.float64).to(ctx.device), ctx)
     sums = all_reduce_sum(sums.to(ctx.device), ctx).cpu() / float(count.item())
     pixels = math.prod(ds.frame_spec.shape)
-    return HeldOutLoss(float(sums[0]), float(sums[1]), float(sums[2]), float(sums[0]) / pixels)
+    return HeldOutLoss(float(sums[0]), float(sums[1]), float(sums[2]), float(sums[3]) / pixels)
 
 
 @torch.no_grad()

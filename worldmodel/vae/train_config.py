@@ -65,7 +65,8 @@ class TrainVAEConfig:
     motion_weight: float = 0.0
     """Extra reconstruction weight of pixels that changed since the episode's previous frame (0 = off). For
     small moving objects the plain loss can ignore, such as Pong's ball: the weighted pixels' squared error
-    counts 1 + motion_weight times. Validation losses stay unweighted."""
+    counts 1 + motion_weight times. Validation losses are weighted the same way (held-out MSE per pixel is not),
+    so the best checkpoint is the best on the objective trained."""
     image_size: int | None = None
     """Expected square frame size; must match the dataset's frame spec (default: take the dataset's)."""
     hflip: bool = False
