@@ -35,7 +35,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.bundle import Bundle, BundleError, check_bundle, load_bundle
 from agents.vec_env import StackConfig, find_vec_normalize, find_vec_wrapper
-from envs.collect import CollectConfig
+from envs.collect import CollectConfig, with_env_settings
 from envs.config import EnvConfig
 from envs.latent.encoded_observations import FrameLatents
 from envs.latent.history import LatentHistory
@@ -143,6 +143,13 @@ class BundlePolicyFactory:
     epsilon: float = 0.0
     """Probability of a uniform-random action instead of the agent's."""
 
+    @property
+    def env_settings(self) -> dict[str, Any]:
+        """The env settings the agent was trained with, which ``worldmodel collect`` takes where it is not told."""
+        trained = StackConfig.from_dict(check_bundle(self.run_dir)["stack"]).env_config()
+        return {"env_kwargs": dict(trained.env_kwargs), "frame_skip": trained.frame_skip,
+                "skip_start_frames": trained.skip_start_frames}  # fmt: skip
+
     def check_env(self, env_config: EnvConfig) -> None:
         """Refuse an env setting the agent was not trained on (other id, keywords or frame skip)."""
         trained = StackConfig.from_dict(check_bundle(self.run_dir)["stack"]).env_config()
@@ -151,7 +158,8 @@ class BundlePolicyFactory:
         if ours != theirs:
             raise BundleError(
                 f"the agent in {self.run_dir} was trained on (env id, env_kwargs, frame skip, start frames) = "
-                f"{theirs}, but collection uses {ours}; collect with the agent's settings"
+                f"{theirs}, but collection uses {ours}; collect with the agent's settings (drop the options that "
+                "differ: collection takes the agent's by default)"
             )
 
     def __call__(self, action_space: gym.Space) -> BundlePolicy:
@@ -175,5 +183,5 @@ def collect_policy(config: CollectConfig) -> BundlePolicyFactory | None:
             raise ValueError("--policy-noise and --epsilon apply to a trained agent: pass --policy RUN_DIR")
         return None
     factory = BundlePolicyFactory(config.policy, noise=config.policy_noise, epsilon=config.epsilon)
-    factory.check_env(config.env_config)
+    factory.check_env(with_env_settings(config, factory.env_settings).env_config)
     return factory

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -514,12 +515,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, CollectConfig, positional=("env_id",))
 
 
+ENV_SETTINGS = ("env_kwargs", "frame_skip", "skip_start_frames")
+"""The :class:`CollectConfig` fields a policy factory's ``env_settings`` may fill in."""
+
+
+def with_env_settings(config: CollectConfig, settings: dict[str, Any]) -> CollectConfig:
+    """``config`` with a policy's env ``settings`` (fields of :data:`ENV_SETTINGS`) where the user left them unset.
+
+    A trained agent acts on the env it was trained on: its factory carries ``env_settings``, so that
+    ``collect --policy RUN_DIR`` needs no repeat of the agent's frame skip, start frames or keywords.
+
+    >>> config = CollectConfig("CarRacing-v3", out="data", skip_start_frames=0)
+    >>> filled = with_env_settings(config, {"frame_skip": 2, "skip_start_frames": 50, "env_kwargs": {}})
+    >>> filled.frame_skip, filled.skip_start_frames
+    (2, 0)
+    """
+    unknown = set(settings) - set(ENV_SETTINGS)
+    if unknown:
+        raise ValueError(f"a policy's env_settings may set {', '.join(ENV_SETTINGS)}, not {', '.join(sorted(unknown))}")
+    unset = {key: value for key, value in settings.items() if getattr(config, key) in (None, {})}
+    return dataclasses.replace(config, **unset)
+
+
 def installed_policy(config: CollectConfig) -> PolicyFactory | None:
     """The policy an installed provider (entry-point group ``worldmodel.policies``) makes for ``config.policy``.
 
     A provider is ``function(config) -> PolicyFactory | None``: None when ``config.policy`` is not
     its kind (``agents`` provides trained-agent run directories). None from all of them: a
-    built-in policy name, which :func:`collect_rollouts` resolves.
+    built-in policy name, which :func:`collect_rollouts` resolves. A factory may carry
+    ``env_settings`` (see :func:`with_env_settings`).
     """
     for provider in load_entry_points(POLICIES_GROUP).values():
         policy = provider(config)
@@ -532,6 +556,7 @@ def run(args: argparse.Namespace) -> int:
     """``worldmodel collect ENV_ID --out DATA_DIR ...``: collect, then print a summary."""
     config = config_from_args(CollectConfig, args)
     policy = installed_policy(config)
+    config = with_env_settings(config, getattr(policy, "env_settings", {}))
     try:
         summary = collect_rollouts(config, policy)
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -88,3 +89,28 @@ def test_cli_collects_with_an_agent_and_refuses_mismatches(agent_dir, tmp_path, 
         BundlePolicyFactory(str(agent_dir), noise=0.3)(load_bundle(agent_dir, device="cpu").venv.action_space)
     with pytest.raises(BundleError, match=r"no config\.json"):
         BundlePolicyFactory(str(tmp_path))(None)
+
+
+def test_collection_takes_the_agents_env_settings_unless_told_otherwise(toy_vae_path, tmp_path, capsys):
+    """An agent trained at frame skip 3 collects at frame skip 3 without --frame-skip; an explicit other value is
+    refused."""
+    run_dir = tmp_path / "agent"
+    run_dir.mkdir()
+    hyperparams = tmp_path / "hp.yml"
+    hyperparams.write_text(f"{TOY}:\n  frame_skip: 3\n")
+    config = AgentConfig(TOY, vae=toy_vae_path, out=str(run_dir), n_envs=1, hyperparams=str(hyperparams))
+    spec, hp, stack = resolve(config)
+    assert stack.frame_skip == 3
+    write_run_config(run_dir, config, spec, hp, stack)
+    venv = build_vec_env(stack, n_envs=1, seed=0, vae=run_dir / VAE_FILE, device="cpu")
+    save_bundle(run_dir, PPO("MlpPolicy", venv, n_steps=16, batch_size=16, seed=0, device="cpu"), venv)
+    venv.close()
+    out = tmp_path / "data"
+    args = ["collect", TOY, "--out", str(out), "--episodes", "1", "--n-envs", "1", "--max-steps", "4", "--no-progress"]
+    assert main([*args, "--policy", str(run_dir)]) == 0
+    assert FrameDataset.open(out).num_frames == 5  # 4 agent steps
+    (collector,) = (out / "collectors").glob("*.json")
+    assert json.loads(collector.read_text())["attrs"]["env"]["frame_skip"] == 3
+    assert "(12 env frames)" in capsys.readouterr().out  # 4 agent steps of 3 env frames
+    assert main([*args, "--policy", str(run_dir), "--frame-skip", "1"]) == 2
+    assert "frame skip" in capsys.readouterr().err
