@@ -126,6 +126,14 @@ ARMS: tuple[Arm, ...] = (
         algo="crossq",
     ),
     Arm(
+        "tqc-memory",
+        "memory model",
+        "TQC on [z, h]: the shipped MDN-RNN's hidden state, history 1",
+        algo="tqc",
+        latent_history=1,
+        extra_args=("--memory", SHIPPED_MEMORY),
+    ),
+    Arm(
         "recurrentppo",
         "algorithm",
         "RecurrentPPO, history 1",
