@@ -34,3 +34,5 @@ for v in "$OUT"/*-vae*; do
   cp "$v/recon.png" "$REC/$name.recon.png"
 done
 for game in Pong Breakout; do cp "$OUT/$game-data/manifest.json" "$REC/$game-data.manifest.json"; done
+$PY experiments/reports/atari-ball/mlp_probe.py "$OUT/Pong-data" "$OUT/Pong-vae-motion100/best.safetensors" \
+  "$OUT/Pong-vae/best.safetensors" > "$REC/mlp_probe.jsonl"
