@@ -59,6 +59,17 @@ class HeldOutLoss:
         return HeldOutLoss(*terms)
 
 
+def with_previous_frames(ds: FrameMixture, batches: list[np.ndarray]) -> list[np.ndarray]:
+    """Each batch of frame indices followed by the indices of its frames' previous frames (for motion weights)."""
+    return [np.concatenate([b, ds.previous_in_episode(b)]) for b in batches]
+
+
+def split_previous(x: torch.Tensor, motion_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch gathered through :func:`with_previous_frames`: its frames and their motion weights ``(B, 1, h, w)``."""
+    x, previous = x[: len(x) // 2], x[len(x) // 2 :]
+    return x, motion_weights(x, previous, motion_weight)
+
+
 @torch.no_grad()
 def evaluate(
     vae: ConvVAE, ds: FrameMixture, indices: np.ndarray, batch: int, feed: FrameFeed, ctx: DistContext
@@ -70,16 +81,13 @@ def evaluate(
     vae.eval()
     sums = torch.zeros(4, dtype=torch.float64)  # recon (per image, weighted), kl, total, squared error per image
     motion = vae.config.motion_weight > 0
-    batches = chunks(indices, batch)
-    if motion:  # each batch's previous frames after it, for the motion weights
-        batches = [np.concatenate([b, ds.previous_in_episode(b)]) for b in batches]
+    batches = with_previous_frames(ds, chunks(indices, batch)) if motion else chunks(indices, batch)
     with BatchPrefetcher(ds, batches, pin_memory=feed.pin) as prefetcher:
         for frames in prefetcher:
             x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=feed.channels_last)
             weights = None
             if motion:
-                x, previous = x[: len(x) // 2], x[len(x) // 2 :]
-                weights = motion_weights(x, previous, vae.config.motion_weight)
+                x, weights = split_previous(x, vae.config.motion_weight)
             with autocast(ctx.device, feed.amp_dtype):
                 mu, logvar = vae.encode(x)  # (B, z) each
                 x_hat = vae.decode(mu)

@@ -79,9 +79,17 @@ from worldmodel.vae.diagnostics import (
     reconstruction_grid,
     write_png,
 )
-from worldmodel.vae.evaluate import FrameFeed, HeldOutLoss, encode_means, evaluate, latent_moments
+from worldmodel.vae.evaluate import (
+    FrameFeed,
+    HeldOutLoss,
+    encode_means,
+    evaluate,
+    latent_moments,
+    split_previous,
+    with_previous_frames,
+)
 from worldmodel.vae.latent_stats import ACTIVE_THRESHOLD
-from worldmodel.vae.model import ConvVAE, VAEConfig, motion_weights, vae_loss
+from worldmodel.vae.model import ConvVAE, VAEConfig, vae_loss
 from worldmodel.vae.train_config import TrainVAEConfig, TrainVAEError
 
 COMMAND_HELP = "train the VAE on a collected dataset (also under torchrun for DDP)"
@@ -356,8 +364,8 @@ class _VAETrainer(Trainer):
             np.sort(perm[i * global_batch : (i + 1) * global_batch])[lo : lo + local_batch] for i in range(n_steps)
         ]
         motion = vae.config.motion_weight > 0
-        if motion:  # each batch gathers its frames' previous frames after them, for the motion weights
-            batches = [np.concatenate([b, ds.previous_in_episode(b)]) for b in batches]
+        if motion:
+            batches = with_previous_frames(ds, batches)
         sums = torch.zeros(3, dtype=torch.float64)  # recon, kl, total
         bar = self.progress_bar(n_steps)
         vae.train()
@@ -369,8 +377,7 @@ class _VAETrainer(Trainer):
                 x = frames_to_tensor(frames, ds.frame_spec, ctx.device, channels_last=config.channels_last)
                 weights = None
                 if motion:
-                    x, previous = x[:local_batch], x[local_batch:]
-                    weights = motion_weights(x, previous, vae.config.motion_weight)  # (b, 1, h, w)
+                    x, weights = split_previous(x, vae.config.motion_weight)  # (b, 1, h, w) weights
                 if config.hflip:
                     flip = (torch.rand(global_batch, generator=gen) < 0.5)[lo : lo + local_batch].to(ctx.device)
                     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
