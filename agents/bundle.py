@@ -427,12 +427,14 @@ def load_bundle(
     policy: str = "final",
     subproc: bool = False,
     backend: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Bundle:
     """Rebuild the evaluation stack of ``run_dir`` (VecNormalize frozen) and load the policy for it; never unpickles.
 
     ``subproc=True`` steps the envs in worker processes (encoding stays in this process).
     ``backend`` runs the same stack on another env backend (None: the one it trained on).
     ``policy="best"`` loads the best training evaluation's policy kept by ``--keep-best``.
+    ``env_kwargs`` go to ``gym.make`` over the run's own (e.g. Atari without sticky actions).
     """
     run_dir = Path(run_dir)
     config = check_bundle(run_dir, policy)
@@ -440,6 +442,8 @@ def load_bundle(
     stack = StackConfig.from_dict(config["stack"])
     if backend is not None:
         stack = dataclasses.replace(stack, backend=backend)
+    if env_kwargs:
+        stack = dataclasses.replace(stack, env_kwargs={**stack.env_kwargs, **env_kwargs})
     spec = get_algorithm(config["algo"])
     venv = _build_stack(run_dir, stack, files.vec_normalize, n_envs=n_envs, seed=seed, device=device,
                         subproc=subproc, frame_tap=frame_tap)  # fmt: skip

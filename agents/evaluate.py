@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,6 +90,9 @@ class EvaluateConfig:
     same tracks (on EnvPool, env k starts from seed + k and the tracks depend on n_envs)."""
     policy: Literal["final", "best"] = "final"
     """The policy training ended with, or the best training evaluation's (kept by train-agent --keep-best)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """JSON keywords for gym.make over the run's own, e.g. '{"repeat_action_probability": 0}' (Atari without
+    sticky actions, as most Atari 100k papers score)."""
 
 
 Act = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -248,6 +251,7 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         subproc=config.n_envs > 1,
         backend=config.backend,
         policy=config.policy,
+        env_kwargs=config.env_kwargs,
     )
     results: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -261,6 +265,7 @@ def evaluate_agent(config: EvaluateConfig) -> dict[str, Any]:
         "seed": seed,
         "n_envs": config.n_envs,
         "deterministic": config.deterministic,
+        "env_kwargs": bundle.stack.env_kwargs,
     }
     if config.policy == "best":
         best = read_best(run_dir)
@@ -307,6 +312,7 @@ def _run_resumable(
         "tracks": TRACKS[True],
         "n_envs": config.n_envs,
         "deterministic": config.deterministic,
+        **({"env_kwargs": config.env_kwargs} if config.env_kwargs else {}),
     }
     progress = EvaluationProgress(progress_path(out), settings, episode_targets(config.episodes, config.n_envs))
     if progress.resumed:

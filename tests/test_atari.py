@@ -228,3 +228,10 @@ def test_collect_train_vae_and_latent_ppo_on_pong(pong_data, tmp_path, one_torch
     )  # fmt: skip
     summary = json.loads((train_agent(agent_config) / "summary.json").read_text())
     assert (summary["mode"], summary["agent_steps"], summary["env_frames"]) == ("latents", 128, 512)
+    from agents.bundle import load_bundle
+
+    for env_kwargs, sticky in (({}, 0.25), ({"repeat_action_probability": 0.0}, 0.0)):  # evaluate --env-kwargs
+        bundle = load_bundle(tmp_path / "agent", device="cpu", env_kwargs=env_kwargs)
+        [base] = bundle.venv.get_attr("unwrapped")
+        assert base.ale.getFloat("repeat_action_probability") == pytest.approx(sticky)
+        bundle.venv.close()
