@@ -45,6 +45,7 @@ from agents.algorithms import AlgorithmSpec, get_algorithm
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_KEY = "default"
+ATARI_KEY = "atari"
 SPECIAL_KEYS = {
     "policy",
     "n_timesteps",
@@ -133,9 +134,21 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def env_family(env_id: str) -> str | None:
+    """The family key whose entry applies to every env of a kind, as in rl-zoo's files: ``atari`` for ALE ids.
+
+    >>> env_family("ALE/Pong-v5"), env_family("CarRacing-v3")
+    ('atari', None)
+    """
+    return ATARI_KEY if env_id.startswith("ALE/") else None
+
+
 def env_entry(data: dict[str, Any], env_id: str) -> dict[str, Any]:
-    """The hyperparameters a loaded file gives ``env_id``: its ``default`` entry, then the env's own over it."""
-    return _merge(data.get(DEFAULT_KEY, {}), data.get(env_id, {}))
+    """The hyperparameters a loaded file gives ``env_id``: its ``default`` entry, its family's over it (``atari``),
+    then the env's own."""
+    family = env_family(env_id)
+    base = _merge(data.get(DEFAULT_KEY, {}), data.get(family, {}) if family else {})
+    return _merge(base, data.get(env_id, {}))
 
 
 def _normalize_kwargs(value: Any) -> dict[str, Any] | None:
