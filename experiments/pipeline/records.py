@@ -41,11 +41,14 @@ PIPELINE_FILE = "pipeline.json"
 """``OUT/pipeline.json``: the config and every command that ran the pipeline."""
 VIDEO_FILE = "eval.mp4"
 """An agent run's evaluation video."""
+NO_STICKY_EVALUATION_FILE = "evaluation-nosticky.json"
+"""An Atari agent's final policy scored without sticky actions (``experiments.atari``), beside its evaluation.json."""
+SCORES = (EVALUATION_FILE, BEST_EVALUATION_FILE, NO_STICKY_EVALUATION_FILE)
+"""A run's final-evaluation files: each left out of the records when it predates the policy it scored."""
 RUN_RECORDS = (
     "config.json",
     "summary.json",
-    EVALUATION_FILE,
-    BEST_EVALUATION_FILE,
+    *SCORES,
     EVALUATIONS_FILE,
     f"{BEST_DIR}/{BEST_FILE}",
 )
@@ -86,7 +89,7 @@ def copy_records(out: str | Path, dest: str | Path) -> Path:
     out, dest = Path(out), Path(dest)
     sources = [(out / name, Path(name)) for name in PIPELINE_RECORDS]
     for run_dir in sorted((out / "agents").glob("*__seed*")):
-        stale = {name for name in (EVALUATION_FILE, BEST_EVALUATION_FILE) if evaluation_predates_model(run_dir, name)}
+        stale = {name for name in SCORES if evaluation_predates_model(run_dir, name)}
         sources += [(run_dir / name, Path("agents", run_dir.name, name)) for name in RUN_RECORDS if name not in stale]
     with atomic_dir(dest) as tmp:
         for source, target in sources:

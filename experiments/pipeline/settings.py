@@ -57,6 +57,10 @@ class VaeSettings:
     """Latent size z."""
     width_multiplier: float = 1.0
     """Scales the VAE's channels (1.0 = World Models)."""
+    kl_tolerance: float = 0.0
+    """Free nats of KL per frame (World Models: 0.5 per latent dimension, 16 for z = 32)."""
+    motion_weight: float = 0.0
+    """Extra reconstruction weight of pixels that changed since the previous frame (small moving objects)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,9 @@ class AgentSettings:
 
     env_frames: int = 300_000
     """Training budget per agent run, in env frames (agent steps = frames / the mode's frame skip)."""
+    pixel_env_frames: int | None = None
+    """The pixel baseline's budget in env frames (default: env_frames); e.g. more than the latent agents', whose
+    budget leaves out the frames their VAE trained on."""
     hyperparams: str | None = None
     """rl-zoo-style YAML merged over the shipped presets (all agent runs)."""
     latent_history: int | None = None
@@ -83,8 +90,10 @@ class AgentSettings:
     """Write an agent resume checkpoint every this many agent steps."""
 
     def __post_init__(self) -> None:
-        if self.env_frames < 1:
-            raise ValueError(f"need env_frames >= 1 (the agent training budget), got {self.env_frames}")
+        for name in ("env_frames", "pixel_env_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"need {name} >= 1 (the agent training budget), got {value}")
 
 
 @dataclass(frozen=True)
@@ -177,7 +186,10 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "vae_batch_size": ("vae", "batch_size"),
     "vae_latent_dim": ("vae", "latent_dim"),
     "vae_width_multiplier": ("vae", "width_multiplier"),
+    "vae_kl_tolerance": ("vae", "kl_tolerance"),
+    "vae_motion_weight": ("vae", "motion_weight"),
     "agent_env_frames": ("agent", "env_frames"),
+    "pixel_env_frames": ("agent", "pixel_env_frames"),
     "hyperparams": ("agent", "hyperparams"),
     "latent_history": ("agent", "latent_history"),
     "standardize_latents": ("agent", "standardize_latents"),

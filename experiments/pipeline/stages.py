@@ -92,6 +92,8 @@ def vae_config(config: PipelineConfig, *, resume: bool = False) -> Any:
         batch_size=config.vae.batch_size,
         latent_dim=config.vae.latent_dim,
         width_multiplier=config.vae.width_multiplier,
+        kl_tolerance=config.vae.kl_tolerance,
+        motion_weight=config.vae.motion_weight,
         device=config.device,  # type: ignore[arg-type]
         progress=config.progress,
         resume=resume,
@@ -126,7 +128,10 @@ def agent_config(config: PipelineConfig, stage: Stage, *, resume: bool = False) 
         backend=config.backend,
     )
     frame_skip = resolve(base)[2].env_config().frame_skip
-    return dataclasses.replace(base, timesteps=max(1, config.agent.env_frames // frame_skip))
+    env_frames = config.agent.env_frames
+    if stage.pixels and config.agent.pixel_env_frames is not None:
+        env_frames = config.agent.pixel_env_frames
+    return dataclasses.replace(base, timesteps=max(1, env_frames // frame_skip))
 
 
 def continued_source(config: PipelineConfig, stage: Stage) -> Path:
