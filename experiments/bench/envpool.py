@@ -6,9 +6,12 @@
    and with one thread per env. Base-env frames/s, the ratio of medians to the baseline at
    the same count, and that of each backend at its setting with the highest median.
 2. Training speed: ``train_agent`` with the same recipe on both backends for a fixed number
-   of agent steps (latent PPO with the shipped VAE; the rl-zoo pixel recipe on EnvPool);
-   env frames/s over the whole run (rollouts and updates), peak resident memory of the run
-   (its process and its env workers). Both modes use their shipped PPO preset, each at frame
+   of agent steps (latent PPO with the shipped VAE; the rl-zoo pixel recipe on EnvPool; the
+   latent TQC preset on EnvPool); env frames/s over the whole run (rollouts and updates), and
+   in steady state: from the first rollout after the first gradient update to the end of
+   ``learn`` (without set-up, TQC's learning-starts steps and the compilation of its update,
+   each paid once in a run of hours); peak resident memory of the run (its process and its env
+   workers). Both modes use their shipped PPO preset, each at frame
    skip 2, so equal agent steps are equal env frames. Latent runs encode in the precision
    ``train-agent --encoder-precision auto`` picks on this CPU (bf16 where it has native bf16),
    and once more in fp32 where that differs.
@@ -30,6 +33,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -44,7 +48,10 @@ ENV_COUNTS = (2, 4, 8)
 RAW_SECONDS = 8.0
 VAE = Path(__file__).resolve().parents[1] / "pretrained" / "carracing" / "vae.safetensors"
 TRAIN_STEPS = 8192
-"""Agent steps per training run: two PPO rollouts of 8 envs x 512 steps, each followed by its update."""
+"""Agent steps per PPO training run: two rollouts of 8 envs x 512 steps, each followed by its update."""
+TQC_STEPS = 10_240
+"""Agent steps per TQC run: the preset's 5,000 learning-starts steps, then 6,550 gradient steps (enough for
+``train-agent`` to compile the update, as it does in a full run)."""
 REPEATS = 3
 """Runs of every raw-speed cell and every training mode (Gymnasium baselines included), in rounds of one run each."""
 RAW_SIDES = ("Gymnasium", "EnvPool, 2 threads", "EnvPool, 1 thread per env")
@@ -143,10 +150,50 @@ class _Timer:
         setattr(obj, name, timed)
 
 
-def _train(backend: str, pixels: bool, encoder_precision: str, out: str, profile: bool, queue: Any) -> None:
+class _Marks:
+    """Wall time and agent steps at the start of every rollout, and when ``learn`` returns: the steady state of a run
+    starts at the first rollout after its first gradient update."""
+
+    def __init__(self) -> None:
+        self.rollouts: list[tuple[float, int, int]] = []
+        """(time, agent steps so far, gradient updates so far) at each rollout's start."""
+        self.end: tuple[float, int] | None = None
+
+    def wrap(self, rollout_classes: tuple[type, ...], learn_class: type) -> None:
+        for cls in rollout_classes:
+            inner = cls.collect_rollouts
+
+            def collect(model, *args, inner=inner, **kwargs):
+                self.rollouts.append((time.perf_counter(), model.num_timesteps, model._n_updates))
+                return inner(model, *args, **kwargs)
+
+            cls.collect_rollouts = collect
+        learn = learn_class.learn
+
+        def timed_learn(model, *args, **kwargs):
+            result = learn(model, *args, **kwargs)
+            self.end = (time.perf_counter(), model.num_timesteps)
+            return result
+
+        learn_class.learn = timed_learn
+
+    def steady(self) -> tuple[float, int]:
+        """Seconds and agent steps from the first rollout after the first gradient update to the end of ``learn``."""
+        assert self.end is not None, "learn did not return"
+        start, steps, _ = next(mark for mark in self.rollouts if mark[2] > 0)
+        return self.end[0] - start, self.end[1] - steps
+
+
+def _train(
+    backend: str, pixels: bool, encoder_precision: str, out: str, profile: bool, algo: str, timesteps: int, queue: Any
+) -> None:
     """One ``train_agent`` run in this (fresh) process; puts its figures on ``queue``."""
     import torch
     from stable_baselines3 import PPO
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    from agents.algorithms import get_algorithm
 
     from agents.train import AgentConfig, train_agent
     from envs.envpool.vec_env import EnvPoolVecEnv
@@ -159,8 +206,10 @@ def _train(backend: str, pixels: bool, encoder_precision: str, out: str, profile
         timer.wrap(VecLatentObservation, "step_wait", "env + encoding")
         timer.wrap(PPO, "collect_rollouts", "rollout")
         timer.wrap(PPO, "train", "gradient updates")
+    marks = _Marks()
+    marks.wrap((OnPolicyAlgorithm, OffPolicyAlgorithm), get_algorithm(algo).load_class())
     config = AgentConfig(
-        ENV_ID, vae=None if pixels else str(VAE), pixels=pixels, backend=backend, timesteps=TRAIN_STEPS,
+        ENV_ID, vae=None if pixels else str(VAE), algo=algo, pixels=pixels, backend=backend, timesteps=timesteps,
         out=out, eval_freq=0, checkpoint_freq=10**9, progress_bar=False, tensorboard=False, device="cpu",
         subproc=backend == "gymnasium", encoder_precision=encoder_precision,
     )  # fmt: skip
@@ -168,20 +217,37 @@ def _train(backend: str, pixels: bool, encoder_precision: str, out: str, profile
     run_dir = train_agent(config)
     wall = time.perf_counter() - start
     summary = json.loads((run_dir / "summary.json").read_text())
-    queue.put({"wall_s": wall, "env_frames": summary["env_frames"], "peak_rss_mib": _peak_rss_mib(), **timer.seconds})
+    steady_s, steady_steps = marks.steady()
+    frames_per_step = summary["env_frames"] / summary["agent_steps"]
+    queue.put({
+        "wall_s": wall, "env_frames": summary["env_frames"], "peak_rss_mib": _peak_rss_mib(),
+        "steady_frames_per_s": steady_steps * frames_per_step / steady_s, **timer.seconds,
+    })  # fmt: skip
 
 
 def train_run(
-    backend: str, *, pixels: bool = False, encoder_precision: str = "auto", profile: bool = False
+    backend: str,
+    *,
+    pixels: bool = False,
+    encoder_precision: str = "auto",
+    profile: bool = False,
+    algo: str = "ppo",
+    timesteps: int = TRAIN_STEPS,
 ) -> dict[str, Any]:
-    """Figures of one training run with the shipped preset, made in a fresh process."""
+    """Figures of one training run with the shipped preset of ``algo``, made in a fresh process."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
-        args = (backend, pixels, encoder_precision, str(Path(tmp) / "run"), profile, queue)
+        args = (backend, pixels, encoder_precision, str(Path(tmp) / "run"), profile, algo, timesteps, queue)
         process = ctx.Process(target=_train, args=args)
         process.start()
-        result = queue.get()
+        while True:  # a run that dies puts nothing on the queue
+            try:
+                result = queue.get(timeout=5)
+                break
+            except Empty:
+                if not process.is_alive():
+                    raise RuntimeError(f"the training run ({args[:-1]}) died, exit code {process.exitcode}") from None
         process.join()
     result["frames_per_s"] = result["env_frames"] / result["wall_s"]
     return result
@@ -197,14 +263,16 @@ def interleaved_runs(modes: dict[str, dict[str, Any]], repeats: int) -> dict[str
     return runs
 
 
-def _fps(runs: list[dict[str, Any]]) -> list[float]:
-    return [r["frames_per_s"] for r in runs]
+def _fps(runs: list[dict[str, Any]], key: str = "frames_per_s") -> list[float]:
+    return [r[key] for r in runs]
 
 
-def _ratio(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
-    """Ratio of median env frames/s of two modes' runs, and the ratio in each round."""
-    per_round = " / ".join(f"{x / y:.1f}" for x, y in zip(_fps(a), _fps(b), strict=True))
-    return f"**{statistics.median(_fps(a)) / statistics.median(_fps(b)):.1f}x**, per round {per_round}"
+def _ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str = "frames_per_s") -> str:
+    """Ratio of median env frames/s (``key``: whole runs, or ``steady_frames_per_s``) of two modes' runs, and the
+    ratio in each round."""
+    x, y = _fps(a, key), _fps(b, key)
+    per_round = " / ".join(f"{p / q:.2f}" for p, q in zip(x, y, strict=True))
+    return f"**{statistics.median(x) / statistics.median(y):.2f}x**, per round {per_round}"
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -219,7 +287,8 @@ def train_rows(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
         frames = ", ".join(str(f) for f in sorted({r["env_frames"] for r in rs}))
         each = ", ".join(f"{fps:,.0f}" for fps in _fps(rs))
         wall, rss = median_range([r["wall_s"] for r in rs], ".1f"), median_range([r["peak_rss_mib"] for r in rs])
-        rows.append(f"| {name} | {frames} | {wall} | {median_range(_fps(rs))} | {each} | {rss} |")
+        steady = median_range(_fps(rs, "steady_frames_per_s"))
+        rows.append(f"| {name} | {frames} | {wall} | {median_range(_fps(rs))} | {each} | {steady} | {rss} |")
     return rows
 
 
@@ -240,6 +309,9 @@ def _profile_rows(result: dict[str, Any]) -> list[str]:
     return [f"| {name} | {seconds:.1f} | {100 * seconds / wall:.0f}% |" for name, seconds in parts.items()]
 
 
+TQC_MODE = "latent TQC (the CarRacing preset), EnvPool, encoder {auto}"
+
+
 def training_modes(auto: str) -> dict[str, dict[str, Any]]:
     """The training runs compared, by name: ``train_run`` keywords; ``auto`` is the encoder precision that
     ``--encoder-precision auto`` picks on this CPU."""
@@ -247,6 +319,7 @@ def training_modes(auto: str) -> dict[str, dict[str, Any]]:
         f"latent PPO, Gymnasium (SubprocVecEnv), encoder {auto}": {"backend": "gymnasium"},
         f"latent PPO, EnvPool, encoder {auto}": {"backend": "envpool", "profile": True},
         "pixel PPO (rl-zoo CnnPolicy recipe), EnvPool": {"backend": "envpool", "pixels": True},
+        TQC_MODE.format(auto=auto): {"backend": "envpool", "algo": "tqc", "timesteps": TQC_STEPS},
     }
     if auto != "fp32":  # the encoder as a CPU without native bf16 runs it
         modes["latent PPO, EnvPool, encoder fp32"] = {"backend": "envpool", "encoder_precision": "fp32"}
@@ -283,18 +356,26 @@ def section(raw: dict[tuple[int, str], list[float]], train: dict[str, list[dict[
             f"Training, {TRAIN_STEPS} agent steps each with the shipped PPO presets (latents: the shipped VAE; 8 "
             "envs, frame skip 2, latent history 2 with the previous action, 256-step rollouts, torch on one thread, "
             "the encoder in the precision `--encoder-precision auto` picks on this CPU, and in fp32 if it differs. "
-            "Pixels: rl-zoo's recipe, frame skip 2, 64x64 grayscale, 2 stacked frames), each run a fresh process, "
-            f"timed end to end. Every mode, the Gymnasium one included, ran {repeats} times, in rounds of one run of "
+            "Pixels: rl-zoo's recipe, frame skip 2, 64x64 grayscale, 2 stacked frames; latent TQC: its CarRacing "
+            f"preset for {TQC_STEPS:,} agent steps), each run a fresh process, timed end to end and in steady state "
+            "(from the first rollout after the first gradient update to the end of training). Every mode, the Gymnasium one included, ran {repeats} times, in rounds of one run of "
             "each mode in the order of the table; median (min-max) of its runs, and each run's env frames/s in "
             "round order:",
             "",
-            "| run | env frames | wall s | env frames/s | env frames/s per round | peak RSS MiB |",
-            "|---|---|---|---|---|---|",
+            "| run | env frames | wall s | env frames/s | env frames/s per round | steady env frames/s "
+            "| peak RSS MiB |",
+            "|---|---|---|---|---|---|---|",
             *train_rows(train),
             "",
             "Ratios of median env frames/s (and of the two runs of each round): latent PPO, EnvPool against "
             f"Gymnasium: {_ratio(latent_pool, latent_gym)} (goal: 5x). Latent against pixel PPO, both on EnvPool "
             f"with frame skip 2: {_ratio(latent_pool, pixels_pool)}{fp32_note} (goal: 2x).",
+            "",
+            f"Latent TQC (the CarRacing preset: 2 envs, 10 gradient steps every 4 steps, its update compiled; "
+            f"{TQC_STEPS:,} agent steps, the first 5,000 before learning starts) against pixel PPO, steady-state env "
+            f"frames/s: {_ratio(train[TQC_MODE.format(auto=auto)], pixels_pool, 'steady_frames_per_s')} (issue 35's "
+            "goal: at least 1x, stretch 2x); whole runs: "
+            f"{_ratio(train[TQC_MODE.format(auto=auto)], pixels_pool)}.",
             "",
             f"Where the latent PPO run on EnvPool (encoder {auto}) spent its time, in its run with the median env "
             "frames/s:",
