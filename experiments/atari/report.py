@@ -136,7 +136,7 @@ def aggregate(values: dict[str, float | None]) -> tuple[float | None, float | No
 def hns_table(results: list[GameResult]) -> str:
     """Mean and median HNS over the games played, ours and the published methods', and theirs over 26 games."""
     games = [r.game for r in results]
-    played = f"{len(games)} game{'s' if len(games) > 1 else ''}"
+    played = f"{len(games)} game{'' if len(games) == 1 else 's'}"
     rows = [
         f"| Method | mean HNS, {played} | median HNS, {played} | mean HNS, 26 games | median HNS, 26 games |",
         "|---|---|---|---|---|",
