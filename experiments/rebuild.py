@@ -4,7 +4,8 @@ A report is a folder ``experiments/reports/<name>/``: its ``README.md``, its PNG
 ``records/`` (configs, summaries, per-episode returns; no weights). Each folder whose records say
 which writer made them is written again by that writer, from the records alone:
 ``records/pipeline.json`` by :mod:`experiments.pipeline.report`, ``records/study.json`` by
-:mod:`experiments.studies.recipe_study`, ``records/campaign.json`` by :mod:`experiments.studies.faults`.
+:mod:`experiments.studies.recipe_study`, ``records/campaign.json`` by :mod:`experiments.studies.faults`, and
+``study.json`` (the Atari 100k study, a pipeline report per game below it) by :mod:`experiments.atari.report`.
 The writer replaces the generated part of ``README.md`` (the prose written by hand around it is
 kept) and draws the figures again. ``--into DIR`` writes
 the reports to ``DIR/<name>/`` instead and leaves the committed ones as they are, to compare the two.
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from experiments.atari.report import STUDY_FILE as ATARI_STUDY_FILE
+from experiments.atari.report import rebuild_study
 from experiments.pipeline.records import PIPELINE_FILE
 from experiments.pipeline.report import RECORDS_DIR, REPORT_FILE, write_report
 from experiments.studies.faults.report import CAMPAIGN_FILE
@@ -39,6 +42,8 @@ def rebuild(report: Path, into: Path | None = None) -> Path | None:
         return write_report_from_records(records, report_dir / report.name)
     if (records / CAMPAIGN_FILE).is_file():
         return write_fault_report(report, into=report_dir / report.name)
+    if (report / ATARI_STUDY_FILE).is_file():
+        return rebuild_study(report, report_dir)
     return None
 
 

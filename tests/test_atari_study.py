@@ -121,3 +121,19 @@ def test_records_keep_the_scores_without_sticky_actions(tmp_path):
     os.utime(run / "evaluation-nosticky.json", (model_time - 20, model_time - 20))  # scored an earlier policy
     copied = copy_records(tmp_path / "out", tmp_path / "records") / "agents" / "ppo__seed0"
     assert sorted(p.name for p in copied.iterdir()) == ["evaluation.json", "summary.json"]
+
+
+def test_the_study_report_is_written_again_from_its_records(tmp_path, monkeypatch, capsys):
+    from experiments import rebuild
+
+    reports = tmp_path / "reports"
+    records = reports / "atari-100k" / "Pong" / "records"
+    _run(records, "ppo__seed0", [-20.0, -18.0], -17.0, 1000.0)
+    _run(records, "pixels-ppo__seed0", [-21.0, -19.0], -20.0, 300.0)
+    study = StudyConfig(games=("Pong",), seeds=(0,), report_dir=str(reports / "atari-100k"))
+    committed = write_study_report(study).read_text()
+    assert "| Pong | -19.0 (1) | -20.0 (1) |" in committed
+    monkeypatch.chdir(tmp_path)
+    assert rebuild.main(["atari-100k", "--reports-dir", str(reports), "--into", str(tmp_path / "again")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert (tmp_path / "again" / "atari-100k" / "README.md").read_text() == committed  # the settings from study.json

@@ -1,14 +1,18 @@
 """The Atari 100k study's report, from the committed records of each game: scores of both arms on Gymnasium's
 ALE v5 (sticky actions 0.25) and without sticky actions, human-normalised, beside the published Atari 100k methods.
 
-    python -m experiments.atari.report [REPORT_DIR] [--games Pong,Breakout]
+    python -m experiments.atari.report [REPORT_DIR]
 
-rewrites REPORT_DIR/README.md's generated part from REPORT_DIR/<Game>/records (prose outside it is kept).
+rewrites REPORT_DIR/README.md's generated part from REPORT_DIR/<Game>/records and the study's settings in
+REPORT_DIR/study.json (prose outside the generated part is kept); ``python -m experiments.rebuild`` does too, and
+writes each game's pipeline report again.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +22,15 @@ from experiments.atari.scores import HUMAN, METHODS, NORMALISATION_SOURCE, RANDO
 from experiments.atari.study import ATARI_FRAME_SKIP, StudyConfig
 from experiments.pipeline.markdown import cell, mean_ci, write_markdown
 from experiments.pipeline.records import NO_STICKY_EVALUATION_FILE, evaluation_predates_model, read_json
-from experiments.pipeline.report import AgentRun, find_runs
+from experiments.pipeline.report import RECORDS_DIR, AgentRun, find_runs, write_report
+from worldmodel.common.atomic import write_json_atomic
 
 ARMS = {"latent": "ppo", "pixel": "pixels-ppo"}
 """The study's two arms and their runs' mode names."""
 BALL_GOAL = 0.9
 """Issue 36's goal for the ball's linear-probe R² on Pong and Breakout."""
+STUDY_FILE = "study.json"
+"""REPORT_DIR/study.json: the :class:`StudyConfig` the report describes."""
 
 
 @dataclass(frozen=True)
@@ -193,10 +200,15 @@ def goals(results: list[GameResult]) -> list[str]:
     return lines
 
 
-def write_study_report(study: StudyConfig) -> Path:
-    """Write ``study.report_dir``/README.md's generated part from the records of every game that has them."""
+def write_study_report(study: StudyConfig, records_from: Path | None = None) -> Path:
+    """Write ``study.report_dir``/README.md's generated part, and the study's settings beside it, from the records of
+    every game that has them (in ``records_from``/<Game>/records; default: the report's own folder)."""
     report_dir = Path(study.report_dir)
-    results = [read_game(report_dir / g / "records", g) for g in study.games if (report_dir / g / "records").is_dir()]
+    source = report_dir if records_from is None else records_from
+    games = [g for g in study.games if (source / g / RECORDS_DIR).is_dir()]
+    results = [read_game(source / g / RECORDS_DIR, g) for g in games]
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(report_dir / STUDY_FILE, dataclasses.asdict(study))
     episodes = sorted({r.episodes for r in results if r.episodes})
     sections = [
         "# Atari 100k: latent PPO against pixel PPO (issue 36)",
@@ -216,20 +228,40 @@ def write_study_report(study: StudyConfig) -> Path:
         hns_table(results),
         "## Goals",
         "\n".join(goals(results)) or "No game has records yet.",
-        "Each game's learning curves (env frames and wall-clock), run table and machine: its own report, "
-        + ", ".join(f"[{r.game}]({r.game}/README.md)" for r in results)
-        + ". Sources of the published scores: `experiments/atari/scores.py`.",
+        (
+            "Each game's learning curves (env frames and wall-clock), run table and machine: its own report, "
+            + ", ".join(f"[{r.game}]({r.game}/README.md)" for r in results)
+            + ". "
+            if results
+            else ""
+        )
+        + "Sources of the published scores: `experiments/atari/scores.py`.",
     ]
     return write_markdown(report_dir / "README.md", sections)
 
 
+def read_study(report: Path) -> StudyConfig:
+    """The settings recorded in ``report``/study.json."""
+    return StudyConfig(**json.loads((report / STUDY_FILE).read_text()))
+
+
+def rebuild_study(report: Path, into: Path) -> Path:
+    """Write the study report folder ``report`` again, each game's pipeline report and figures included, to
+    ``into``/<name>/ (``into`` = ``report.parent``: in place), from its records alone; returns its README."""
+    study = dataclasses.replace(read_study(report), report_dir=str(into / report.name))
+    for game in study.games:
+        if (report / game / RECORDS_DIR / "pipeline.json").is_file():
+            write_report(report / game / RECORDS_DIR, name=game, report_dir=into / report.name)
+    return write_study_report(study, records_from=report)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.atari.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("report_dir", nargs="?", default=StudyConfig.report_dir)
-    parser.add_argument("--games", default=",".join(StudyConfig.games), help="comma-separated ALE game names")
+    parser.add_argument("report_dir", nargs="?", default=StudyConfig.report_dir, type=Path)
     args = parser.parse_args(argv)
-    path = write_study_report(StudyConfig(games=tuple(args.games.split(",")), report_dir=args.report_dir))
-    print(f"wrote {path}")
+    if not (args.report_dir / STUDY_FILE).is_file():
+        parser.error(f"{args.report_dir} holds no {STUDY_FILE}: give the folder python -m experiments.atari wrote")
+    print(f"wrote {write_study_report(read_study(args.report_dir))}")
     return 0
 
 

@@ -26,6 +26,11 @@ vae Pong-vae-motion100 Pong 5 --kl-tolerance 0.5 --motion-weight 100
 vae Pong-vae-beta0.01-motion20 Pong 5 --beta 0.01 --motion-weight 20
 vae Pong-vae-beta0.01 Pong 5 --beta 0.01
 vae Breakout-vae-motion100 Breakout 5 --kl-tolerance 0.5 --motion-weight 100
+# A larger ball: Pong's playfield alone (rows 34-193, no score) at 96x96 grayscale; the ball is about 1x2.4 pixels
+# there against 0.6x1.2 in the whole frame at 64x64
+$PY -m worldmodel collect ALE/Pong-v5 --out "$OUT/Pong-crop96-data" --episodes 40 --backend envpool --n-envs 1 \
+  --max-steps 1000 --seed 0 --crop 34 0 194 160 --size 96 96 --grayscale
+vae Pong-crop96-vae-motion100 Pong-crop96 5 --kl-tolerance 0.5 --motion-weight 100
 mkdir -p "$REC"
 for v in "$OUT"/*-vae*; do
   [ -e "$v/summary.json" ] || continue
@@ -33,6 +38,6 @@ for v in "$OUT"/*-vae*; do
   cp "$v/summary.json" "$REC/$name.summary.json"; cp "$v/config.json" "$REC/$name.config.json"
   cp "$v/recon.png" "$REC/$name.recon.png"
 done
-for game in Pong Breakout; do cp "$OUT/$game-data/manifest.json" "$REC/$game-data.manifest.json"; done
+for game in Pong Breakout Pong-crop96; do cp "$OUT/$game-data/manifest.json" "$REC/$game-data.manifest.json"; done
 $PY experiments/reports/atari-ball/mlp_probe.py "$OUT/Pong-data" "$OUT/Pong-vae-motion100/best.safetensors" \
   "$OUT/Pong-vae/best.safetensors" > "$REC/mlp_probe.jsonl"
