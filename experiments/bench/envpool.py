@@ -194,20 +194,19 @@ def _train(
     from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
     from agents.algorithms import get_algorithm
-
     from agents.train import AgentConfig, train_agent
     from envs.envpool.vec_env import EnvPoolVecEnv
     from envs.latent.sb3_vec_env import VecLatentObservation
 
     torch.set_num_threads(1)
+    marks = _Marks()  # before the profile's wraps, which then call through it
+    marks.wrap((OnPolicyAlgorithm, OffPolicyAlgorithm), get_algorithm(algo).load_class())
     timer = _Timer()
     if profile:  # time the layers of the stack and the two halves of PPO's loop
         timer.wrap(EnvPoolVecEnv, "step_wait", "env")
         timer.wrap(VecLatentObservation, "step_wait", "env + encoding")
         timer.wrap(PPO, "collect_rollouts", "rollout")
         timer.wrap(PPO, "train", "gradient updates")
-    marks = _Marks()
-    marks.wrap((OnPolicyAlgorithm, OffPolicyAlgorithm), get_algorithm(algo).load_class())
     config = AgentConfig(
         ENV_ID, vae=None if pixels else str(VAE), algo=algo, pixels=pixels, backend=backend, timesteps=timesteps,
         out=out, eval_freq=0, checkpoint_freq=10**9, progress_bar=False, tensorboard=False, device="cpu",
