@@ -357,9 +357,9 @@ def section(raw: dict[tuple[int, str], list[float]], train: dict[str, list[dict[
             "the encoder in the precision `--encoder-precision auto` picks on this CPU, and in fp32 if it differs. "
             "Pixels: rl-zoo's recipe, frame skip 2, 64x64 grayscale, 2 stacked frames; latent TQC: its CarRacing "
             f"preset for {TQC_STEPS:,} agent steps), each run a fresh process, timed end to end and in steady state "
-            "(from the first rollout after the first gradient update to the end of training). Every mode, the Gymnasium one included, ran {repeats} times, in rounds of one run of "
-            "each mode in the order of the table; median (min-max) of its runs, and each run's env frames/s in "
-            "round order:",
+            "(from the first rollout after the first gradient update to the end of training). Every mode, the "
+            f"Gymnasium one included, ran {repeats} times, in rounds of one run of each mode in the order of the "
+            "table; median (min-max) of its runs, and each run's env frames/s in round order:",
             "",
             "| run | env frames | wall s | env frames/s | env frames/s per round | steady env frames/s "
             "| peak RSS MiB |",
