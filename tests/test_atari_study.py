@@ -50,7 +50,12 @@ def test_atari_presets_are_rl_zoos_recipe_on_both_arms(tmp_path):
     latents = resolve_hyperparams("ppo", "ALE/Breakout-v5")
     assert (pixels.policy, pixels.frame_stack, pixels.frame_skip, pixels.latent_history) == ("CnnPolicy", 4, 4, 1)
     assert pixels.frame_spec == {"height": 84, "width": 84, "grayscale": True}
-    assert (latents.policy, latents.latent_history, latents.frame_stack, latents.frame_spec) == ("MlpPolicy", 4, 1, None)
+    assert (latents.policy, latents.latent_history, latents.frame_stack, latents.frame_spec) == (
+        "MlpPolicy",
+        4,
+        1,
+        None,
+    )
     for hp in (pixels, latents):
         assert hp.n_envs == 8 and hp.n_timesteps == 100_000
         assert {k: hp.algo_kwargs[k] for k in ("n_steps", "n_epochs", "batch_size", "learning_rate", "clip_range")} == {

@@ -129,7 +129,9 @@ def score_without_sticky(config: PipelineConfig, log: Callable[[str], None] = pr
 
     written = []
     for run_dir in sorted((Path(config.out) / "agents").glob("*__seed*")):
-        done = read_json(run_dir / NO_STICKY_EVALUATION_FILE) is not None and not evaluation_predates_model(run_dir, NO_STICKY_EVALUATION_FILE)
+        done = read_json(run_dir / NO_STICKY_EVALUATION_FILE) is not None and not evaluation_predates_model(
+            run_dir, NO_STICKY_EVALUATION_FILE
+        )
         if done or read_json(run_dir / "summary.json") is None:
             continue
         log(f"[atari] {run_dir}: scoring without sticky actions")
