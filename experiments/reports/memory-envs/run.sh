@@ -5,7 +5,7 @@
 # with its defaults (posterior means, a start at the baselines) and with the defaults before 2026-12-07
 # (--sample-latents --no-start-as-copy).
 #   sh experiments/reports/memory-envs/run.sh [OUT] [ATARI]   (defaults: runs/memory-envs, runs/atari)
-#   python experiments/reports/memory-envs/table.py           (the report's table, from the records)
+#   python experiments/reports/memory-envs/nll_table.py           (the report's table, from the records)
 set -e
 OUT=${1:-runs/memory-envs}
 ATARI=${2:-runs/atari}

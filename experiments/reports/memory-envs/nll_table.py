@@ -1,4 +1,4 @@
-"""The table of ``README.md`` from the committed records: ``python experiments/reports/memory-envs/table.py``."""
+"""The table of ``README.md`` from the committed records: ``python experiments/reports/memory-envs/nll_table.py``."""
 
 import json
 from pathlib import Path
