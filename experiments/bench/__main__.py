@@ -19,6 +19,7 @@ BENCHMARKS = (
     "train_vae",
     "latent_wrapper",
     "envpool",
+    "atari",
     "memory",
     "tqc",
     "gpu",

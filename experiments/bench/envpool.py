@@ -185,7 +185,16 @@ class _Marks:
 
 
 def _train(
-    backend: str, pixels: bool, encoder_precision: str, out: str, profile: bool, algo: str, timesteps: int, queue: Any
+    backend: str,
+    pixels: bool,
+    encoder_precision: str,
+    out: str,
+    profile: bool,
+    algo: str,
+    timesteps: int,
+    env_id: str,
+    vae: str,
+    queue: Any,
 ) -> None:
     """One ``train_agent`` run in this (fresh) process; puts its figures on ``queue``."""
     import torch
@@ -208,7 +217,7 @@ def _train(
         timer.wrap(PPO, "collect_rollouts", "rollout")
         timer.wrap(PPO, "train", "gradient updates")
     config = AgentConfig(
-        ENV_ID, vae=None if pixels else str(VAE), algo=algo, pixels=pixels, backend=backend, timesteps=timesteps,
+        env_id, vae=None if pixels else vae, algo=algo, pixels=pixels, backend=backend, timesteps=timesteps,
         out=out, eval_freq=0, checkpoint_freq=10**9, progress_bar=False, tensorboard=False, device="cpu",
         subproc=backend == "gymnasium", encoder_precision=encoder_precision,
     )  # fmt: skip
@@ -232,12 +241,16 @@ def train_run(
     profile: bool = False,
     algo: str = "ppo",
     timesteps: int = TRAIN_STEPS,
+    env_id: str = ENV_ID,
+    vae: str | Path = VAE,
 ) -> dict[str, Any]:
-    """Figures of one training run with the shipped preset of ``algo``, made in a fresh process."""
+    """Figures of one training run with the shipped preset of ``algo`` on ``env_id`` (latents: ``vae``), made in a
+    fresh process."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
-        args = (backend, pixels, encoder_precision, str(Path(tmp) / "run"), profile, algo, timesteps, queue)
+        run = str(Path(tmp) / "run")
+        args = (backend, pixels, encoder_precision, run, profile, algo, timesteps, env_id, str(vae), queue)
         process = ctx.Process(target=_train, args=args)
         process.start()
         while True:  # a run that dies puts nothing on the queue
@@ -266,7 +279,7 @@ def _fps(runs: list[dict[str, Any]], key: str = "frames_per_s") -> list[float]:
     return [r[key] for r in runs]
 
 
-def _ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str = "frames_per_s") -> str:
+def ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str = "frames_per_s") -> str:
     """Ratio of median env frames/s (``key``: whole runs, or ``steady_frames_per_s``) of two modes' runs, and the
     ratio in each round."""
     x, y = _fps(a, key), _fps(b, key)
@@ -336,7 +349,7 @@ def section(raw: dict[tuple[int, str], list[float]], train: dict[str, list[dict[
     )
     fp32_note = ""
     if auto != "fp32":
-        fp32_note = f"; with the encoder in fp32: {_ratio(train['latent PPO, EnvPool, encoder fp32'], pixels_pool)}"
+        fp32_note = f"; with the encoder in fp32: {ratio(train['latent PPO, EnvPool, encoder fp32'], pixels_pool)}"
     return "\n".join(
         [
             "## envpool",
@@ -367,14 +380,14 @@ def section(raw: dict[tuple[int, str], list[float]], train: dict[str, list[dict[
             *train_rows(train),
             "",
             "Ratios of median env frames/s (and of the two runs of each round): latent PPO, EnvPool against "
-            f"Gymnasium: {_ratio(latent_pool, latent_gym)} (goal: 5x). Latent against pixel PPO, both on EnvPool "
-            f"with frame skip 2: {_ratio(latent_pool, pixels_pool)}{fp32_note} (goal: 2x).",
+            f"Gymnasium: {ratio(latent_pool, latent_gym)} (goal: 5x). Latent against pixel PPO, both on EnvPool "
+            f"with frame skip 2: {ratio(latent_pool, pixels_pool)}{fp32_note} (goal: 2x).",
             "",
             f"Latent TQC (the CarRacing preset: 2 envs, 10 gradient steps every 4 steps, its update compiled; "
             f"{TQC_STEPS:,} agent steps, the first 5,000 before learning starts) against pixel PPO, steady-state env "
-            f"frames/s: {_ratio(train[TQC_MODE.format(auto=auto)], pixels_pool, 'steady_frames_per_s')} (issue 35's "
+            f"frames/s: {ratio(train[TQC_MODE.format(auto=auto)], pixels_pool, 'steady_frames_per_s')} (issue 35's "
             "goal: at least 1x, stretch 2x); whole runs: "
-            f"{_ratio(train[TQC_MODE.format(auto=auto)], pixels_pool)}.",
+            f"{ratio(train[TQC_MODE.format(auto=auto)], pixels_pool)}.",
             "",
             f"Where the latent PPO run on EnvPool (encoder {auto}) spent its time, in its run with the median env "
             "frames/s:",
