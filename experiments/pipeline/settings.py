@@ -260,8 +260,9 @@ def add_flat_arguments(parser: argparse.ArgumentParser, section: str, settings: 
     >>> args = parser.parse_args(["--vae-epochs", "3"])
     >>> args
     Namespace(vae_epochs=3, vae_latent_dim=32)
-    >>> settings_from_args("vae", VaeSettings, ("vae_epochs", "vae_latent_dim"), args)
-    VaeSettings(pretrained=None, epochs=3, steps=None, batch_size=None, latent_dim=32, width_multiplier=1.0)
+    >>> settings = settings_from_args("vae", VaeSettings, ("vae_epochs", "vae_latent_dim"), args)
+    >>> settings.epochs, settings.latent_dim, settings.motion_weight
+    (3, 32, 0.0)
     """
     names = _flat_names(section, flats)
     skip = [f.name for f in dataclasses.fields(settings) if f.name not in names]
