@@ -20,7 +20,7 @@ from pathlib import Path
 from experiments.atari.scores import HUMAN, METHODS, NORMALISATION_SOURCE, RANDOM, hns
 from experiments.atari.study import ATARI_FRAME_SKIP, StudyConfig
 from experiments.pipeline.markdown import cell, mean_ci, write_markdown
-from experiments.pipeline.records import NO_STICKY_EVALUATION_FILE, evaluation_predates_model, read_json
+from experiments.pipeline.records import NO_STICKY_EVALUATION_FILE, current_evaluation, read_json
 from experiments.pipeline.report import RECORDS_DIR, AgentRun, find_runs, write_report
 from worldmodel.common.atomic import write_json_atomic
 
@@ -54,9 +54,7 @@ class GameResult:
 
 
 def _no_sticky(run: AgentRun) -> float | None:
-    if evaluation_predates_model(run.run_dir, NO_STICKY_EVALUATION_FILE):
-        return None
-    evaluation = read_json(run.run_dir / NO_STICKY_EVALUATION_FILE)
+    evaluation = current_evaluation(run.run_dir, NO_STICKY_EVALUATION_FILE)
     return None if evaluation is None else float(evaluation["mean_return"])
 
 

@@ -23,7 +23,7 @@ from experiments.pipeline.config import PipelineConfig
 from experiments.pipeline.records import (
     NO_STICKY_EVALUATION_FILE,
     copy_records,
-    evaluation_predates_model,
+    current_evaluation,
     read_json,
 )
 from experiments.pipeline.settings import (
@@ -129,9 +129,7 @@ def score_without_sticky(config: PipelineConfig, log: Callable[[str], None] = pr
 
     written = []
     for run_dir in sorted((Path(config.out) / "agents").glob("*__seed*")):
-        done = read_json(run_dir / NO_STICKY_EVALUATION_FILE) is not None and not evaluation_predates_model(
-            run_dir, NO_STICKY_EVALUATION_FILE
-        )
+        done = current_evaluation(run_dir, NO_STICKY_EVALUATION_FILE) is not None
         if done or read_json(run_dir / "summary.json") is None:
             continue
         log(f"[atari] {run_dir}: scoring without sticky actions")

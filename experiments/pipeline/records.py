@@ -29,6 +29,7 @@ __all__ = [  # the run-directory names the pipeline's readers use, re-exported f
     "STAGES_FILE",
     "VIDEO_FILE",
     "copy_records",
+    "current_evaluation",
     "evaluation_file",
     "evaluation_predates_model",
     "read_json",
@@ -76,6 +77,12 @@ def evaluation_predates_model(run_dir: Path, evaluation_file: str = EVALUATION_F
     policy = f"{BEST_DIR}/{BEST_FILE}" if evaluation_file == BEST_EVALUATION_FILE else MODEL_FILE
     path, model = run_dir / evaluation_file, run_dir / policy
     return model.is_file() and path.is_file() and path.stat().st_mtime < model.stat().st_mtime
+
+
+def current_evaluation(run_dir: Path, evaluation_file: str = EVALUATION_FILE) -> dict[str, Any] | None:
+    """The run's evaluation in ``evaluation_file``; None when missing, unreadable, or made before the policy it scores
+    was last written (:func:`evaluation_predates_model`)."""
+    return None if evaluation_predates_model(run_dir, evaluation_file) else read_json(run_dir / evaluation_file)
 
 
 def copy_records(out: str | Path, dest: str | Path) -> Path:

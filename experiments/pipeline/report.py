@@ -44,7 +44,7 @@ from experiments.pipeline.records import (
     PIPELINE_FILE,
     VIDEO_FILE,
     copy_records,
-    evaluation_predates_model,
+    current_evaluation,
     read_json,
     read_stages,
 )
@@ -112,11 +112,6 @@ class AgentRun:
         return f"{self.mode} on latents"
 
 
-def _current_evaluation(run_dir: Path, evaluation_file: str) -> dict[str, Any] | None:
-    """The run's evaluation, unless it predates the model (made before the agent was trained further)."""
-    return None if evaluation_predates_model(run_dir, evaluation_file) else read_json(run_dir / evaluation_file)
-
-
 def read_run(run_dir: Path, arm: str | None = None, evaluation_file: str = EVALUATION_FILE) -> AgentRun | None:
     """The agent run in ``run_dir`` (named ``<mode>__seed<k>``) with the evaluation in ``evaluation_file``,
     or None before its summary.json exists."""
@@ -124,7 +119,7 @@ def read_run(run_dir: Path, arm: str | None = None, evaluation_file: str = EVALU
     if summary is None:
         return None
     mode, seed = run_dir.name.rsplit("__seed", 1)
-    return AgentRun(mode, int(seed), run_dir, summary, _current_evaluation(run_dir, evaluation_file), arm)
+    return AgentRun(mode, int(seed), run_dir, summary, current_evaluation(run_dir, evaluation_file), arm)
 
 
 def find_runs(out: Path) -> list[AgentRun]:
@@ -245,7 +240,7 @@ def best_policy_table(runs: list[AgentRun]) -> str | None:
     ]
     means: dict[str, list[float]] = {}
     for run in runs:
-        best, ev = read_best(run.run_dir), _current_evaluation(run.run_dir, BEST_EVALUATION_FILE)
+        best, ev = read_best(run.run_dir), current_evaluation(run.run_dir, BEST_EVALUATION_FILE)
         if best is None or ev is None:
             continue
         final = f"{run.evaluation['mean_return']:.1f}" if run.evaluation else "–"
