@@ -12,7 +12,7 @@ import pytest
 from agents.hyperparams import resolve_hyperparams
 from experiments.atari import scores
 from experiments.atari.__main__ import parse_study
-from experiments.atari.report import write_study_report
+from experiments.atari.report import read_study, write_study_report
 from experiments.atari.study import StudyConfig, game_config
 from experiments.pipeline.config import plan
 from experiments.pipeline.records import copy_records
@@ -138,6 +138,7 @@ def test_the_study_report_is_written_again_from_its_records(tmp_path, monkeypatc
     study = StudyConfig(games=("Pong",), seeds=(0,), report_dir=str(reports / "atari-100k"))
     committed = write_study_report(study).read_text()
     assert "| Pong | -19.0 (1) | -20.0 (1) |" in committed
+    assert read_study(reports / "atari-100k") == study  # the settings the report describes, recorded beside it
     monkeypatch.chdir(tmp_path)
     assert rebuild.main(["atari-100k", "--reports-dir", str(reports), "--into", str(tmp_path / "again")]) == 0
     assert "wrote" in capsys.readouterr().out
