@@ -68,14 +68,39 @@ def test_atari_presets_are_rl_zoos_recipe_on_both_arms(tmp_path):
     assert (pong.n_envs, pong.algo_kwargs["n_epochs"], pong.algo_kwargs["batch_size"]) == (4, 3, 256)
 
 
-def test_the_command_line_names_games_and_seeds():
+def test_the_command_line_names_games_and_seeds(capsys):
     study = parse_study(["--games", "Pong,Breakout", "--seeds", "3"])
     assert study.games == ("Pong", "Breakout") and study.seeds == (0, 1, 2)
+    for argv, message in (
+        (["--games", "Tetris"], "--games Tetris: the study has published scores for Pong, Breakout, Boxing"),
+        (["--seeds", "0"], "--seeds 0: give at least 1"),
+        (["--vae-frames", "400000"], "vae_frames must be between 0 and env_frames (400000), got 400000"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            parse_study(argv)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_report_command_needs_the_study_record(tmp_path, capsys):
+    from experiments.atari.report import main
+
     with pytest.raises(SystemExit) as exc:
-        parse_study(["--games", "Tetris"])
+        main([str(tmp_path)])
     assert exc.value.code == 2
-    with pytest.raises(SystemExit):
-        parse_study(["--vae-frames", "400000"])  # the VAE's frames must leave the agent some
+    assert (
+        f"{tmp_path} holds no study.json: give the folder python -m experiments.atari wrote" in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(("installed", "backend"), [(True, "envpool"), (False, "gymnasium")])
+def test_the_study_trains_on_envpool_where_it_is_installed(installed, backend, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if installed else None)
+    config = game_config(StudyConfig(games=("Pong",)), "Pong")
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    assert config.backend == backend
 
 
 def _run(records: Path, name: str, returns: list[float], no_sticky: float | None, frames_per_s: float) -> None:
